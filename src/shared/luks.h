@@ -1,0 +1,55 @@
+/* In-place conversion of a volume to and from LUKS2, and its inspection, all through
+ * libcryptsetup. No LUKS2 structure is written by hand. */
+#pragma once
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum volume_state {
+	VOLUME_UNKNOWN = 0,
+	VOLUME_PLAIN,       /* no LUKS header (and no in-flight header in the state directory) */
+	VOLUME_ENCRYPTED,   /* LUKS, no conversion in progress */
+	VOLUME_ENCRYPTING,  /* LUKS2 reencryption metadata in encrypt mode, clean */
+	VOLUME_DECRYPTING,  /* LUKS2 reencryption metadata in decrypt mode, clean */
+	VOLUME_INTERRUPTED, /* a conversion that crashed (needs recovery): `vmcrypt resume` */
+};
+
+enum volume_op {
+	VOLUME_OP_NONE = 0,
+	VOLUME_OP_ENCRYPT,
+	VOLUME_OP_DECRYPT,
+};
+
+#define LUKS_TOKEN_TYPE "vmcrypt"
+
+struct volume_info {
+	enum volume_state state;
+	enum volume_op op;          /* the conversion in progress or interrupted */
+	double percent;             /* 0..100 of the conversion, from the LUKS2 segments; -1 unknown */
+	uint64_t device_size;       /* bytes */
+	char uuid[40];              /* LUKS UUID, "" when plain */
+	char cipher[64];            /* "aes-xts-plain64", "" when plain */
+	uint32_t key_bits;
+	uint32_t sector_size;       /* encryption sector size in bytes */
+	uint64_t data_offset;       /* bytes from the start of the data device to the data */
+	bool header_detached;
+	char header_path[PATH_MAX]; /* where the header was read: the target or a header file */
+	int keyslots;               /* active keyslots */
+	int tokens;                 /* tokens of any type */
+	/* From the vmcrypt token, when present. */
+	bool has_token;
+	int64_t started;            /* unix time the conversion began */
+	char fs_type[16];           /* filesystem found before encryption ("ext4", "xfs", "") */
+	uint64_t fs_size;           /* the filesystem's size before it was shrunk, bytes */
+};
+
+/* Inspects target. header is a detached header file, or NULL: then the header on the target
+ * is used, or the one vmcrypt parked in its state directory for this target during a decrypt.
+ * Returns 0 (even for a plain target), or -ENOENT, -ENOTBLK (not a block device or regular file),
+ * or another -errno. */
+int luks_inspect(const char *target, const char *header, struct volume_info *ret);
+
+const char *volume_state_to_string(enum volume_state s);
+const char *volume_op_to_string(enum volume_op op);

@@ -1,0 +1,25 @@
+/* Where vmcrypt keeps its state. */
+#include <stdlib.h>
+
+#include "paths.h"
+
+static const char *env_or(const char *name, const char *def)
+{
+	const char *v = getenv(name);
+	return v && *v ? v : def;
+}
+
+const char *path_state_dir(void)
+{
+	return env_or("VMCRYPT_STATE_DIR", "/var/lib/vmcrypt");
+}
+
+const char *path_run_dir(void)
+{
+	return env_or("VMCRYPT_RUN_DIR", "/run/vmcrypt");
+}
+
+const char *path_test_root(void)
+{
+	return env_or("VMCRYPT_TEST_ROOT", "");
+}

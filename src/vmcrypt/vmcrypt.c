@@ -1,0 +1,66 @@
+/* vmcrypt: the in-VM program. Dispatches a verb from one table; each verb lives in its own file. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "basic/log.h"
+#include "basic/string-util.h"
+#include "shared/exit-status.h"
+#include "shared/secret.h"
+#include "vmcrypt.h"
+
+static const struct verb {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	const char *help;
+} verbs[] = {
+	{ "check", verb_check, "check the VM's prerequisites, change nothing" },
+	{ "encrypt", verb_encrypt, "encrypt a volume in place into LUKS2" },
+	{ "decrypt", verb_decrypt, "decrypt a LUKS2 volume in place back to plain" },
+	{ "resume", verb_resume, "finish an interrupted encrypt or decrypt" },
+	{ "status", verb_status, "show a volume's or the whole VM's encryption state" },
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "Usage: vmcrypt COMMAND [OPTIONS] [TARGET]\n\nCommands:\n");
+	for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+		fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].help);
+	fprintf(f, "\nRun 'vmcrypt COMMAND --help' for a command's options.\n"
+		   "Options: --help, --version, --verbose (before the command).\n"
+		   "Exit codes are listed in docs/exit-codes.md.\n");
+}
+
+int main(int argc, char **argv)
+{
+	int i = 1;
+
+	secret_setup_json_allocator();
+	for (; i < argc && argv[i][0] == '-'; i++) {
+		if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
+			usage(stdout);
+			return EXIT_OK;
+		} else if (streq(argv[i], "--version")) {
+			printf("vmcrypt %s\n", VMCRYPT_VERSION);
+			return EXIT_OK;
+		} else if (streq(argv[i], "--verbose") || streq(argv[i], "-v")) {
+			log_set_max_level(LOG_LEVEL_DEBUG);
+		} else {
+			fprintf(stderr, "vmcrypt: unknown option '%s'\n", argv[i]);
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (i >= argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	for (size_t v = 0; v < ELEMENTSOF(verbs); v++)
+		if (streq(argv[i], verbs[v].name)) {
+			optind = 0; /* each verb runs its own getopt_long from a clean state */
+			return verbs[v].fn(argc - i, argv + i);
+		}
+	fprintf(stderr, "vmcrypt: unknown command '%s'\n", argv[i]);
+	usage(stderr);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,146 @@
+/* Unit tests for src/basic and the secret allocator. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "basic/fileio.h"
+#include "basic/string-util.h"
+#include "shared/exit-status.h"
+#include "shared/secret.h"
+
+static void test_parse_size(void **state)
+{
+	uint64_t v;
+
+	assert_int_equal(parse_size("16M", &v), 0);
+	assert_int_equal(v, 16 * 1024 * 1024);
+	assert_int_equal(parse_size("4096", &v), 0);
+	assert_int_equal(v, 4096);
+	assert_int_equal(parse_size("1GiB", &v), 0);
+	assert_int_equal(v, UINT64_C(1) << 30);
+	assert_int_equal(parse_size("12Q", &v), -EINVAL);
+	assert_int_equal(parse_size("-1", &v), -EINVAL);
+	assert_int_equal(parse_size("99999999999999999999", &v), -ERANGE);
+	assert_int_equal(parse_size("20000000000T", &v), -ERANGE);
+}
+
+static void test_format(void **state)
+{
+	char buf[32];
+
+	assert_string_equal(format_bytes(buf, sizeof(buf), 512), "512 B");
+	assert_string_equal(format_bytes(buf, sizeof(buf), 1536), "1.5 KiB");
+	assert_string_equal(format_duration(buf, sizeof(buf), 59), "59s");
+	assert_string_equal(format_duration(buf, sizeof(buf), 125), "2m05s");
+	assert_string_equal(format_duration(buf, sizeof(buf), 3723), "1h02m");
+}
+
+static void test_secret_alloc(void **state)
+{
+	unsigned char *s = secret_alloc(64);
+
+	assert_non_null(s);
+	assert_int_equal(secret_size(s), 64);
+	for (int i = 0; i < 64; i++)
+		assert_int_equal(s[i], 0);
+	memset(s, 0xaa, 64);
+	secret_free(s);
+	secret_free(NULL);
+	assert_null(secret_alloc(0));
+}
+
+static void test_secret_files(void **state)
+{
+	char dir[] = "/tmp/vmcrypt-unit.XXXXXX", path[128], empty[128];
+	void *key = NULL, *again = NULL;
+	size_t size = 0;
+	bool world = true;
+	struct stat st;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/key", dir);
+	snprintf(empty, sizeof(empty), "%s/empty", dir);
+
+	assert_int_equal(secret_generate_file(path, 64, &key), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(st.st_size, 64);
+	/* Never overwrites. */
+	assert_int_equal(secret_generate_file(path, 64, &again), -EEXIST);
+
+	assert_int_equal(secret_read_file(path, &again, &size, &world), 0);
+	assert_int_equal(size, 64);
+	assert_false(world);
+	assert_memory_equal(key, again, 64);
+	secret_free(again);
+
+	chmod(path, 0644);
+	assert_int_equal(secret_read_file(path, &again, &size, &world), 0);
+	assert_true(world);
+	secret_free(again);
+
+	close(open(empty, O_CREAT | O_WRONLY, 0600));
+	assert_int_equal(secret_read_file(empty, &again, &size, NULL), -ENOKEY);
+	assert_int_equal(secret_read_file(dir, &again, &size, NULL), -EISDIR);
+	assert_int_equal(secret_read_file("/nonexistent/key", &again, &size, NULL), -ENOENT);
+
+	secret_free(key);
+	unlink(path);
+	unlink(empty);
+	rmdir(dir);
+}
+
+static void test_atomic_write(void **state)
+{
+	char dir[] = "/tmp/vmcrypt-unit.XXXXXX", path[128];
+	char *buf = NULL;
+	size_t size;
+	struct stat st;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/f", dir);
+	assert_int_equal(write_file_atomic(path, "one", 3, 0600), 0);
+	assert_int_equal(write_file_atomic(path, "two!", 4, 0640), 0);
+	assert_int_equal(read_full_file(path, 100, &buf, &size), 0);
+	assert_int_equal(size, 4);
+	assert_string_equal(buf, "two!");
+	free(buf);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0640);
+	assert_int_equal(read_full_file(path, 3, &buf, &size), -EFBIG);
+	unlink(path);
+	rmdir(dir);
+}
+
+static void test_exit_status(void **state)
+{
+	assert_int_equal(exit_status_from_errno(0), EXIT_OK);
+	assert_int_equal(exit_status_from_errno(-EBUSY), EXIT_BUSY);
+	assert_int_equal(exit_status_from_errno(-EALREADY), EXIT_STATE);
+	assert_int_equal(exit_status_from_errno(-EPERM), EXIT_KEY);
+	assert_int_equal(exit_status_from_errno(-ENOSPC), EXIT_NOSPACE);
+	assert_int_equal(exit_status_from_errno(-EINTR), EXIT_INTERRUPTED);
+	assert_int_equal(exit_status_from_errno(-EAGAIN), EXIT_LOCKED);
+	assert_int_equal(exit_status_from_errno(-EIO), EXIT_ERROR);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse_size),
+		cmocka_unit_test(test_format),
+		cmocka_unit_test(test_secret_alloc),
+		cmocka_unit_test(test_secret_files),
+		cmocka_unit_test(test_atomic_write),
+		cmocka_unit_test(test_exit_status),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
