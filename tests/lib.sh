@@ -19,6 +19,9 @@ _run_cleanups() {
 	rm -rf "$WORK"
 }
 trap _run_cleanups EXIT
+# Each script gets its own state and lock directories, so tests never touch the machine's own.
+export VMCRYPT_STATE_DIR=${VMCRYPT_STATE_DIR:-$WORK/state}
+export VMCRYPT_RUN_DIR=${VMCRYPT_RUN_DIR:-$WORK/run}
 at_exit() { _cleanups+=("$1"); }
 
 ok() { _passed=$((_passed + 1)); echo "ok - $*"; }
