@@ -1,0 +1,542 @@
+/* The vmcryptd HTTP API model: route table, request parsing and validation, drift rule. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "api.h"
+#include "basic/macro.h"
+#include "basic/string-util.h"
+
+enum api_type {
+	API_STRING,
+	API_BOOL,
+	API_INT,
+	API_VOLUMES, /* array of report volume objects */
+};
+
+struct api_field {
+	const char *name;
+	enum api_type type;
+	bool required;
+	size_t max;                 /* longest string, largest integer, most array items */
+	bool (*check)(const char *); /* extra check for strings */
+	const char *expect;          /* says what check wants, for the error message */
+};
+
+static bool check_name(const char *s)
+{
+	return api_name_valid(s);
+}
+
+static bool check_volume_type(const char *s)
+{
+	unsigned m;
+	return api_volume_type_from_string(s, &m) == 0;
+}
+
+static bool check_printable(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return false;
+	return true;
+}
+
+#define NAME_EXPECT "1 to 64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"
+#define STATUS_EXPECT \
+	"one of Encrypted, NotEncrypted, NotMounted, EncryptionInProgress, DecryptionInProgress, " \
+	"VMRestartPending, Unknown"
+
+static const struct api_field body_enroll[] = {
+	{ "hostname", API_STRING, true, 255, check_printable, "printable text" },
+	{ "agentVersion", API_STRING, false, 64, check_printable, "printable text" },
+	{},
+};
+
+static const struct api_field body_secret_put[] = {
+	/* base64 of at most API_SECRET_MAX bytes */
+	{ "value", API_STRING, true, (API_SECRET_MAX + 2) / 3 * 4, NULL, NULL },
+	{ "fileName", API_STRING, false, 255, check_printable, "printable text" },
+	{},
+};
+
+static const struct api_field body_status[] = {
+	{ "OsVolumeEncrypted", API_STRING, true, 32, api_status_valid, STATUS_EXPECT },
+	{ "DataVolumesEncrypted", API_STRING, true, 32, api_status_valid, STATUS_EXPECT },
+	{ "ProgressMessage", API_STRING, false, API_MESSAGE_MAX, check_printable, "printable text" },
+	{ "AgentVersion", API_STRING, false, 64, check_printable, "printable text" },
+	{ "SequenceVersion", API_INT, false, INT64_MAX, NULL, NULL },
+	{ "Volumes", API_VOLUMES, false, API_REPORT_VOLUMES_MAX, NULL, NULL },
+	{},
+};
+
+static const struct api_field body_report_volume[] = {
+	{ "name", API_STRING, true, 64, check_printable, "printable text" },
+	{ "device", API_STRING, false, 255, check_printable, "printable text" },
+	{ "mountPoint", API_STRING, false, 1024, check_printable, "printable text" },
+	{ "volumeType", API_STRING, false, 8, check_volume_type, "OS or Data" },
+	{ "state", API_STRING, true, 32, api_status_valid, STATUS_EXPECT },
+	{ "progress", API_INT, false, 100, NULL, NULL },
+	{ "message", API_STRING, false, 256, check_printable, "printable text" },
+	{},
+};
+
+static const struct api_field body_register[] = {
+	{ "name", API_STRING, true, API_NAME_MAX, check_name, NAME_EXPECT },
+	{},
+};
+
+static const struct api_field body_enable[] = {
+	{ "volumeType", API_STRING, true, 8, check_volume_type, "OS, Data or All" },
+	{ "kek", API_STRING, false, API_NAME_MAX, check_name, NAME_EXPECT },
+	{ "kekAlgorithm", API_STRING, false, 32, check_printable, "an algorithm name" },
+	{ "encryptFormatAll", API_BOOL, false, 0, NULL, NULL },
+	{},
+};
+
+static const struct api_field body_disable[] = {
+	{ "volumeType", API_STRING, true, 8, check_volume_type, "OS, Data or All" },
+	{},
+};
+
+static const struct api_field body_key_create[] = {
+	{ "name", API_STRING, true, API_NAME_MAX, check_name, NAME_EXPECT },
+	{ "kty", API_STRING, false, 8, check_printable, "RSA or AES" },
+	{ "size", API_INT, false, 8192, NULL, NULL },
+	{},
+};
+
+static const struct api_route_def routes[] = {
+	{ API_ENROLL, "POST", "/v1/enroll", API_AUTH_ENROLL, body_enroll, "vm.enroll" },
+	{ API_VM_GOAL, "GET", "/v1/vm/goal", API_AUTH_VM, NULL, "vm.goal" },
+	{ API_VM_SECRET_PUT, "PUT", "/v1/vm/secrets/{volume}", API_AUTH_VM, body_secret_put, "secret.write" },
+	{ API_VM_SECRET_GET, "GET", "/v1/vm/secrets/{volume}", API_AUTH_VM, NULL, "secret.read" },
+	{ API_VM_STATUS, "POST", "/v1/vm/status", API_AUTH_VM, body_status, "vm.status" },
+	{ API_ADMIN_VM_REGISTER, "POST", "/v1/admin/vms", API_AUTH_ADMIN, body_register, "vm.register" },
+	{ API_ADMIN_VM_LIST, "GET", "/v1/admin/vms", API_AUTH_ADMIN, NULL, "vm.list" },
+	{ API_ADMIN_VM_SHOW, "GET", "/v1/admin/vms/{vm}", API_AUTH_ADMIN, NULL, "vm.show" },
+	{ API_ADMIN_VM_REVOKE, "POST", "/v1/admin/vms/{vm}/revoke", API_AUTH_ADMIN, NULL, "vm.revoke" },
+	{ API_ADMIN_VM_DELETE, "DELETE", "/v1/admin/vms/{vm}", API_AUTH_ADMIN, NULL, "vm.delete" },
+	{ API_ADMIN_ENCRYPTION_ENABLE, "POST", "/v1/admin/vms/{vm}/encryption/enable", API_AUTH_ADMIN, body_enable,
+	  "encryption.enable" },
+	{ API_ADMIN_ENCRYPTION_DISABLE, "POST", "/v1/admin/vms/{vm}/encryption/disable", API_AUTH_ADMIN,
+	  body_disable, "encryption.disable" },
+	{ API_ADMIN_ENCRYPTION_SHOW, "GET", "/v1/admin/vms/{vm}/encryption", API_AUTH_ADMIN, NULL,
+	  "encryption.show" },
+	{ API_ADMIN_EXTENSION_REMOVE, "POST", "/v1/admin/vms/{vm}/extension/remove", API_AUTH_ADMIN, NULL,
+	  "extension.remove" },
+	{ API_ADMIN_KEY_CREATE, "POST", "/v1/admin/keys", API_AUTH_ADMIN, body_key_create, "key.create" },
+	{ API_ADMIN_KEY_LIST, "GET", "/v1/admin/keys", API_AUTH_ADMIN, NULL, "key.list" },
+	{ API_ADMIN_KEY_SHOW, "GET", "/v1/admin/keys/{key}", API_AUTH_ADMIN, NULL, "key.show" },
+	{ API_ADMIN_KEY_ROTATE, "POST", "/v1/admin/keys/{key}/rotate", API_AUTH_ADMIN, NULL, "key.rotate" },
+	{ API_ADMIN_KEY_DISABLE, "POST", "/v1/admin/keys/{key}/disable", API_AUTH_ADMIN, NULL, "key.disable" },
+	{ API_ADMIN_SECRET_LIST, "GET", "/v1/admin/secrets", API_AUTH_ADMIN, NULL, "secret.list" },
+	{ API_ADMIN_SECRET_SHOW, "GET", "/v1/admin/secrets/{vm}/{volume}", API_AUTH_ADMIN, NULL, "secret.show" },
+	{ API_ADMIN_AUDIT, "GET", "/v1/admin/audit", API_AUTH_ADMIN, NULL, "audit.list" },
+};
+
+const struct api_route_def *api_routes(size_t *ret_n)
+{
+	*ret_n = ELEMENTSOF(routes);
+	return routes;
+}
+
+bool api_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > API_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+		if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+			return false;
+	}
+	return true;
+}
+
+int api_volume_type_from_string(const char *s, unsigned *ret)
+{
+	if (strcasecmp(s, "OS") == 0)
+		*ret = API_VOLUME_OS;
+	else if (strcasecmp(s, "Data") == 0)
+		*ret = API_VOLUME_DATA;
+	else if (strcasecmp(s, "All") == 0)
+		*ret = API_VOLUME_ALL;
+	else
+		return -EINVAL;
+	return 0;
+}
+
+const char *api_volume_type_to_string(unsigned mask)
+{
+	switch (mask & API_VOLUME_ALL) {
+	case API_VOLUME_OS:
+		return "OS";
+	case API_VOLUME_DATA:
+		return "Data";
+	case API_VOLUME_ALL:
+		return "All";
+	}
+	return "None";
+}
+
+static const char *const status_values[] = {
+	"Encrypted", "NotEncrypted", "NotMounted", "EncryptionInProgress", "DecryptionInProgress",
+	"VMRestartPending", "Unknown",
+};
+
+bool api_status_valid(const char *s)
+{
+	for (size_t i = 0; i < ELEMENTSOF(status_values); i++)
+		if (streq(s, status_values[i]))
+			return true;
+	return false;
+}
+
+/* Jansson has no depth limit of its own below 2048; scan brackets outside strings first, so a
+ * deeply nested body costs one linear pass and never reaches the recursive parser. */
+static bool json_depth_ok(const char *s, size_t size, unsigned max)
+{
+	unsigned depth = 0;
+	bool in_string = false;
+
+	for (size_t i = 0; i < size; i++) {
+		char c = s[i];
+		if (in_string) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_string = false;
+		} else if (c == '"') {
+			in_string = true;
+		} else if (c == '[' || c == '{') {
+			if (++depth > max)
+				return false;
+		} else if ((c == ']' || c == '}') && depth > 0) {
+			depth--;
+		}
+	}
+	return true;
+}
+
+static const char *type_name(enum api_type t)
+{
+	switch (t) {
+	case API_STRING:
+		return "a string";
+	case API_BOOL:
+		return "true or false";
+	case API_INT:
+		return "an integer";
+	case API_VOLUMES:
+		return "an array of volume objects";
+	}
+	return "?";
+}
+
+static int validate_object(json_t *obj, const struct api_field *fields, const char *where, char *err, size_t errlen)
+{
+	const char *key;
+	json_t *value;
+
+	if (!json_is_object(obj)) {
+		snprintf(err, errlen, "%s must be a JSON object", where);
+		return -EINVAL;
+	}
+	json_object_foreach(obj, key, value) {
+		const struct api_field *f;
+
+		for (f = fields; f->name; f++)
+			if (streq(f->name, key))
+				break;
+		if (!f->name) {
+			/* Field names are attacker-chosen: print only printable ones, shortened. */
+			snprintf(err, errlen, "%s: unknown field \"%.40s\"", where,
+				 check_printable(key) ? key : "(unprintable)");
+			return -EINVAL;
+		}
+		switch (f->type) {
+		case API_STRING:
+			if (!json_is_string(value))
+				goto wrong_type;
+			if (json_string_length(value) > f->max) {
+				snprintf(err, errlen, "%s: field \"%s\" is longer than %zu bytes", where, key, f->max);
+				return -EINVAL;
+			}
+			if (strlen(json_string_value(value)) != json_string_length(value) ||
+			    (f->check && !f->check(json_string_value(value)))) {
+				snprintf(err, errlen, "%s: field \"%s\" must be %s", where, key,
+					 f->expect ? f->expect : "text without NUL bytes");
+				return -EINVAL;
+			}
+			break;
+		case API_BOOL:
+			if (!json_is_boolean(value))
+				goto wrong_type;
+			break;
+		case API_INT:
+			if (!json_is_integer(value))
+				goto wrong_type;
+			if (json_integer_value(value) < 0 || (uint64_t)json_integer_value(value) > f->max) {
+				snprintf(err, errlen, "%s: field \"%s\" must be between 0 and %zu", where, key, f->max);
+				return -EINVAL;
+			}
+			break;
+		case API_VOLUMES: {
+			size_t i;
+			json_t *item;
+
+			if (!json_is_array(value))
+				goto wrong_type;
+			if (json_array_size(value) > f->max) {
+				snprintf(err, errlen, "%s: field \"%s\" has more than %zu items", where, key, f->max);
+				return -EINVAL;
+			}
+			json_array_foreach(value, i, item) {
+				char sub[64];
+				int r;
+
+				snprintf(sub, sizeof(sub), "%s[%zu]", key, i);
+				r = validate_object(item, body_report_volume, sub, err, errlen);
+				if (r < 0)
+					return r;
+			}
+			break;
+		}
+		}
+		continue;
+	wrong_type:
+		snprintf(err, errlen, "%s: field \"%s\" must be %s", where, key, type_name(f->type));
+		return -EINVAL;
+	}
+	for (const struct api_field *f = fields; f->name; f++)
+		if (f->required && !json_object_get(obj, f->name)) {
+			snprintf(err, errlen, "%s: missing field \"%s\"", where, f->name);
+			return -EINVAL;
+		}
+	return 0;
+}
+
+/* Matches path against pattern segment by segment, capturing names. Returns true on a match;
+ * *ret_bad_name is set when a capture is not a valid name (the route matches, the request is 400). */
+static bool match_path(const char *pattern, const char *path, struct api_request *req, bool *ret_bad_name)
+{
+	const char *p = pattern, *s = path;
+
+	while (*p && *s) {
+		if (*p == '{') {
+			const char *pe = strchr(p, '}');
+			size_t n = strcspn(s, "/");
+			char *dest;
+
+			if (!pe)
+				return false;
+			if (strncmp(p, "{vm}", 4) == 0)
+				dest = req->vm;
+			else if (strncmp(p, "{volume}", 8) == 0)
+				dest = req->volume;
+			else
+				dest = req->key;
+			if (n == 0)
+				return false;
+			if (n > API_NAME_MAX) {
+				*ret_bad_name = true;
+				n = 0;
+			}
+			memcpy(dest, s, n);
+			dest[n] = 0;
+			if (n > 0 && !api_name_valid(dest))
+				*ret_bad_name = true;
+			p = pe + 1;
+			s += strcspn(s, "/");
+			continue;
+		}
+		if (*p != *s)
+			return false;
+		p++;
+		s++;
+	}
+	/* A single trailing slash is tolerated. */
+	if (*p == 0 && s[0] == '/' && s[1] == 0)
+		s++;
+	return *p == 0 && *s == 0;
+}
+
+int api_request_parse(const char *method, const char *path, const char *body, size_t size,
+		      struct api_request *ret, char *err, size_t errlen)
+{
+	const struct api_route_def *found = NULL;
+	bool path_known = false, bad_name = false;
+	json_error_t jerr;
+	json_t *j;
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
+		struct api_request tmp = {};
+		bool bad = false;
+
+		if (!match_path(routes[i].pattern, path, &tmp, &bad))
+			continue;
+		path_known = true;
+		if (!streq(routes[i].method, method))
+			continue;
+		found = &routes[i];
+		*ret = tmp;
+		bad_name = bad;
+		break;
+	}
+	if (!found) {
+		if (path_known) {
+			snprintf(err, errlen, "method %.10s is not allowed on this path", method);
+			return -ENOTSUP;
+		}
+		snprintf(err, errlen, "no such route");
+		return -ENOENT;
+	}
+	ret->def = found;
+	if (bad_name) {
+		snprintf(err, errlen, "name in the path must be %s", NAME_EXPECT);
+		return -EINVAL;
+	}
+	if (size > API_BODY_MAX) {
+		snprintf(err, errlen, "request body larger than %d bytes", API_BODY_MAX);
+		return -EFBIG;
+	}
+	if (!found->body) {
+		if (size > 0) {
+			snprintf(err, errlen, "this route takes no request body");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (size == 0) {
+		snprintf(err, errlen, "request body missing: a JSON object is required");
+		return -EINVAL;
+	}
+	if (!json_depth_ok(body, size, API_JSON_DEPTH_MAX)) {
+		snprintf(err, errlen, "JSON nested deeper than %d levels", API_JSON_DEPTH_MAX);
+		return -EINVAL;
+	}
+	j = json_loadb(body, size, JSON_REJECT_DUPLICATES, &jerr);
+	if (!j) {
+		/* jansson's text names the position and the problem, never echoes the input. */
+		snprintf(err, errlen, "malformed JSON at line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+		return -EINVAL;
+	}
+	r = validate_object(j, found->body, "body", err, errlen);
+	if (r < 0) {
+		json_decref(j);
+		return r;
+	}
+	ret->body = j;
+	return 0;
+}
+
+void api_request_done(struct api_request *r)
+{
+	json_decref(r->body);
+	r->body = NULL;
+}
+
+static bool os_state_matches(bool want, const char *s)
+{
+	if (want)
+		return streq(s, "Encrypted") || streq(s, "EncryptionInProgress") || streq(s, "VMRestartPending");
+	return streq(s, "NotEncrypted") || streq(s, "DecryptionInProgress");
+}
+
+static bool data_state_matches(bool want, const char *s)
+{
+	/* NotMounted: no data volume is mounted, so nothing disagrees either way. */
+	if (streq(s, "NotMounted"))
+		return true;
+	if (want)
+		return streq(s, "Encrypted") || streq(s, "EncryptionInProgress");
+	return streq(s, "NotEncrypted") || streq(s, "DecryptionInProgress");
+}
+
+char *api_format_time(int64_t t, char *buf, size_t len)
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	if (!gmtime_r(&tt, &tm) || strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(buf, len, "@%lld", (long long)t);
+	return buf;
+}
+
+int api_parse_time(const char *s, int64_t now, int64_t *ret)
+{
+	struct tm tm = {};
+	const char *end;
+	char *e;
+	long long n;
+
+	end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	if (end && *end == 0) {
+		*ret = (int64_t)timegm(&tm);
+		return 0;
+	}
+	errno = 0;
+	n = strtoll(s, &e, 10);
+	if (errno || e == s || n < 0 || n > 100LL * 365 * 86400 || e[0] == 0 || e[1] != 0)
+		return -EINVAL;
+	switch (*e) {
+	case 's':
+		break;
+	case 'm':
+		n *= 60;
+		break;
+	case 'h':
+		n *= 3600;
+		break;
+	case 'd':
+		n *= 86400;
+		break;
+	default:
+		return -EINVAL;
+	}
+	*ret = now - n;
+	return 0;
+}
+
+enum api_drift api_drift_compute(const struct api_drift_input *in, char *buf, size_t len)
+{
+	char when[32];
+	bool os_ok, data_ok;
+
+	if (!in->os_state || !in->data_state) {
+		snprintf(buf, len, "unknown: the VM never reported");
+		return API_DRIFT_NEVER;
+	}
+	api_format_time(in->report_time, when, sizeof(when));
+	if (in->now - in->report_time > in->stale_after) {
+		snprintf(buf, len, "stale: no report since %s (%lld s ago)", when,
+			 (long long)(in->now - in->report_time));
+		return API_DRIFT_STALE;
+	}
+	os_ok = os_state_matches(in->enabled & API_VOLUME_OS, in->os_state);
+	data_ok = data_state_matches(in->enabled & API_VOLUME_DATA, in->data_state);
+	if (os_ok && data_ok) {
+		snprintf(buf, len, "none");
+		return API_DRIFT_NONE;
+	}
+	if (in->report_sequence < in->sequence) {
+		snprintf(buf, len, "pending: settings sequence %llu not yet applied (VM reported sequence %llu at %s)",
+			 (unsigned long long)in->sequence, (unsigned long long)in->report_sequence, when);
+		return API_DRIFT_PENDING;
+	}
+	snprintf(buf, len, "settings: encryption enabled for %s; VM reported OsVolumeEncrypted=%s DataVolumesEncrypted=%s at %s",
+		 api_volume_type_to_string(in->enabled), in->os_state, in->data_state, when);
+	return API_DRIFT_DRIFT;
+}
+
+const char *api_drift_to_string(enum api_drift d)
+{
+	static const char *const names[] = { "none", "pending", "drift", "stale", "never-reported" };
+	return names[d];
+}
