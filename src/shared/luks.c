@@ -1,13 +1,254 @@
-/* In-place LUKS2 conversion through libcryptsetup: placeholder. */
+/* Inspecting LUKS volumes through libcryptsetup: state, progress of a conversion, the vmcrypt
+ * token. */
 #include <errno.h>
+#include <jansson.h>
+#include <libcryptsetup.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "basic/log.h"
+#include "basic/string-util.h"
+#include "convstate.h"
+#include "device.h"
 #include "luks.h"
+
+static char last_error[512];
+
+static void luks_log_callback(int level, const char *msg, void *usrptr)
+{
+	size_t n = strlen(msg);
+
+	if (level == CRYPT_LOG_ERROR) {
+		snprintf(last_error, sizeof(last_error), "%.*s", (int)(n && msg[n - 1] == '\n' ? n - 1 : n), msg);
+		log_debug("libcryptsetup: %s", last_error);
+	} else if (level == CRYPT_LOG_DEBUG || level == CRYPT_LOG_VERBOSE)
+		log_debug("libcryptsetup: %.*s", (int)(n && msg[n - 1] == '\n' ? n - 1 : n), msg);
+}
+
+void luks_setup_logging(void)
+{
+	crypt_set_log_callback(NULL, luks_log_callback, NULL);
+	if (log_get_max_level() >= LOG_LEVEL_DEBUG)
+		crypt_set_debug_level(CRYPT_DEBUG_ALL);
+}
+
+const char *luks_last_error(void)
+{
+	return last_error;
+}
+
+int luks_load(const char *header, const char *data_device, struct crypt_device **ret)
+{
+	struct crypt_device *cd = NULL;
+	int r;
+
+	luks_setup_logging();
+	r = crypt_init_data_device(&cd, header ? header : data_device, data_device);
+	if (r < 0)
+		return r;
+	r = crypt_load(cd, CRYPT_LUKS, NULL);
+	if (r < 0) {
+		crypt_free(cd);
+		return r;
+	}
+	*ret = cd;
+	return 0;
+}
+
+static uint64_t json_u64_string(json_t *v)
+{
+	const char *s = json_string_value(v);
+	uint64_t x;
+
+	return s && parse_u64(s, &x) == 0 ? x : 0;
+}
+
+/* Progress of a reencryption from the LUKS2 segments: the share of the data area already in
+ * its final form (crypt segments while encrypting, linear ones while decrypting), ignoring the
+ * backup segments that describe the before/after layouts. */
+static double segments_progress(struct crypt_device *cd, bool encrypting, uint64_t data_size)
+{
+	const char *text = NULL;
+	json_t *root, *segs, *seg;
+	const char *key;
+	uint64_t done = 0, total = 0;
+
+	if (crypt_dump_json(cd, &text, 0) < 0 || !text)
+		return -1;
+	root = json_loads(text, 0, NULL);
+	if (!root)
+		return -1;
+	segs = json_object_get(root, "segments");
+	json_object_foreach(segs, key, seg) {
+		const char *type = json_string_value(json_object_get(seg, "type"));
+		const char *size = json_string_value(json_object_get(seg, "size"));
+		json_t *flags = json_object_get(seg, "flags");
+		bool backup = false, hot = false;
+		size_t i;
+		json_t *f;
+		uint64_t len;
+
+		json_array_foreach(flags, i, f) {
+			const char *fs = json_string_value(f);
+			if (fs && startswith(fs, "backup-"))
+				backup = true;
+			if (fs && streq(fs, "in-reencryption"))
+				hot = true;
+		}
+		if (backup || !type || !size)
+			continue;
+		len = streq(size, "dynamic") ? 0 : json_u64_string(json_object_get(seg, "size"));
+		total += len;
+		if (!hot && streq(type, encrypting ? "crypt" : "linear"))
+			done += len;
+	}
+	json_decref(root);
+	if (total == 0)
+		total = data_size;
+	if (total == 0)
+		return -1;
+	return done >= total ? 100.0 : 100.0 * (double)done / (double)total;
+}
+
+static void read_vmcrypt_token(struct crypt_device *cd, struct volume_info *ret)
+{
+	for (int t = 0; t < 32; t++) {
+		const char *json = NULL;
+		json_t *o;
+
+		if (crypt_token_json_get(cd, t, &json) < 0)
+			continue;
+		ret->tokens++;
+		o = json_loads(json, 0, NULL);
+		if (!o)
+			continue;
+		if (streq_ptr(json_string_value(json_object_get(o, "type")), LUKS_TOKEN_TYPE)) {
+			const char *fs = json_string_value(json_object_get(o, "fs_type"));
+			ret->has_token = true;
+			ret->started = json_integer_value(json_object_get(o, "started"));
+			ret->fs_size = (uint64_t)json_integer_value(json_object_get(o, "fs_size"));
+			snprintf(ret->fs_type, sizeof(ret->fs_type), "%s", fs ? fs : "");
+		}
+		json_decref(o);
+	}
+}
+
+int luks_describe(struct crypt_device *cd, struct volume_info *ret)
+{
+	struct crypt_params_reencrypt params = {};
+	crypt_reencrypt_info ri;
+	const char *s;
+	int max;
+
+	s = crypt_get_uuid(cd);
+	snprintf(ret->uuid, sizeof(ret->uuid), "%s", s ? s : "");
+	snprintf(ret->cipher, sizeof(ret->cipher), "%s-%s", crypt_get_cipher(cd) ?: "?",
+		 crypt_get_cipher_mode(cd) ?: "?");
+	ret->key_bits = (uint32_t)crypt_get_volume_key_size(cd) * 8;
+	ret->sector_size = (uint32_t)crypt_get_sector_size(cd);
+	ret->data_offset = crypt_get_data_offset(cd) * 512;
+	ret->header_detached = crypt_header_is_detached(cd) > 0;
+	s = crypt_get_metadata_device_name(cd);
+	if (s)
+		snprintf(ret->header_path, sizeof(ret->header_path), "%s", s);
+
+	ret->keyslots = 0;
+	max = crypt_keyslot_max(crypt_get_type(cd));
+	for (int k = 0; k < max; k++) {
+		crypt_keyslot_info ki = crypt_keyslot_status(cd, k);
+		if (ki == CRYPT_SLOT_ACTIVE || ki == CRYPT_SLOT_ACTIVE_LAST || ki == CRYPT_SLOT_UNBOUND)
+			ret->keyslots++;
+	}
+	ret->tokens = 0;
+	read_vmcrypt_token(cd, ret);
+
+	ri = crypt_reencrypt_status(cd, &params);
+	ret->percent = -1;
+	switch (ri) {
+	case CRYPT_REENCRYPT_NONE:
+		ret->state = VOLUME_ENCRYPTED;
+		ret->op = VOLUME_OP_NONE;
+		break;
+	case CRYPT_REENCRYPT_CLEAN:
+	case CRYPT_REENCRYPT_CRASH:
+		ret->op = params.mode == CRYPT_REENCRYPT_DECRYPT ? VOLUME_OP_DECRYPT : VOLUME_OP_ENCRYPT;
+		if (ri == CRYPT_REENCRYPT_CRASH)
+			ret->state = VOLUME_INTERRUPTED;
+		else
+			ret->state = ret->op == VOLUME_OP_DECRYPT ? VOLUME_DECRYPTING : VOLUME_ENCRYPTING;
+		ret->percent = segments_progress(cd, ret->op == VOLUME_OP_ENCRYPT,
+						 ret->device_size > ret->data_offset ? ret->device_size - ret->data_offset : 0);
+		break;
+	default:
+		ret->state = VOLUME_UNKNOWN;
+		break;
+	}
+	return 0;
+}
 
 int luks_inspect(const char *target, const char *header, struct volume_info *ret)
 {
+	struct device_info d;
+	struct crypt_device *cd = NULL;
+	struct convstate st;
+	char state_header[PATH_MAX];
+	int r;
+
 	memset(ret, 0, sizeof(*ret));
-	return -ENOSYS;
+	ret->percent = -1;
+	r = device_probe(target, &d);
+	if (r < 0)
+		return r;
+	ret->device_size = d.size;
+	snprintf(ret->fs_type, sizeof(ret->fs_type), "%s", d.fs_type);
+
+	if (!header && !streq(d.fs_type, "crypto_LUKS")) {
+		/* A plain device may be in the middle of a conversion whose header is parked in the
+		 * state directory, or before its header is placed. */
+		if (convstate_find(&d, &st) == 0) {
+			ret->op = st.op;
+			snprintf(ret->uuid, sizeof(ret->uuid), "%s", st.uuid);
+			snprintf(ret->fs_type, sizeof(ret->fs_type), "%s", st.fs_type);
+			ret->fs_size = st.fs_size;
+			ret->started = st.started;
+			if (st.detached)
+				header = st.header;
+			else if (st.op == VOLUME_OP_DECRYPT && st.phase >= PHASE_WIPING &&
+				 convstate_path(st.uuid, "header.img", state_header, sizeof(state_header)) == 0)
+				header = state_header;
+			if (!header) {
+				ret->state = VOLUME_INTERRUPTED;
+				ret->percent = st.op == VOLUME_OP_DECRYPT ? 100 : 0;
+				return 0;
+			}
+			if (st.phase == PHASE_GROWING) {
+				ret->state = VOLUME_INTERRUPTED;
+				ret->percent = 100;
+				return 0;
+			}
+		} else {
+			ret->state = VOLUME_PLAIN;
+			return 0;
+		}
+	}
+
+	r = luks_load(header, d.path, &cd);
+	if (r < 0) {
+		if (header) {
+			/* A detached header that is not (yet) LUKS: an encrypt cut short before
+			 * the header was complete. */
+			ret->state = ret->op != VOLUME_OP_NONE ? VOLUME_INTERRUPTED : VOLUME_UNKNOWN;
+			snprintf(ret->header_path, sizeof(ret->header_path), "%s", header);
+			return 0;
+		}
+		ret->state = VOLUME_UNKNOWN;
+		return 0;
+	}
+	luks_describe(cd, ret);
+	if (!ret->header_detached)
+		snprintf(ret->header_path, sizeof(ret->header_path), "%s", d.path);
+	crypt_free(cd);
+	return 0;
 }
 
 const char *volume_state_to_string(enum volume_state s)
@@ -17,7 +258,7 @@ const char *volume_state_to_string(enum volume_state s)
 		[VOLUME_ENCRYPTED] = "encrypted",     [VOLUME_ENCRYPTING] = "encrypting",
 		[VOLUME_DECRYPTING] = "decrypting",   [VOLUME_INTERRUPTED] = "interrupted",
 	};
-	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
+	return (unsigned)s < ELEMENTSOF(names) ? names[s] : "unknown";
 }
 
 const char *volume_op_to_string(enum volume_op op)
@@ -25,5 +266,5 @@ const char *volume_op_to_string(enum volume_op op)
 	static const char *const names[] = {
 		[VOLUME_OP_NONE] = "none", [VOLUME_OP_ENCRYPT] = "encrypt", [VOLUME_OP_DECRYPT] = "decrypt",
 	};
-	return (unsigned)op < sizeof(names) / sizeof(names[0]) ? names[op] : "none";
+	return (unsigned)op < ELEMENTSOF(names) ? names[op] : "none";
 }

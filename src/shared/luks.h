@@ -41,7 +41,7 @@ struct volume_info {
 	/* From the vmcrypt token, when present. */
 	bool has_token;
 	int64_t started;            /* unix time the conversion began */
-	char fs_type[16];           /* filesystem found before encryption ("ext4", "xfs", "") */
+	char fs_type[32];           /* filesystem found before encryption ("ext4", "xfs", "") */
 	uint64_t fs_size;           /* the filesystem's size before it was shrunk, bytes */
 };
 
@@ -50,6 +50,23 @@ struct volume_info {
  * Returns 0 (even for a plain target), or -ENOENT, -ENOTBLK (not a block device or regular file),
  * or another -errno. */
 int luks_inspect(const char *target, const char *header, struct volume_info *ret);
+
+struct crypt_device;
+
+/* Routes libcryptsetup's messages into our log (debug level: the caller reports failures once,
+ * with context) and remembers the last error line for that report. Idempotent. */
+void luks_setup_logging(void);
+
+/* The last error libcryptsetup reported in this process, or "". */
+const char *luks_last_error(void);
+
+/* Opens the LUKS header at header (NULL: on data_device) for data_device and loads it.
+ * Returns 0, -EINVAL when there is no valid LUKS header, or -errno. */
+int luks_load(const char *header, const char *data_device, struct crypt_device **ret);
+
+/* Fills the header fields of ret (cipher, sizes, keyslots, tokens, reencryption state and
+ * progress, the vmcrypt token) from a loaded header. Returns 0 or -errno. */
+int luks_describe(struct crypt_device *cd, struct volume_info *ret);
 
 const char *volume_state_to_string(enum volume_state s);
 const char *volume_op_to_string(enum volume_op op);

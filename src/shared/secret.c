@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <stdint.h>
@@ -152,31 +153,22 @@ int secret_generate_file(const char *path, size_t size, void **ret)
 	return 0;
 }
 
-/* jansson's allocator hooks get no size on free, so each block carries a size header. JSON
- * blocks are wiped on free but not locked: mlock per allocation would cost a system call for
- * every string a server parses, and the secrets themselves live in secret_alloc() buffers. */
+/* JSON blocks are plain malloc() blocks, wiped on free through malloc_usable_size(): so a caller
+ * that free()s a json_dumps() result (as jansson's documentation says to) stays correct, and
+ * everything jansson itself frees is wiped. They are not locked: mlock per allocation would cost
+ * a system call for every string a server parses; the secrets themselves live in secret_alloc()
+ * buffers. */
 static void *json_wiping_malloc(size_t size)
 {
-	size_t *h;
-
-	if (size > SIZE_MAX - HEADER_SIZE)
-		return NULL;
-	h = malloc(HEADER_SIZE + size);
-	if (!h)
-		return NULL;
-	*h = size;
-	return (char *)h + HEADER_SIZE;
+	return malloc(size);
 }
 
 static void json_wiping_free(void *p)
 {
-	size_t *h;
-
 	if (!p)
 		return;
-	h = (void *)((char *)p - HEADER_SIZE);
-	OPENSSL_cleanse(p, *h);
-	free(h);
+	OPENSSL_cleanse(p, malloc_usable_size(p));
+	free(p);
 }
 
 void secret_setup_json_allocator(void)

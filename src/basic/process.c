@@ -1,0 +1,65 @@
+/* Running helper programs with their output captured. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "fileio.h"
+#include "macro.h"
+#include "process.h"
+
+int process_run(char *const argv[], char *out, size_t out_len)
+{
+	int pipefd[2], status;
+	size_t used = 0;
+	pid_t pid;
+
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return negative_errno();
+	pid = fork();
+	if (pid < 0) {
+		int r = negative_errno();
+		close(pipefd[0]);
+		close(pipefd[1]);
+		return r;
+	}
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDONLY);
+
+		/* The child must not die with us on SIGINT half way through a resize: vmcrypt
+		 * decides when to stop, at a safe point. */
+		signal(SIGINT, SIG_IGN);
+		if (null >= 0)
+			dup2(null, STDIN_FILENO);
+		dup2(pipefd[1], STDOUT_FILENO);
+		dup2(pipefd[1], STDERR_FILENO);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(pipefd[1]);
+	for (;;) {
+		char buf[4096];
+		ssize_t n = read(pipefd[0], buf, sizeof(buf));
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (out && used + 1 < out_len) {
+			size_t k = MIN((size_t)n, out_len - 1 - used);
+			memcpy(out + used, buf, k);
+			used += k;
+		}
+	}
+	close(pipefd[0]);
+	if (out && out_len)
+		out[used] = 0;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return negative_errno();
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	return 128 + WTERMSIG(status);
+}

@@ -1,0 +1,977 @@
+/* In-place conversion of a volume to LUKS2 and back through libcryptsetup's reencryption.
+ *
+ * libcryptsetup keeps the crash-safe state of the data move in the LUKS2 metadata
+ * (online-reencrypt-v2); this file keeps the state of everything around it (the filesystem
+ * shrink, the header while it is off the device) in the state directory (convstate.h), writing
+ * each step down before it starts. Resume reads both and continues from the step that was cut
+ * short. See docs/vmcrypt.md for the sequence and why each step is safe to repeat. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libcryptsetup.h>
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "basic/fileio.h"
+#include "basic/log.h"
+#include "basic/string-util.h"
+#include "convert.h"
+#include "convstate.h"
+#include "device.h"
+#include "extfs.h"
+#include "luks.h"
+
+struct ctx {
+	const struct convert_request *req;
+	struct convert_result *res;
+	struct device_info dev;
+	struct convstate st;
+};
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(struct crypt_device *, crypt_free)
+
+_printf_(4, 5) static int fail(struct ctx *c, int error, const char *remedy, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->res->message, sizeof(c->res->message), fmt, ap);
+	va_end(ap);
+	snprintf(c->res->remedy, sizeof(c->res->remedy), "%s", remedy ? remedy : "");
+	return error;
+}
+
+/* Appends libcryptsetup's own last error to a message, which often holds the real cause. */
+static const char *crypt_reason(void)
+{
+	static char buf[600];
+	const char *e = luks_last_error();
+
+	snprintf(buf, sizeof(buf), "%s%s", *e ? ": " : "", e);
+	return buf;
+}
+
+static int report(struct ctx *c, enum convert_phase phase, uint64_t done, uint64_t total)
+{
+	if (c->req->progress && c->req->progress(phase, done, total, c->req->userdata))
+		return -EINTR;
+	return 0;
+}
+
+static int stopped(struct ctx *c)
+{
+	return fail(c, -EINTR, "Run 'vmcrypt resume --key-file FILE TARGET' to continue.",
+		    "%s: stopped at a safe point; the %s is %s and can be resumed", c->dev.path,
+		    volume_op_to_string(c->st.op) , "incomplete");
+}
+
+static int save_phase(struct ctx *c, enum convstate_phase phase)
+{
+	int r;
+
+	c->st.phase = phase;
+	r = convstate_save(&c->st);
+	if (r < 0)
+		return fail(c, r, "Check that the state directory is writable and has free space.",
+			    "Cannot record the conversion state of %s (%s)", c->dev.path, strerror(-r));
+	return 0;
+}
+
+static int fsync_path(const char *path)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0 || fsync(fd) < 0)
+		return negative_errno();
+	return 0;
+}
+
+static void uuid_v4(char buf[37])
+{
+	unsigned char u[16];
+
+	if (RAND_bytes(u, sizeof(u)) != 1) /* cannot fail on Linux with getrandom(); be safe */
+		for (size_t i = 0; i < sizeof(u); i++)
+			u[i] = (unsigned char)(rand() ^ time(NULL));
+	u[6] = (u[6] & 0x0f) | 0x40;
+	u[8] = (u[8] & 0x3f) | 0x80;
+	snprintf(buf, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
+		 u[14], u[15]);
+}
+
+static bool is_extfs(const char *type)
+{
+	return streq(type, "ext2") || streq(type, "ext3") || streq(type, "ext4");
+}
+
+/* Minimal-cost PBKDF2: the key file holds 512 random bits, so key stretching adds nothing and
+ * would cost tens of seconds per boot under emulation (as clevis and systemd-cryptenroll do). */
+static const struct crypt_pbkdf_type pbkdf_min = {
+	.type = CRYPT_KDF_PBKDF2,
+	.hash = "sha256",
+	.iterations = 1000,
+	.flags = CRYPT_PBKDF_NO_BENCHMARK,
+};
+
+/* The vmcrypt token: when and how the conversion began, and the filesystem's original size,
+ * so that status and decrypt know what to give back. */
+static int set_token(struct ctx *c, struct crypt_device *cd)
+{
+	json_t *o;
+	char *text;
+	int r;
+
+	o = json_pack("{s:s, s:[], s:i, s:s, s:I, s:s, s:I, s:I}", "type", LUKS_TOKEN_TYPE, "keyslots",
+		      "version", 1, "operation", volume_op_to_string(c->st.op), "started",
+		      (json_int_t)c->st.started, "fs_type", c->st.fs_type, "fs_size",
+		      (json_int_t)c->st.fs_size, "data_shift", (json_int_t)c->st.data_shift);
+	if (!o)
+		return -ENOMEM;
+	text = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (!text)
+		return -ENOMEM;
+	r = crypt_token_json_set(cd, CRYPT_ANY_TOKEN, text);
+	free(text);
+	return r < 0 ? r : 0;
+}
+
+static int reencrypt_progress(uint64_t size, uint64_t offset, void *usrptr)
+{
+	struct ctx *c = usrptr;
+
+	return report(c, CONVERT_PHASE_DATA, offset, size) < 0 ? 1 : 0;
+}
+
+/* Runs (or recovers and runs) the reencryption whose metadata is in header (NULL: on the
+ * device) to its end. Returns 0 when finished, -EINTR when stopped at a safe point. */
+static int run_reencrypt(struct ctx *c, const char *header)
+{
+	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+	struct crypt_params_reencrypt params = {};
+	crypt_reencrypt_info ri;
+	int r;
+
+	r = luks_load(header, c->dev.path, &cd);
+	if (r < 0)
+		return fail(c, r, "Run 'vmcrypt status TARGET' and report this error.",
+			    "%s: cannot load the LUKS2 header%s%s%s", c->dev.path, header ? " from " : "",
+			    header ? header : "", crypt_reason());
+
+	ri = crypt_reencrypt_status(cd, &params);
+	if (params.flags & CRYPT_REENCRYPT_REPAIR_NEEDED) {
+		/* Metadata from an older libcryptsetup without a digest: let the key vouch for it. */
+		r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->req->key, c->req->key_size, CRYPT_ANY_SLOT,
+						       CRYPT_ANY_SLOT, NULL, NULL,
+						       &(struct crypt_params_reencrypt){ .flags = CRYPT_REENCRYPT_REPAIR_NEEDED });
+		if (r < 0)
+			goto key_or_io;
+		ri = crypt_reencrypt_status(cd, &params);
+	}
+	if (ri == CRYPT_REENCRYPT_CRASH) {
+		/* Cut short mid-hotzone: libcryptsetup replays or rolls back the hotzone from its
+		 * resilience data (datashift, checksum), then the reencryption is clean again. */
+		log_info("%s: recovering the interrupted conversion", c->dev.path);
+		r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->req->key, c->req->key_size, CRYPT_ANY_SLOT,
+						       CRYPT_ANY_SLOT, NULL, NULL,
+						       &(struct crypt_params_reencrypt){ .flags = CRYPT_REENCRYPT_RECOVERY });
+		if (r < 0)
+			goto key_or_io;
+		crypt_free(cd);
+		cd = NULL;
+		r = luks_load(header, c->dev.path, &cd);
+		if (r < 0)
+			return fail(c, r, NULL, "%s: cannot reload the header after recovery%s", c->dev.path,
+				    crypt_reason());
+		ri = crypt_reencrypt_status(cd, &params);
+	}
+	if (ri == CRYPT_REENCRYPT_NONE)
+		return 0;
+	if (ri != CRYPT_REENCRYPT_CLEAN)
+		return fail(c, -EINVAL, "Inspect the header with 'cryptsetup luksDump'.",
+			    "%s: the reencryption metadata is invalid%s", c->dev.path, crypt_reason());
+
+	/* Resume exactly what the metadata describes: as cryptsetup does, hand back only the
+	 * mode, direction and shift, and let the library keep its resilience and sizes. */
+	params.resilience = NULL;
+	params.hash = NULL;
+	params.max_hotzone_size = 0;
+	params.device_size = 0;
+	params.flags = CRYPT_REENCRYPT_RESUME_ONLY;
+	r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->req->key, c->req->key_size, CRYPT_ANY_SLOT,
+					       CRYPT_ANY_SLOT, NULL, NULL, &params);
+	if (r < 0)
+		goto key_or_io;
+	r = crypt_reencrypt_run(cd, reencrypt_progress, c);
+	if (r < 0)
+		return fail(c, r, "Run 'vmcrypt resume --key-file FILE TARGET' to continue; the data is safe.",
+			    "%s: the conversion failed (%s)%s", c->dev.path, strerror(-r), crypt_reason());
+	ri = crypt_reencrypt_status(cd, NULL);
+	if (ri != CRYPT_REENCRYPT_NONE)
+		return stopped(c);
+	return 0;
+
+key_or_io:
+	if (r == -EPERM || r == -ENOENT)
+		return fail(c, -EPERM, "Give the key file this volume was encrypted with.",
+			    "%s: the key does not open this volume", c->dev.path);
+	return fail(c, r, "Run 'vmcrypt resume --key-file FILE TARGET' again; the data is safe.",
+		    "%s: cannot resume the conversion (%s)%s", c->dev.path, strerror(-r), crypt_reason());
+}
+
+/* --- encrypt ---------------------------------------------------------------------------- */
+
+/* Decides how to make room for a header on the device. Returns 0 with *ret_new_fs_size set
+ * (0: nothing to shrink), or a refusal. Reads only. */
+static int plan_room(struct ctx *c, uint64_t *ret_new_fs_size)
+{
+	const struct device_info *d = &c->dev;
+	const char *remedy_both =
+		"Use --header FILE to keep the LUKS2 header in a separate file (a detached header), "
+		"or grow the device by 32 MiB (the space at its end then holds the header).";
+	uint64_t limit = d->size - CONVERT_REDUCE;
+	char msg[1024];
+	int r;
+
+	*ret_new_fs_size = 0;
+	if (is_extfs(d->fs_type)) {
+		struct extfs_layout l;
+		struct extfs_room room;
+		uint64_t new_blocks;
+
+		r = report(c, CONVERT_PHASE_CHECK, 0, 0);
+		if (r < 0)
+			return stopped(c);
+		r = extfs_check(d->path, msg, sizeof(msg));
+		if (r == -EUCLEAN)
+			return fail(c, r, "Repair it with 'e2fsck -f DEVICE' (after a backup), then retry.",
+				    "%s: the %s filesystem failed its check (e2fsck -f -n): %s", d->path,
+				    d->fs_type, msg);
+		if (r < 0)
+			return fail(c, r, "Install e2fsprogs.", "%s: cannot check the filesystem: %s", d->path,
+				    *msg ? msg : strerror(-r));
+		r = extfs_read_layout(d->path, &l);
+		if (r < 0)
+			return fail(c, r, "Check the filesystem with 'dumpe2fs DEVICE'.",
+				    "%s: cannot read the filesystem's layout (%s)", d->path, strerror(-r));
+		c->st.fs_size = l.block_count * l.block_size;
+		if (c->st.fs_size <= limit) {
+			extfs_layout_done(&l);
+			return 0; /* already room at the end */
+		}
+		new_blocks = limit / l.block_size;
+		r = extfs_shrink_room(&l, new_blocks, &room);
+		extfs_layout_done(&l);
+		if (r == -ENOSPC) {
+			char need[32], have[32];
+
+			return fail(c, r,
+				    "Free at least that much space on the filesystem, or use --header FILE "
+				    "(a detached header needs no room on the device).",
+				    "%s: no room to shrink the %s filesystem by %s for the LUKS2 header: "
+				    "moving the data at its end needs up to %s free and %llu free inodes, "
+				    "it has %s and %llu",
+				    d->path, d->fs_type, format_bytes(msg, 32, d->size - limit),
+				    format_bytes(need, sizeof(need), (room.blocks_to_move + room.margin_blocks) * l.block_size),
+				    (unsigned long long)room.inodes_to_move,
+				    format_bytes(have, sizeof(have), room.kept_free_blocks * l.block_size),
+				    (unsigned long long)room.kept_free_inodes);
+		}
+		if (r < 0)
+			return fail(c, r, NULL, "%s: cannot plan the filesystem shrink (%s)", d->path, strerror(-r));
+		*ret_new_fs_size = new_blocks * l.block_size;
+		return 0;
+	}
+
+	if (!*d->fs_type) {
+		/* No filesystem: the end of the device is free only if nothing was ever written
+		 * there. Zeros prove it; anything else may be data. */
+		r = device_tail_is_zero(d->path, d->size, CONVERT_REDUCE);
+		if (r < 0)
+			return fail(c, r, NULL, "%s: cannot read the end of the device (%s)", d->path, strerror(-r));
+		if (r == 0)
+			return fail(c, -ENOSPC, remedy_both,
+				    "%s: there is no filesystem on it, so vmcrypt cannot shrink anything to make "
+				    "room for the LUKS2 header, and its last 32 MiB hold data", d->path);
+		return 0;
+	}
+
+	if (startswith(d->fs_type, "partition-table") || streq(d->fs_type, "LVM2_member") ||
+	    streq(d->fs_type, "ambivalent") || streq(d->fs_type, "swap"))
+		return fail(c, -EOPNOTSUPP,
+			    streq(d->fs_type, "swap") ? "Re-create swap with a random key in /etc/crypttab instead."
+			    : streq(d->fs_type, "LVM2_member") ? "Encrypt the logical volumes, or the disk before creating the physical volume."
+			    : startswith(d->fs_type, "partition-table") ? "Encrypt each partition instead of the whole disk."
+			    : "Wipe the stale signature with 'wipefs' after checking which one is real.",
+			    "%s: holds %s, which vmcrypt does not convert in place", d->path,
+			    streq(d->fs_type, "ambivalent") ? "two conflicting signatures" : d->fs_type);
+
+	return fail(c, -EOPNOTSUPP, remedy_both,
+		    "%s: %s cannot shrink to make room for the LUKS2 header on the device%s", d->path,
+		    d->fs_type,
+		    streq(d->fs_type, "btrfs") ? " while unmounted (shrink it yourself with 'btrfs filesystem resize -32M MOUNTPOINT' and retry, or)" : "");
+}
+
+static uint32_t pick_sector_size(struct ctx *c, uint64_t data_size)
+{
+	uint32_t want = c->req->sector_size;
+
+	if (want)
+		return want;
+	/* 4096-byte sectors cost about 40% less CPU, but a filesystem that writes smaller blocks
+	 * would break on them; no filesystem: keep 512, the raw contents' I/O size is unknown. */
+	if (c->dev.fs_block_size >= 4096 && data_size % 4096 == 0 && CONVERT_DATA_SHIFT % 4096 == 0)
+		return 4096;
+	return 512;
+}
+
+static int check_common(struct ctx *c)
+{
+	struct device_usage use;
+	int r;
+
+	r = device_probe(c->req->target, &c->dev);
+	if (r == -ENOENT)
+		return fail(c, r, "Check the path.", "%s: no such device or file", c->req->target);
+	if (r == -ENOTBLK)
+		return fail(c, r, "Give a block device, a partition or a disk image file.",
+			    "%s: not a block device or regular file", c->req->target);
+	if (r < 0)
+		return fail(c, r, NULL, "%s: cannot open or probe it (%s)", c->req->target, strerror(-r));
+	if (c->dev.read_only)
+		return fail(c, -EROFS, "Make it writable (blockdev --setrw, or the file's permissions).",
+			    "%s: read-only", c->dev.path);
+	r = device_check_unused(&c->dev, &use);
+	if (r == -EBUSY)
+		return fail(c, r, "Unmount it and stop whatever uses it, then retry ('vmcrypt check' lists the processes).",
+			    "%s: in use: %s", c->dev.path, use.what);
+	if (r < 0)
+		return fail(c, r, NULL, "%s: cannot tell whether it is in use (%s)", c->dev.path, strerror(-r));
+	return 0;
+}
+
+/* Fails when a conversion of this target is already in flight. */
+static int check_not_in_flight(struct ctx *c)
+{
+	struct convstate st;
+
+	if (convstate_find(&c->dev, &st) == 0)
+		return fail(c, -EALREADY, "Run 'vmcrypt resume --key-file FILE TARGET' to finish it.",
+			    "%s: an interrupted %s (since %lld) is waiting to be resumed", c->dev.path,
+			    volume_op_to_string(st.op), (long long)st.started);
+	return 0;
+}
+
+/* Formats a new LUKS2 header in header_file for the data on the target and initializes the
+ * reencryption metadata (and, with a data shift, copies the first segment to the end of the
+ * device). The device's first bytes are not written. */
+static int encrypt_init(struct ctx *c, const char *header_file, bool shift)
+{
+	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+	struct crypt_params_luks2 luks2 = {
+		.sector_size = c->st.sector_size,
+		.data_device = c->dev.path,
+		.pbkdf = &pbkdf_min,
+	};
+	struct crypt_params_reencrypt params = {
+		.mode = CRYPT_REENCRYPT_ENCRYPT,
+		.direction = shift ? CRYPT_REENCRYPT_BACKWARD : CRYPT_REENCRYPT_FORWARD,
+		.resilience = shift ? "datashift" : "checksum",
+		.hash = "sha256",
+		.data_shift = shift ? c->st.data_shift / 512 : 0,
+		.luks2 = &luks2,
+		.flags = CRYPT_REENCRYPT_INITIALIZE_ONLY | (shift ? CRYPT_REENCRYPT_MOVE_FIRST_SEGMENT : 0),
+	};
+	_cleanup_close_ int fd = -1;
+	int r, keyslot;
+
+	fd = open(header_file, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0)
+		return fail(c, negative_errno(), "Choose another path for the header file.",
+			    "%s: cannot create the header file %s (%m)", c->dev.path, header_file);
+	/* libcryptsetup wants at least one sector to look at. */
+	if (posix_fallocate(fd, 0, 4096) != 0)
+		return fail(c, -EIO, NULL, "%s: cannot create the header file %s", c->dev.path, header_file);
+	fd = safe_close(fd);
+
+	luks_setup_logging();
+	r = crypt_init(&cd, header_file);
+	if (r >= 0 && shift)
+		r = crypt_set_data_offset(cd, c->st.data_shift / 512);
+	if (r >= 0)
+		r = crypt_set_pbkdf_type(cd, &pbkdf_min);
+	if (r >= 0)
+		r = crypt_format(cd, CRYPT_LUKS2, "aes", "xts-plain64", c->st.uuid, NULL, 64, &luks2);
+	if (r < 0)
+		return fail(c, r, NULL, "%s: cannot format the LUKS2 header (%s)%s", c->dev.path, strerror(-r),
+			    crypt_reason());
+	keyslot = crypt_keyslot_add_by_volume_key(cd, CRYPT_ANY_SLOT, NULL, 0, c->req->key, c->req->key_size);
+	if (keyslot < 0)
+		return fail(c, keyslot, NULL, "%s: cannot add the keyslot (%s)%s", c->dev.path,
+			    strerror(-keyslot), crypt_reason());
+	r = set_token(c, cd);
+	if (r < 0)
+		return fail(c, r, NULL, "%s: cannot store the vmcrypt token (%s)%s", c->dev.path, strerror(-r),
+			    crypt_reason());
+	r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->req->key, c->req->key_size, CRYPT_ANY_SLOT,
+					       keyslot, "aes", "xts-plain64", &params);
+	if (r < 0)
+		return fail(c, r, "Run 'vmcrypt resume --key-file FILE TARGET' to retry; the data is intact.",
+			    "%s: cannot initialize the conversion (%s)%s", c->dev.path, strerror(-r),
+			    crypt_reason());
+	crypt_free(TAKE_PTR(cd));
+	r = fsync_path(header_file);
+	if (r >= 0)
+		r = fsync_parent_dir(header_file);
+	if (r < 0)
+		return fail(c, r, NULL, "%s: cannot flush the header file %s (%s)", c->dev.path, header_file,
+			    strerror(-r));
+	return 0;
+}
+
+/* Writes the complete header (made in the state directory) to the start of the device. The
+ * data it overwrites was copied behind the data by encrypt_init(). Safe to repeat. */
+static int place_header(struct ctx *c, const char *header_file)
+{
+	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+	int r;
+
+	luks_setup_logging();
+	r = crypt_init(&cd, c->dev.path);
+	if (r >= 0)
+		r = crypt_header_restore(cd, CRYPT_LUKS2, header_file);
+	if (r >= 0)
+		r = fsync_path(c->dev.path);
+	if (r < 0)
+		return fail(c, r, "Run 'vmcrypt resume --key-file FILE TARGET' to retry; the data is intact.",
+			    "%s: cannot write the LUKS2 header to the device (%s)%s", c->dev.path, strerror(-r),
+			    crypt_reason());
+	return 0;
+}
+
+/* A regular file shrinks with its filesystem (resize2fs truncates it); give it its size back,
+ * the device must keep its size for the header and the shifted data. */
+static int restore_file_size(struct ctx *c)
+{
+	struct stat st;
+
+	if (c->dev.is_block)
+		return 0;
+	if (stat(c->dev.path, &st) < 0)
+		return negative_errno();
+	if ((uint64_t)st.st_size == c->st.device_size)
+		return 0;
+	if (truncate(c->dev.path, (off_t)c->st.device_size) < 0)
+		return negative_errno();
+	return fsync_path(c->dev.path);
+}
+
+/* From a shrunk filesystem (or one with room at its end) to a finished encryption. */
+static int encrypt_from_shrunk(struct ctx *c)
+{
+	char header_file[PATH_MAX];
+	int r;
+
+	r = convstate_path(c->st.uuid, "header.img", header_file, sizeof(header_file));
+	if (r < 0)
+		return fail(c, r, NULL, "%s: state path too long", c->dev.path);
+
+	if (c->st.phase <= PHASE_INIT) {
+		/* A header.img left by a crash during init is incomplete: start it again. The
+		 * device's start is untouched until the header is placed. */
+		if (unlink(header_file) < 0 && errno != ENOENT)
+			return fail(c, negative_errno(), NULL, "%s: cannot remove %s (%m)", c->dev.path, header_file);
+		if ((r = save_phase(c, PHASE_INIT)) < 0)
+			return r;
+		r = encrypt_init(c, header_file, true);
+		if (r < 0)
+			return r;
+		if ((r = save_phase(c, PHASE_PLACING_HEADER)) < 0)
+			return r;
+	}
+	if (c->st.phase == PHASE_PLACING_HEADER) {
+		r = place_header(c, header_file);
+		if (r < 0)
+			return r;
+		if ((r = save_phase(c, PHASE_CONVERTING)) < 0)
+			return r;
+		(void)unlink(header_file); /* the device's header is the live one now */
+	}
+	return run_reencrypt(c, NULL);
+}
+
+static int finish_encrypt(struct ctx *c)
+{
+	int r;
+
+	c->res->op = VOLUME_OP_ENCRYPT;
+	snprintf(c->res->uuid, sizeof(c->res->uuid), "%s", c->st.uuid);
+	c->res->sector_size = c->st.sector_size;
+	c->res->header_detached = c->st.detached;
+	c->res->data_offset = c->st.detached ? 0 : c->st.data_shift;
+	snprintf(c->res->header_path, sizeof(c->res->header_path), "%s",
+		 c->st.detached ? c->st.header : c->dev.path);
+	snprintf(c->res->fs_type, sizeof(c->res->fs_type), "%s", c->st.fs_type);
+	r = convstate_remove(c->st.uuid);
+	if (r < 0)
+		log_warning("%s: encrypted, but cannot remove its state directory (%s)", c->dev.path, strerror(-r));
+	return 0;
+}
+
+int convert_encrypt(const struct convert_request *req, struct convert_result *res)
+{
+	struct ctx c = { .req = req, .res = res };
+	uint64_t new_fs_size = 0, data_size;
+	char undo[PATH_MAX], msg[1024];
+	struct stat st;
+	int r;
+
+	memset(res, 0, sizeof(*res));
+	if (req->key_size == 0)
+		return fail(&c, -ENOKEY, "Give a key file with the key.", "%s: the key is empty", req->target);
+	r = check_common(&c);
+	if (r < 0)
+		return r;
+	if (streq(c.dev.fs_type, "crypto_LUKS"))
+		return fail(&c, -EALREADY, "Nothing to do; 'vmcrypt status TARGET' shows its state.",
+			    "%s: already a LUKS volume", c.dev.path);
+	r = check_not_in_flight(&c);
+	if (r < 0)
+		return r;
+	if (req->header && stat(req->header, &st) == 0)
+		return fail(&c, -EEXIST, "Choose a new path; vmcrypt never overwrites a header file.",
+			    "%s: the header file %s already exists", c.dev.path, req->header);
+
+	data_size = req->header ? c.dev.size : (c.dev.size > CONVERT_REDUCE ? c.dev.size - CONVERT_REDUCE : 0);
+	if (data_size < CONVERT_MIN_DATA)
+		return fail(&c, -ENOSPC, req->header ? "Use a larger device." : "Use --header FILE, or a larger device.",
+			    "%s: too small (%llu bytes) for a LUKS2 volume%s", c.dev.path,
+			    (unsigned long long)c.dev.size,
+			    req->header ? "" : " with its 16 MiB header on the device (at least 33 MiB needed)");
+
+	c.st = (struct convstate){
+		.op = VOLUME_OP_ENCRYPT,
+		.device_size = c.dev.size,
+		.data_shift = req->header ? 0 : CONVERT_DATA_SHIFT,
+		.detached = req->header != NULL,
+		.started = (int64_t)time(NULL),
+	};
+	uuid_v4(c.st.uuid);
+	snprintf(c.st.target, sizeof(c.st.target), "%s", c.dev.path);
+	device_identity(&c.dev, c.st.identity, sizeof(c.st.identity));
+	snprintf(c.st.fs_type, sizeof(c.st.fs_type), "%s", c.dev.fs_type);
+	c.st.sector_size = pick_sector_size(&c, data_size);
+	if (c.st.sector_size != 512 && c.st.sector_size != 4096)
+		return fail(&c, -EINVAL, "Use --sector-size 512 or 4096.", "%s: unsupported sector size %u",
+			    c.dev.path, c.st.sector_size);
+	if (c.st.sector_size > 512 && c.dev.fs_block_size && c.dev.fs_block_size < c.st.sector_size)
+		return fail(&c, -EINVAL, "Use --sector-size 512.",
+			    "%s: the filesystem uses %u-byte blocks, smaller than the %u-byte encryption sectors",
+			    c.dev.path, c.dev.fs_block_size, c.st.sector_size);
+	if (c.st.sector_size > 512 && data_size % c.st.sector_size)
+		return fail(&c, -EINVAL, "Use --sector-size 512.",
+			    "%s: its size is not a multiple of %u bytes", c.dev.path, c.st.sector_size);
+
+	if (req->header) {
+		char abs[PATH_MAX];
+
+		if (req->header[0] != '/' && getcwd(abs, sizeof(abs)) &&
+		    strlen(abs) + 1 + strlen(req->header) < sizeof(abs)) {
+			strcat(abs, "/");
+			strcat(abs, req->header);
+		} else
+			snprintf(abs, sizeof(abs), "%s", req->header);
+		snprintf(c.st.header, sizeof(c.st.header), "%s", abs);
+		if ((r = save_phase(&c, PHASE_INIT)) < 0)
+			return r;
+		r = encrypt_init(&c, c.st.header, false);
+		if (r < 0) {
+			(void)unlink(c.st.header);
+			(void)convstate_remove(c.st.uuid);
+			return r;
+		}
+		if ((r = save_phase(&c, PHASE_CONVERTING)) < 0)
+			return r;
+		r = run_reencrypt(&c, c.st.header);
+		return r < 0 ? r : finish_encrypt(&c);
+	}
+
+	r = plan_room(&c, &new_fs_size);
+	if (r < 0)
+		return r;
+
+	/* Every check passed: from here on the target changes, each step recorded first. */
+	if (new_fs_size) {
+		r = convstate_path(c.st.uuid, "undo.e2undo", undo, sizeof(undo));
+		if (r < 0)
+			return fail(&c, r, NULL, "%s: state path too long", c.dev.path);
+		if ((r = save_phase(&c, PHASE_SHRINKING)) < 0)
+			return r;
+		if (report(&c, CONVERT_PHASE_SHRINK, 0, c.st.fs_size - new_fs_size) < 0) {
+			(void)convstate_remove(c.st.uuid);
+			return stopped(&c);
+		}
+		r = extfs_resize(c.dev.path, new_fs_size, undo, msg, sizeof(msg));
+		if (r < 0) {
+			/* Put every block back and leave as we came. */
+			char umsg[1024];
+			int u = extfs_undo(undo, c.dev.path, umsg, sizeof(umsg));
+
+			(void)restore_file_size(&c);
+			if (u < 0)
+				return fail(&c, r, "Run 'vmcrypt resume --key-file FILE TARGET'; it retries the undo.",
+					    "%s: shrinking the filesystem failed (%s) and so did undoing it (%s)",
+					    c.dev.path, msg, umsg);
+			(void)convstate_remove(c.st.uuid);
+			return fail(&c, r, "Free space on the filesystem or use --header FILE.",
+				    "%s: shrinking the filesystem failed and was undone: %s", c.dev.path, msg);
+		}
+		r = restore_file_size(&c);
+		if (r < 0)
+			return fail(&c, r, NULL, "%s: cannot restore the image file's size (%s)", c.dev.path,
+				    strerror(-r));
+		res->shrunk_by = c.st.fs_size - new_fs_size;
+	}
+	if ((r = save_phase(&c, PHASE_SHRUNK)) < 0)
+		return r;
+	if (report(&c, CONVERT_PHASE_SHRINK, 1, 1) < 0)
+		return stopped(&c);
+	r = encrypt_from_shrunk(&c);
+	return r < 0 ? r : finish_encrypt(&c);
+}
+
+/* --- decrypt ---------------------------------------------------------------------------- */
+
+/* Initializes the decryption of a volume whose header is on the device: the header now lives
+ * in header_file and the data moves back to the start of the device. */
+static int decrypt_init_shift(struct ctx *c, const char *header_file)
+{
+	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+	struct crypt_params_reencrypt params = {
+		.mode = CRYPT_REENCRYPT_DECRYPT,
+		.direction = CRYPT_REENCRYPT_FORWARD,
+		.resilience = "datashift-checksum",
+		.hash = "sha256",
+		.data_shift = c->st.data_shift / 512,
+		.flags = CRYPT_REENCRYPT_MOVE_FIRST_SEGMENT | CRYPT_REENCRYPT_INITIALIZE_ONLY,
+	};
+	int r;
+
+	r = luks_load(header_file, c->dev.path, &cd);
+	if (r < 0)
+		return fail(c, r, NULL, "%s: cannot load the header from %s%s", c->dev.path, header_file,
+			    crypt_reason());
+	if (crypt_reencrypt_status(cd, NULL) != CRYPT_REENCRYPT_NONE)
+		return 0; /* initialized before a crash */
+	r = device_wipe_luks_signatures(c->dev.path);
+	if (r < 0)
+		return fail(c, r, "Run 'vmcrypt resume --key-file FILE TARGET'; the header is saved in the state directory.",
+			    "%s: cannot wipe the LUKS signature on the device (%s)", c->dev.path, strerror(-r));
+	r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->req->key, c->req->key_size, CRYPT_ANY_SLOT,
+					       CRYPT_ANY_SLOT, NULL, NULL, &params);
+	if (r < 0)
+		return fail(c, r, "Run 'vmcrypt resume --key-file FILE TARGET'; the header is saved in the state directory.",
+			    "%s: cannot initialize the decryption (%s)%s", c->dev.path, strerror(-r), crypt_reason());
+	crypt_free(TAKE_PTR(cd));
+	r = fsync_path(header_file);
+	if (r < 0)
+		return fail(c, r, NULL, "%s: cannot flush %s (%s)", c->dev.path, header_file, strerror(-r));
+	return 0;
+}
+
+static int finish_decrypt(struct ctx *c)
+{
+	char msg[1024];
+	int r;
+
+	if (!c->st.detached && is_extfs(c->st.fs_type)) {
+		if ((r = save_phase(c, PHASE_GROWING)) < 0)
+			return r;
+		if (report(c, CONVERT_PHASE_GROW, 0, 0) < 0)
+			return stopped(c);
+		/* Give the filesystem back the room the header took. */
+		r = extfs_resize(c->dev.path, 0, NULL, msg, sizeof(msg));
+		if (r < 0)
+			return fail(c, r, "Run 'resize2fs DEVICE' to grow it by hand; the data is decrypted and intact.",
+				    "%s: decrypted, but growing the filesystem back failed: %s", c->dev.path, msg);
+		(void)restore_file_size(c);
+	}
+	c->res->op = VOLUME_OP_DECRYPT;
+	snprintf(c->res->uuid, sizeof(c->res->uuid), "%s", c->st.uuid);
+	snprintf(c->res->fs_type, sizeof(c->res->fs_type), "%s", c->st.fs_type);
+	c->res->header_detached = c->st.detached;
+	if (c->st.detached)
+		snprintf(c->res->header_path, sizeof(c->res->header_path), "%s", c->st.header);
+	r = convstate_remove(c->st.uuid);
+	if (r < 0)
+		log_warning("%s: decrypted, but cannot remove its state directory (%s)", c->dev.path, strerror(-r));
+	return 0;
+}
+
+/* Continues a header-on-device decryption from the phase recorded in c->st. */
+static int decrypt_from_backup(struct ctx *c)
+{
+	char header_file[PATH_MAX];
+	int r;
+
+	r = convstate_path(c->st.uuid, "header.img", header_file, sizeof(header_file));
+	if (r < 0)
+		return fail(c, r, NULL, "%s: state path too long", c->dev.path);
+	if (c->st.phase == PHASE_WIPING) {
+		r = decrypt_init_shift(c, header_file);
+		if (r < 0)
+			return r;
+		if ((r = save_phase(c, PHASE_CONVERTING)) < 0)
+			return r;
+	}
+	if (c->st.phase == PHASE_CONVERTING) {
+		r = run_reencrypt(c, header_file);
+		if (r < 0)
+			return r;
+	}
+	return finish_decrypt(c);
+}
+
+int convert_decrypt(const struct convert_request *req, struct convert_result *res)
+{
+	struct ctx c = { .req = req, .res = res };
+	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+	struct volume_info vi = {};
+	char header_file[PATH_MAX];
+	int r;
+
+	memset(res, 0, sizeof(*res));
+	if (req->key_size == 0)
+		return fail(&c, -ENOKEY, "Give a key file with the key.", "%s: the key is empty", req->target);
+	r = check_common(&c);
+	if (r < 0)
+		return r;
+	r = check_not_in_flight(&c);
+	if (r < 0)
+		return r;
+	if (!req->header && !streq(c.dev.fs_type, "crypto_LUKS"))
+		return fail(&c, -EMEDIUMTYPE, "Nothing to decrypt; give --header FILE if its header is detached.",
+			    "%s: not a LUKS volume%s%s", c.dev.path, *c.dev.fs_type ? " (it holds " : "",
+			    *c.dev.fs_type ? c.dev.fs_type : "");
+	r = luks_load(req->header, c.dev.path, &cd);
+	if (r < 0)
+		return fail(&c, -EMEDIUMTYPE, "Check the --header path.", "%s: no valid LUKS header in %s%s",
+			    c.dev.path, req->header ? req->header : c.dev.path, crypt_reason());
+	vi.device_size = c.dev.size;
+	luks_describe(cd, &vi);
+	if (vi.state != VOLUME_ENCRYPTED)
+		return fail(&c, -EALREADY, "Run 'vmcrypt resume --key-file FILE TARGET' to finish it first.",
+			    "%s: a conversion is already under way (%s)", c.dev.path, volume_state_to_string(vi.state));
+	if (!streq(crypt_get_type(cd), CRYPT_LUKS2))
+		return fail(&c, -EOPNOTSUPP, "Convert it with 'cryptsetup convert --type luks2' first.",
+			    "%s: a LUKS1 volume; in-place decryption needs LUKS2", c.dev.path);
+	r = crypt_activate_by_passphrase(cd, NULL, CRYPT_ANY_SLOT, req->key, req->key_size, 0);
+	if (r < 0)
+		return fail(&c, r == -EPERM || r == -ENOENT ? -EPERM : r,
+			    "Give the key file this volume was encrypted with.",
+			    "%s: the key does not open this volume%s", c.dev.path,
+			    r == -EPERM || r == -ENOENT ? "" : crypt_reason());
+	if (vi.header_detached && vi.data_offset && !req->header)
+		return fail(&c, -EOPNOTSUPP, NULL, "%s: unexpected layout", c.dev.path);
+
+	c.st = (struct convstate){
+		.op = VOLUME_OP_DECRYPT,
+		.device_size = c.dev.size,
+		.data_shift = vi.data_offset,
+		.sector_size = vi.sector_size,
+		.detached = vi.header_detached,
+		.started = (int64_t)time(NULL),
+	};
+	snprintf(c.st.uuid, sizeof(c.st.uuid), "%s", vi.uuid);
+	snprintf(c.st.target, sizeof(c.st.target), "%s", c.dev.path);
+	device_identity(&c.dev, c.st.identity, sizeof(c.st.identity));
+	snprintf(c.st.fs_type, sizeof(c.st.fs_type), "%s", vi.has_token ? vi.fs_type : "");
+	c.st.fs_size = vi.fs_size;
+
+	if (vi.header_detached) {
+		struct crypt_params_reencrypt params = {
+			.mode = CRYPT_REENCRYPT_DECRYPT,
+			.direction = vi.data_offset ? CRYPT_REENCRYPT_FORWARD : CRYPT_REENCRYPT_BACKWARD,
+			.resilience = "checksum",
+			.hash = "sha256",
+			.flags = CRYPT_REENCRYPT_INITIALIZE_ONLY,
+		};
+
+		if (!realpath(req->header, c.st.header))
+			return fail(&c, negative_errno(), NULL, "%s: cannot resolve %s (%m)", c.dev.path, req->header);
+		if (vi.data_offset)
+			return fail(&c, -EOPNOTSUPP, "Decrypt it with cryptsetup.",
+				    "%s: a detached header with a data offset is not a layout vmcrypt creates",
+				    c.dev.path);
+		if ((r = save_phase(&c, PHASE_CONVERTING)) < 0)
+			return r;
+		r = crypt_reencrypt_init_by_passphrase(cd, NULL, req->key, req->key_size, CRYPT_ANY_SLOT,
+						       CRYPT_ANY_SLOT, NULL, NULL, &params);
+		if (r < 0) {
+			if (crypt_reencrypt_status(cd, NULL) == CRYPT_REENCRYPT_NONE)
+				(void)convstate_remove(c.st.uuid);
+			return fail(&c, r, NULL, "%s: cannot initialize the decryption (%s)%s", c.dev.path,
+				    strerror(-r), crypt_reason());
+		}
+		crypt_free(TAKE_PTR(cd));
+		r = run_reencrypt(&c, c.st.header);
+		return r < 0 ? r : finish_decrypt(&c);
+	}
+
+	/* Header on the device: it must leave before the data moves back over it. It goes to the
+	 * state directory, keyed by the volume's UUID, where resume finds it. */
+	r = convstate_path(c.st.uuid, "header.img", header_file, sizeof(header_file));
+	if (r < 0)
+		return fail(&c, r, NULL, "%s: state path too long", c.dev.path);
+	if ((r = save_phase(&c, PHASE_BACKUP)) < 0)
+		return r;
+	(void)unlink(header_file);
+	r = crypt_header_backup(cd, CRYPT_LUKS2, header_file);
+	if (r >= 0)
+		r = fsync_path(header_file);
+	if (r >= 0)
+		r = fsync_parent_dir(header_file);
+	if (r < 0) {
+		(void)convstate_remove(c.st.uuid);
+		return fail(&c, r, "Check free space in the state directory.",
+			    "%s: cannot save the LUKS2 header to %s (%s)%s", c.dev.path, header_file,
+			    strerror(-r), crypt_reason());
+	}
+	crypt_free(TAKE_PTR(cd));
+	if ((r = save_phase(&c, PHASE_WIPING)) < 0)
+		return r;
+	return decrypt_from_backup(&c);
+}
+
+/* --- resume ----------------------------------------------------------------------------- */
+
+static int resume_from_state(struct ctx *c)
+{
+	char path[PATH_MAX], msg[1024];
+	int r;
+
+	c->res->resumed = true;
+	c->res->op = c->st.op;
+	log_info("%s: resuming the %s (step: %s)", c->dev.path, volume_op_to_string(c->st.op),
+		 convstate_phase_to_string(c->st.phase));
+
+	if (c->st.op == VOLUME_OP_ENCRYPT) {
+		if (c->st.detached) {
+			if (c->st.phase == PHASE_INIT) {
+				/* The header may be incomplete; the device is untouched until the
+				 * data conversion runs: start over. */
+				(void)unlink(c->st.header);
+				r = encrypt_init(c, c->st.header, false);
+				if (r < 0)
+					return r;
+				if ((r = save_phase(c, PHASE_CONVERTING)) < 0)
+					return r;
+			}
+			r = run_reencrypt(c, c->st.header);
+			return r < 0 ? r : finish_encrypt(c);
+		}
+		if (c->st.phase == PHASE_SHRINKING) {
+			/* resize2fs may have stopped anywhere: put every block back first. */
+			r = convstate_path(c->st.uuid, "undo.e2undo", path, sizeof(path));
+			if (r < 0)
+				return fail(c, r, NULL, "%s: state path too long", c->dev.path);
+			r = extfs_undo(path, c->dev.path, msg, sizeof(msg));
+			(void)restore_file_size(c);
+			if (r < 0 && access(path, F_OK) == 0) {
+				/* e2undo refuses an undo file that never got its header, i.e. resize2fs
+				 * wrote nothing yet; the check below tells. */
+				log_debug("%s: e2undo: %s", c->dev.path, msg);
+			}
+			r = extfs_check(c->dev.path, msg, sizeof(msg));
+			if (r < 0)
+				return fail(c, r, "Repair with 'e2fsck -f DEVICE', then run resume again.",
+					    "%s: after undoing the interrupted shrink the filesystem check fails: %s",
+					    c->dev.path, msg);
+			(void)convstate_remove(c->st.uuid);
+			r = convert_encrypt(c->req, c->res);
+			c->res->resumed = true;
+			return r;
+		}
+		if (c->st.phase == PHASE_SHRUNK || c->st.phase == PHASE_INIT || c->st.phase == PHASE_PLACING_HEADER) {
+			r = restore_file_size(c);
+			if (r < 0)
+				return fail(c, r, NULL, "%s: cannot restore the image file's size (%s)", c->dev.path,
+					    strerror(-r));
+		}
+		r = encrypt_from_shrunk(c);
+		return r < 0 ? r : finish_encrypt(c);
+	}
+
+	if (c->st.detached) {
+		r = run_reencrypt(c, c->st.header);
+		return r < 0 ? r : finish_decrypt(c);
+	}
+	if (c->st.phase == PHASE_BACKUP) {
+		/* The backup may be incomplete, the device is untouched: start over. */
+		(void)convstate_remove(c->st.uuid);
+		r = convert_decrypt(c->req, c->res);
+		c->res->resumed = true;
+		return r;
+	}
+	if (c->st.phase == PHASE_GROWING)
+		return finish_decrypt(c);
+	return decrypt_from_backup(c);
+}
+
+int convert_resume(const struct convert_request *req, struct convert_result *res)
+{
+	struct ctx c = { .req = req, .res = res };
+	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+	struct volume_info vi = {};
+	int r;
+
+	memset(res, 0, sizeof(*res));
+	if (req->key_size == 0)
+		return fail(&c, -ENOKEY, "Give a key file with the key.", "%s: the key is empty", req->target);
+	r = check_common(&c);
+	if (r < 0)
+		return r;
+
+	r = convstate_find(&c.dev, &c.st);
+	if (r == 0) {
+		r = resume_from_state(&c);
+		if (r == -EINTR && !*res->message)
+			return stopped(&c);
+		return r;
+	}
+	if (r != -ENOENT)
+		return fail(&c, r, NULL, "%s: cannot read the state directory (%s)", c.dev.path, strerror(-r));
+
+	/* No state of ours: a conversion started by cryptsetup, or one whose state directory was
+	 * lost; libcryptsetup's metadata is enough to finish the data move. */
+	if (!req->header && !streq(c.dev.fs_type, "crypto_LUKS"))
+		return fail(&c, -EALREADY, "Nothing to resume; 'vmcrypt status TARGET' shows its state.",
+			    "%s: no interrupted conversion found (not LUKS, no saved state)", c.dev.path);
+	r = luks_load(req->header, c.dev.path, &cd);
+	if (r < 0)
+		return fail(&c, -EMEDIUMTYPE, NULL, "%s: cannot load its LUKS header%s", c.dev.path, crypt_reason());
+	vi.device_size = c.dev.size;
+	luks_describe(cd, &vi);
+	crypt_free(TAKE_PTR(cd));
+	if (vi.op == VOLUME_OP_NONE)
+		return fail(&c, -EALREADY, "Nothing to resume; 'vmcrypt status TARGET' shows its state.",
+			    "%s: no conversion in progress (the volume is encrypted)", c.dev.path);
+	c.st = (struct convstate){ .op = vi.op, .detached = vi.header_detached, .data_shift = vi.data_offset,
+				   .sector_size = vi.sector_size, .phase = PHASE_CONVERTING };
+	snprintf(c.st.uuid, sizeof(c.st.uuid), "%s", vi.uuid);
+	snprintf(c.st.fs_type, sizeof(c.st.fs_type), "%s", vi.fs_type);
+	if (req->header && !realpath(req->header, c.st.header))
+		return fail(&c, negative_errno(), NULL, "%s: cannot resolve %s (%m)", c.dev.path, req->header);
+	res->resumed = true;
+	res->op = vi.op;
+	r = run_reencrypt(&c, req->header);
+	if (r < 0)
+		return r;
+	return vi.op == VOLUME_OP_ENCRYPT ? finish_encrypt(&c) : finish_decrypt(&c);
+}

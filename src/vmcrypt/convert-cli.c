@@ -1,0 +1,321 @@
+/* The command line shared by encrypt, decrypt and resume. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "basic/log.h"
+#include "basic/string-util.h"
+#include "convert-cli.h"
+#include "progress.h"
+#include "shared/convert.h"
+#include "shared/exit-status.h"
+#include "shared/journal.h"
+#include "shared/lock.h"
+#include "shared/secret.h"
+
+static const char *const verb_names[] = { "encrypt", "decrypt", "resume" };
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig)
+{
+	stop_requested = sig;
+}
+
+struct run {
+	enum convert_verb verb;
+	const char *target;
+	bool json;
+	struct progress progress;
+	struct vm_lock *lock;
+	double last_journal;
+};
+
+static bool json_mode;
+
+/* In --json mode messages become JSON lines on stdout, so one stream carries everything. */
+static void json_log_sink(enum log_level level, const char *message, void *userdata)
+{
+	static const char *const names[] = { "error", "warning", "info", "debug" };
+	json_t *o = json_pack("{s:s, s:s, s:s}", "event", "log", "level", names[level], "message", message);
+	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	if (s)
+		printf("%s\n", s);
+	fflush(stdout);
+	free(s);
+	json_decref(o);
+}
+
+static void usage(enum convert_verb verb, FILE *f)
+{
+	switch (verb) {
+	case CONVERT_VERB_ENCRYPT:
+		fprintf(f,
+			"Usage: vmcrypt encrypt (--key-file FILE | --new-key-file FILE) [--header FILE]\n"
+			"                       [--sector-size 512|4096] [--json] TARGET\n\n"
+			"Encrypts TARGET (a block device, partition or disk image file) in place into a\n"
+			"standard LUKS2 volume (aes-xts-plain64, 512-bit key). ext2/3/4 is shrunk by 32 MiB\n"
+			"to make room for the header on the device; other filesystems need --header FILE.\n\n"
+			"  --key-file FILE      the unlock key (read from FILE; mode 0600 expected)\n"
+			"  --new-key-file FILE  generate a 64-byte random key into the new FILE (0600)\n"
+			"  --header FILE        keep the LUKS2 header in FILE (must not exist): detached header\n"
+			"  --sector-size N      encryption sector size; default 4096 when the filesystem allows\n"
+			"  --json               JSON lines on stdout: progress events, then a result\n\n"
+			"Interrupted (SIGINT/SIGTERM, crash, power loss)? Run 'vmcrypt resume'.\n");
+		break;
+	case CONVERT_VERB_DECRYPT:
+		fprintf(f,
+			"Usage: vmcrypt decrypt --key-file FILE [--header FILE] [--json] TARGET\n\n"
+			"Decrypts a LUKS2 TARGET in place back to its plain contents. With the header on the\n"
+			"device, the header moves to vmcrypt's state directory while the data shifts back,\n"
+			"and an ext2/3/4 filesystem is grown back to fill the device.\n\n"
+			"  --key-file FILE      the unlock key\n"
+			"  --header FILE        the detached LUKS2 header of TARGET\n"
+			"  --json               JSON lines on stdout: progress events, then a result\n");
+		break;
+	case CONVERT_VERB_RESUME:
+		fprintf(f,
+			"Usage: vmcrypt resume --key-file FILE [--header FILE] [--json] TARGET\n\n"
+			"Finishes an interrupted encrypt or decrypt of TARGET, whichever it was, after\n"
+			"SIGINT, kill -9, a crash or power loss; it repairs what was cut short first.\n\n"
+			"  --key-file FILE      the unlock key\n"
+			"  --header FILE        the detached LUKS2 header (found on its own otherwise)\n"
+			"  --json               JSON lines on stdout: progress events, then a result\n");
+		break;
+	}
+	fprintf(f, "\nExit codes: docs/exit-codes.md (0 done, 8 interrupted: resume).\n");
+}
+
+static int on_progress(enum convert_phase phase, uint64_t done, uint64_t total, void *userdata)
+{
+	static const char *const names[] = {
+		[CONVERT_PHASE_CHECK] = "check", [CONVERT_PHASE_SHRINK] = "shrink",
+		[CONVERT_PHASE_DATA] = "convert", [CONVERT_PHASE_GROW] = "grow",
+	};
+	struct run *run = userdata;
+
+	progress_update(&run->progress, names[phase], done, total);
+	if (phase == CONVERT_PHASE_DATA && run->progress.percent >= 0) {
+		double t = progress_elapsed(&run->progress);
+
+		(void)vm_lock_set_progress(run->lock, run->progress.percent);
+		if (t - run->last_journal >= 5.0) {
+			run->last_journal = t;
+			(void)journal_progress(run->target, NULL, run->progress.percent,
+					       (uint64_t)run->progress.rate);
+		}
+	}
+	return stop_requested ? 1 : 0;
+}
+
+static void print_result(struct run *run, int r, int status, const struct convert_result *res)
+{
+	const char *result = r == 0 ? "success" : r == -EINTR ? "interrupted" : "error";
+
+	progress_end(&run->progress);
+	if (run->json) {
+		json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f}", "event", "result", "operation",
+				      verb_names[run->verb], "target", run->target, "result", result,
+				      "exit_code", status, "elapsed_seconds", progress_elapsed(&run->progress));
+		char *s;
+
+		if (r == 0) {
+			json_object_set_new(o, "performed", json_string(volume_op_to_string(res->op)));
+			json_object_set_new(o, "uuid", json_string(res->uuid));
+			json_object_set_new(o, "header_detached", json_boolean(res->header_detached));
+			json_object_set_new(o, "header", json_string(res->header_path));
+			if (res->op == VOLUME_OP_ENCRYPT) {
+				json_object_set_new(o, "sector_size", json_integer(res->sector_size));
+				json_object_set_new(o, "data_offset", json_integer((json_int_t)res->data_offset));
+				json_object_set_new(o, "shrunk_by", json_integer((json_int_t)res->shrunk_by));
+			}
+			json_object_set_new(o, "resumed", json_boolean(res->resumed));
+		} else {
+			json_object_set_new(o, "message", json_string(res->message));
+			json_object_set_new(o, "remedy", json_string(res->remedy));
+		}
+		s = json_dumps(o, JSON_COMPACT);
+		if (s)
+			printf("%s\n", s);
+		free(s);
+		json_decref(o);
+		fflush(stdout);
+		return;
+	}
+	if (r == 0) {
+		char shrink[32];
+
+		if (res->op == VOLUME_OP_ENCRYPT)
+			printf("%s: encrypted%s (LUKS2 aes-xts-plain64, 512-bit key, %u-byte sectors, header %s%s%s%s, UUID %s)\n",
+			       run->target, res->resumed ? " (resumed)" : "", res->sector_size,
+			       res->header_detached ? "in " : "on the device", res->header_detached ? res->header_path : "",
+			       res->shrunk_by ? ", filesystem shrunk by " : "",
+			       res->shrunk_by ? format_bytes(shrink, sizeof(shrink), res->shrunk_by) : "", res->uuid);
+		else
+			printf("%s: decrypted%s%s\n", run->target, res->resumed ? " (resumed)" : "",
+			       res->header_detached ? "; the detached header file is no longer needed" : "");
+		printf("Done in %.1f s.\n", progress_elapsed(&run->progress));
+		return;
+	}
+	log_error("%s", res->message);
+	if (*res->remedy)
+		fprintf(stderr, "  what to do: %s\n", res->remedy);
+}
+
+int convert_cli_run(enum convert_verb verb, int argc, char **argv)
+{
+	enum { ARG_KEY_FILE = 0x100, ARG_NEW_KEY_FILE, ARG_HEADER, ARG_SECTOR_SIZE, ARG_JSON };
+	static const struct option options[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ "key-file", required_argument, NULL, ARG_KEY_FILE },
+		{ "new-key-file", required_argument, NULL, ARG_NEW_KEY_FILE },
+		{ "header", required_argument, NULL, ARG_HEADER },
+		{ "sector-size", required_argument, NULL, ARG_SECTOR_SIZE },
+		{ "json", no_argument, NULL, ARG_JSON },
+		{}
+	};
+	const char *key_file = NULL, *new_key_file = NULL, *header = NULL;
+	_cleanup_secret_ void *key = NULL;
+	struct convert_result res = {};
+	struct lock_holder holder = {};
+	struct convert_request req = {};
+	struct run run = { .verb = verb };
+	struct sigaction sa = { .sa_handler = on_signal };
+	uint64_t sector_size = 0;
+	size_t key_size = 0;
+	bool world_readable = false;
+	int c, r, status;
+
+	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+		switch (c) {
+		case 'h':
+			usage(verb, stdout);
+			return EXIT_OK;
+		case ARG_KEY_FILE:
+			key_file = optarg;
+			break;
+		case ARG_NEW_KEY_FILE:
+			if (verb != CONVERT_VERB_ENCRYPT)
+				goto bad_usage;
+			new_key_file = optarg;
+			break;
+		case ARG_HEADER:
+			header = optarg;
+			break;
+		case ARG_SECTOR_SIZE:
+			if (verb != CONVERT_VERB_ENCRYPT || parse_u64(optarg, &sector_size) < 0 ||
+			    (sector_size != 512 && sector_size != 4096)) {
+				fprintf(stderr, "vmcrypt %s: --sector-size takes 512 or 4096\n", verb_names[verb]);
+				return EXIT_USAGE;
+			}
+			break;
+		case ARG_JSON:
+			run.json = true;
+			break;
+		default:
+			goto bad_usage;
+		}
+	}
+	if (optind != argc - 1 || (!key_file == !new_key_file)) {
+		if (optind == argc - 1 && key_file && new_key_file)
+			fprintf(stderr, "vmcrypt %s: give either --key-file or --new-key-file, not both\n", verb_names[verb]);
+		goto bad_usage;
+	}
+	run.target = argv[optind];
+	json_mode = run.json;
+	if (run.json)
+		log_set_sink(json_log_sink, NULL);
+	progress_init(&run.progress, run.json, verb_names[verb], run.target);
+
+	/* One operation at a time on this VM, checked before anything else happens. */
+	r = vm_lock_acquire(verb_names[verb], run.target, &run.lock, &holder);
+	if (r == -EAGAIN) {
+		char msg[1024];
+
+		vm_lock_format_busy(&holder, msg, sizeof(msg));
+		snprintf(res.message, sizeof(res.message), "%s", msg);
+		snprintf(res.remedy, sizeof(res.remedy), "Wait for it to finish ('vmcrypt status' shows its progress).");
+		status = EXIT_LOCKED;
+		print_result(&run, r, status, &res);
+		return status;
+	}
+	if (r < 0) {
+		snprintf(res.message, sizeof(res.message), "cannot take the VM operation lock (%s)", strerror(-r));
+		status = EXIT_ERROR;
+		print_result(&run, r, status, &res);
+		return status;
+	}
+
+	if (new_key_file) {
+		r = secret_generate_file(new_key_file, 64, &key);
+		if (r < 0) {
+			snprintf(res.message, sizeof(res.message), "%s: cannot create the new key file (%s)",
+				 new_key_file, r == -EEXIST ? "it already exists; vmcrypt never overwrites a key" : strerror(-r));
+			snprintf(res.remedy, sizeof(res.remedy), "Choose a new path, or use --key-file for an existing key.");
+			status = r == -EEXIST ? EXIT_EXISTS : EXIT_KEY;
+			goto out;
+		}
+		key_size = 64;
+	} else {
+		r = secret_read_file(key_file, &key, &key_size, &world_readable);
+		if (r < 0) {
+			snprintf(res.message, sizeof(res.message), "%s: cannot use the key file: %s", key_file,
+				 r == -ENOKEY ? "it is empty" : r == -EFBIG ? "larger than 8 KiB, not a key" : strerror(-r));
+			snprintf(res.remedy, sizeof(res.remedy), "Give a readable, non-empty key file.");
+			status = EXIT_KEY;
+			goto out;
+		}
+		if (world_readable)
+			log_warning("%s: the key file can be read by group or others; run 'chmod 600 %s'", key_file, key_file);
+	}
+
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+
+	req = (struct convert_request){
+		.target = run.target,
+		.header = header,
+		.key = key,
+		.key_size = key_size,
+		.sector_size = (uint32_t)sector_size,
+		.progress = on_progress,
+		.userdata = &run,
+	};
+	(void)journal_begin(verb_names[verb], run.target, NULL);
+	switch (verb) {
+	case CONVERT_VERB_ENCRYPT:
+		r = convert_encrypt(&req, &res);
+		break;
+	case CONVERT_VERB_DECRYPT:
+		r = convert_decrypt(&req, &res);
+		break;
+	default:
+		r = convert_resume(&req, &res);
+		break;
+	}
+	(void)journal_end(run.target, r == 0 ? JOURNAL_SUCCEEDED : r == -EINTR ? JOURNAL_INTERRUPTED : JOURNAL_FAILED, r);
+	status = exit_status_from_errno(r);
+
+	/* A key file we made for a conversion that never touched the target is removed again, so
+	 * a retry can use the same path; once the target changed, the key must stay. */
+	if (r < 0 && new_key_file) {
+		struct volume_info vi;
+
+		if (luks_inspect(run.target, header, &vi) == 0 && vi.state == VOLUME_PLAIN)
+			(void)unlink(new_key_file);
+	}
+out:
+	print_result(&run, r, status, &res);
+	vm_lock_release(run.lock);
+	return status;
+
+bad_usage:
+	usage(verb, stderr);
+	return EXIT_USAGE;
+}
