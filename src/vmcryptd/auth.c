@@ -1,0 +1,129 @@
+/* Authentication of vmcryptd requests and the audit trail. Each route names the one kind of
+ * credential it accepts (api.c's table); any other kind is refused, so the admin token never
+ * works as a VM credential and a VM credential never reaches an admin route. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "basic/log.h"
+#include "basic/string-util.h"
+#include "vmcryptd.h"
+
+void audit_fill(struct store_audit *e, const char *actor, const char *action, const char *object,
+		const char *result)
+{
+	memset(e, 0, sizeof(*e));
+	e->time = (int64_t)time(NULL);
+	snprintf(e->actor, sizeof(e->actor), "%s", actor);
+	snprintf(e->action, sizeof(e->action), "%s", action);
+	snprintf(e->object, sizeof(e->object), "%s", object);
+	snprintf(e->result, sizeof(e->result), "%s", result);
+}
+
+int audit_event(struct server *srv, const char *actor, const char *action, const char *object, const char *result)
+{
+	struct store_audit e;
+	int r;
+
+	audit_fill(&e, actor, action, object, result);
+	r = store_audit_append(srv->store, &e);
+	if (r < 0)
+		log_error_errno(r, "Could not record audit event %s %s %s: %m", actor, action, object);
+	return r;
+}
+
+static const char *kind_name(enum token_kind k)
+{
+	switch (k) {
+	case TOKEN_ADMIN:
+		return "the admin token";
+	case TOKEN_ENROLL:
+		return "an enrollment token";
+	case TOKEN_VM:
+		return "a VM credential";
+	}
+	return "?";
+}
+
+static int deny(struct server *srv, const struct api_route_def *def, const char *object, const char *actor,
+		struct reply *rep, int error, const char *why)
+{
+	char result[STORE_TEXT_MAX];
+
+	snprintf(result, sizeof(result), "denied: %.200s", why);
+	(void)audit_event(srv, actor, def->action, object, result);
+	return reply_error(rep, error, "%s", why);
+}
+
+int auth_check(struct server *srv, const char *authorization, const struct api_route_def *def,
+	       const char *object, struct caller *ret, struct reply *rep)
+{
+	static const enum token_kind wanted[] = {
+		[API_AUTH_ENROLL] = TOKEN_ENROLL,
+		[API_AUTH_VM] = TOKEN_VM,
+		[API_AUTH_ADMIN] = TOKEN_ADMIN,
+	};
+	static const char *const wanted_text[] = {
+		[API_AUTH_ENROLL] = "this route needs an enrollment token (from `vmcrypt-admin vm register`)",
+		[API_AUTH_VM] = "this route needs a VM credential (from POST /v1/enroll)",
+		[API_AUTH_ADMIN] = "this route needs the admin token",
+	};
+	uint8_t hash[TOKEN_HASH_SIZE];
+	char id[TOKEN_ID_LEN + 1];
+	enum token_kind kind;
+	struct store_vm vm = {};
+	char why[256];
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	ret->kind = def->auth;
+	r = token_from_authorization(authorization, &kind, id, hash);
+	if (r == -ENOKEY)
+		return deny(srv, def, object, "anonymous", rep, -ENOKEY,
+			    "missing credential: send \"Authorization: Bearer <token>\"");
+	if (r < 0)
+		return deny(srv, def, object, "anonymous", rep, -EKEYREJECTED, "malformed credential");
+	if (kind != wanted[def->auth]) {
+		snprintf(why, sizeof(why), "%s; %s was presented", wanted_text[def->auth], kind_name(kind));
+		return deny(srv, def, object, "anonymous", rep, -EACCES, why);
+	}
+
+	if (kind == TOKEN_ADMIN) {
+		if (!token_hash_equal(hash, srv->admin_hash))
+			return deny(srv, def, object, "anonymous", rep, -EKEYREJECTED, "invalid admin token");
+		snprintf(ret->actor, sizeof(ret->actor), "admin");
+		return 0;
+	}
+
+	r = store_vm_get_by_id(srv->store, id, &vm);
+	if (r == -ENOENT)
+		return deny(srv, def, object, "anonymous", rep, -EKEYREJECTED, "invalid credential");
+	if (r < 0)
+		return reply_error(rep, r, "store unavailable");
+
+	if (kind == TOKEN_ENROLL) {
+		/* A used or revoked enrollment token must fail exactly like a wrong one. */
+		if (vm.state != STORE_VM_REGISTERED || !token_hash_equal(hash, vm.enroll_hash)) {
+			store_vm_done(&vm);
+			return deny(srv, def, object, "anonymous", rep, -EKEYREJECTED,
+				    "invalid or already used enrollment token");
+		}
+	} else {
+		char actor[API_NAME_MAX + 8];
+
+		snprintf(actor, sizeof(actor), "vm:%s", vm.name);
+		if (vm.state == STORE_VM_REGISTERED || !token_hash_equal(hash, vm.cred_hash)) {
+			store_vm_done(&vm);
+			return deny(srv, def, object, "anonymous", rep, -EKEYREJECTED, "invalid credential");
+		}
+		if (vm.state == STORE_VM_REVOKED) {
+			snprintf(why, sizeof(why), "the credential of VM '%s' is revoked", vm.name);
+			store_vm_done(&vm);
+			return deny(srv, def, object, actor, rep, -EKEYREVOKED, why);
+		}
+	}
+	snprintf(ret->actor, sizeof(ret->actor), "vm:%s", vm.name);
+	ret->vm = vm;
+	return 0;
+}

@@ -1,0 +1,382 @@
+/* vmcryptd's HTTPS front: libmicrohttpd glue, body collection with a hard cap, dispatch through
+ * the route table, and the one errno-to-HTTP-status mapping. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "basic/log.h"
+#include "basic/string-util.h"
+#include "shared/secret.h"
+#include "vmcryptd.h"
+
+static const handler_fn handlers[_API_ROUTE_MAX] = {
+	[API_ENROLL] = handle_enroll,
+	[API_VM_GOAL] = handle_vm_goal,
+	[API_VM_SECRET_PUT] = handle_vm_secret_put,
+	[API_VM_SECRET_GET] = handle_vm_secret_get,
+	[API_VM_STATUS] = handle_vm_status,
+	[API_ADMIN_VM_REGISTER] = handle_admin_vm_register,
+	[API_ADMIN_VM_LIST] = handle_admin_vm_list,
+	[API_ADMIN_VM_SHOW] = handle_admin_vm_show,
+	[API_ADMIN_VM_REVOKE] = handle_admin_vm_revoke,
+	[API_ADMIN_VM_DELETE] = handle_admin_vm_delete,
+	[API_ADMIN_ENCRYPTION_ENABLE] = handle_admin_encryption_enable,
+	[API_ADMIN_ENCRYPTION_DISABLE] = handle_admin_encryption_disable,
+	[API_ADMIN_ENCRYPTION_SHOW] = handle_admin_encryption_show,
+	[API_ADMIN_EXTENSION_REMOVE] = handle_admin_extension_remove,
+	[API_ADMIN_KEY_CREATE] = handle_admin_key_create,
+	[API_ADMIN_KEY_LIST] = handle_admin_key_list,
+	[API_ADMIN_KEY_SHOW] = handle_admin_key_show,
+	[API_ADMIN_KEY_ROTATE] = handle_admin_key_rotate,
+	[API_ADMIN_KEY_DISABLE] = handle_admin_key_disable,
+	[API_ADMIN_SECRET_LIST] = handle_admin_secret_list,
+	[API_ADMIN_SECRET_SHOW] = handle_admin_secret_show,
+	[API_ADMIN_AUDIT] = handle_admin_audit,
+};
+
+/* The one place where errno values become HTTP statuses. */
+unsigned http_status_from_errno(int error)
+{
+	switch (-error) {
+	case 0:
+		return MHD_HTTP_OK;
+	case EINVAL:
+	case EPROTONOSUPPORT:
+	case EMSGSIZE:
+	case EBADMSG:
+		return MHD_HTTP_BAD_REQUEST;
+	case ENOKEY:
+	case EKEYREJECTED:
+		return MHD_HTTP_UNAUTHORIZED;
+	case EACCES:
+	case EPERM:
+	case EKEYREVOKED:
+		return MHD_HTTP_FORBIDDEN;
+	case ENOENT:
+		return MHD_HTTP_NOT_FOUND;
+	case ENOTSUP:
+		return MHD_HTTP_METHOD_NOT_ALLOWED;
+	case EEXIST:
+	case EALREADY:
+	case ENOTEMPTY:
+	case EKEYEXPIRED:
+		return MHD_HTTP_CONFLICT;
+	case EFBIG:
+		return MHD_HTTP_CONTENT_TOO_LARGE;
+	case EBUSY:
+	case EAGAIN:
+	case ETIMEDOUT:
+		return MHD_HTTP_SERVICE_UNAVAILABLE;
+	default:
+		return MHD_HTTP_INTERNAL_SERVER_ERROR;
+	}
+}
+
+int reply_error(struct reply *rep, int error, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(rep->message, sizeof(rep->message), fmt, ap);
+	va_end(ap);
+	return error;
+}
+
+/* Per-connection request state. The body may carry a secret: it lives in secret memory. */
+struct conn_state {
+	char *body;
+	size_t size, cap;
+	bool too_big;
+};
+
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *body)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	char *text;
+
+	/* json_dumps allocates through the wiping allocator, so a secret in the text is wiped when
+	 * libmicrohttpd frees the response. */
+	text = json_dumps(body, JSON_COMPACT);
+	if (!text)
+		return MHD_NO;
+	resp = MHD_create_response_from_buffer_with_free_callback(strlen(text), text, model_text_free);
+	if (!resp) {
+		model_text_free(text);
+		return MHD_NO;
+	}
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	ret = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
+static enum MHD_Result send_error(struct MHD_Connection *c, int error, const char *message)
+{
+	unsigned status = http_status_from_errno(error);
+	json_t *body;
+	enum MHD_Result ret;
+
+	if (status == MHD_HTTP_INTERNAL_SERVER_ERROR && !message[0])
+		message = "internal error; see the vmcryptd log";
+	body = json_pack("{s:{s:i,s:s}}", "error", "code", (int)status, "message", message);
+	if (!body)
+		return MHD_NO;
+	ret = send_json(c, status, body);
+	json_decref(body);
+	return ret;
+}
+
+/* Makes a path printable and short for audit events and logs. */
+static void sanitize(const char *in, char *out, size_t len)
+{
+	size_t i;
+
+	for (i = 0; in[i] && i + 1 < len; i++)
+		out[i] = (unsigned char)in[i] < 0x20 || (unsigned char)in[i] >= 0x7f ? '?' : in[i];
+	out[i] = 0;
+}
+
+static void object_for(const struct api_request *api, const char *url, char *out, size_t len)
+{
+	if (api->vm[0] && api->volume[0])
+		snprintf(out, len, "vm/%s/secret/%s", api->vm, api->volume);
+	else if (api->vm[0])
+		snprintf(out, len, "vm/%s", api->vm);
+	else if (api->key[0])
+		snprintf(out, len, "key/%s", api->key);
+	else
+		sanitize(url, out, len);
+}
+
+static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *c, const char *url, const char *method,
+				struct conn_state *cs)
+{
+	struct api_request api = {};
+	struct caller who = {};
+	struct reply rep = {};
+	struct request rq = { .srv = srv, .connection = c, .api = &api, .who = &who };
+	char err[512] = "";
+	enum MHD_Result ret;
+	int r, auth;
+
+	r = api_request_parse(method, url, cs->body ? cs->body : "", cs->size, &api, err, sizeof(err));
+	if (r == -ENOENT || r == -ENOTSUP) {
+		api_request_done(&api);
+		return send_error(c, r, err);
+	}
+
+	object_for(&api, url, rq.object, sizeof(rq.object));
+	/* Authenticate before saying anything about the body: an anonymous caller learns nothing
+	 * beyond whether the route exists. */
+	auth = auth_check(srv, MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+			  api.def, rq.object, &who, &rep);
+	if (auth < 0) {
+		r = auth;
+		snprintf(err, sizeof(err), "%s", rep.message);
+	} else if (cs->too_big) {
+		r = -EFBIG;
+		snprintf(err, sizeof(err), "request body larger than %d bytes", API_BODY_MAX);
+	}
+	if (r < 0) {
+		api_request_done(&api);
+		store_vm_done(&who.vm);
+		return send_error(c, r, err);
+	}
+
+	/* A VM's actions are filed under that VM, so `audit --vm NAME` finds them. */
+	if (who.vm.name[0]) {
+		if (api.volume[0])
+			snprintf(rq.object, sizeof(rq.object), "vm/%s/secret/%s", who.vm.name, api.volume);
+		else
+			snprintf(rq.object, sizeof(rq.object), "vm/%s", who.vm.name);
+	}
+
+	r = handlers[api.def->route](&rq, &rep);
+	if (r < 0) {
+		if (http_status_from_errno(r) == MHD_HTTP_INTERNAL_SERVER_ERROR)
+			log_error_errno(r, "%s %s failed: %m", method, rq.object);
+		ret = send_error(c, r, rep.message);
+	} else {
+		ret = send_json(c, rep.status ? rep.status : MHD_HTTP_OK, rep.body ? rep.body : json_object());
+	}
+	json_decref(rep.body);
+	api_request_done(&api);
+	store_vm_done(&who.vm);
+	return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+				  const char *version, const char *upload_data, size_t *upload_data_size,
+				  void **con_cls)
+{
+	struct server *srv = cls;
+	struct conn_state *cs = *con_cls;
+
+	if (!cs) {
+		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		uint64_t n = 0;
+
+		cs = calloc(1, sizeof(*cs));
+		if (!cs)
+			return MHD_NO;
+		*con_cls = cs;
+		/* Refuse an announced oversized body before reading it. */
+		if (cl && (parse_u64(cl, &n) < 0 || n > API_BODY_MAX)) {
+			cs->too_big = true;
+			return send_error(c, -EFBIG, "request body larger than 65536 bytes");
+		}
+		cs->cap = n > 0 ? (size_t)n : 0;
+		return MHD_YES;
+	}
+
+	if (*upload_data_size > 0) {
+		size_t n = *upload_data_size;
+
+		*upload_data_size = 0;
+		if (cs->too_big)
+			return MHD_YES;
+		if (cs->size + n > API_BODY_MAX) {
+			cs->too_big = true;
+			secret_free(cs->body);
+			cs->body = NULL;
+			cs->size = 0;
+			return MHD_YES;
+		}
+		if (cs->size + n + 1 > cs->cap || !cs->body) {
+			/* Secret memory is never realloc'd: copy into a larger buffer (chunked bodies). */
+			size_t cap = MAX(cs->size + n, cs->cap) + 1;
+			char *nb = secret_alloc(cap);
+
+			if (!nb)
+				return MHD_NO;
+			if (cs->body)
+				memcpy(nb, cs->body, cs->size);
+			secret_free(cs->body);
+			cs->body = nb;
+			cs->cap = cap;
+		}
+		memcpy(cs->body + cs->size, upload_data, n);
+		cs->size += n;
+		cs->body[cs->size] = 0;
+		return MHD_YES;
+	}
+
+	return dispatch(srv, c, url, method, cs);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+	struct conn_state *cs = *con_cls;
+
+	if (!cs)
+		return;
+	secret_free(cs->body);
+	free(cs);
+	*con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char buf[512];
+	size_t n;
+
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = strlen(buf);
+	while (n > 0 && buf[n - 1] == '\n')
+		buf[--n] = 0;
+	log_debug("libmicrohttpd: %s", buf);
+}
+
+static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen_t *len, bool *ipv6)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *colon, *h;
+	uint64_t port;
+	size_t hl;
+
+	colon = strrchr(listen, ':');
+	if (!colon)
+		return -EINVAL;
+	if (parse_u64(colon + 1, &port) < 0 || port > 65535)
+		return -EINVAL;
+	h = listen;
+	hl = (size_t)(colon - listen);
+	if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+		h++;
+		hl -= 2;
+	}
+	if (hl == 0 || hl >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, h, hl);
+	host[hl] = 0;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, host, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		*len = sizeof(*sin);
+		*ipv6 = false;
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*sin6);
+		*ipv6 = true;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int http_start(struct server *srv, const char *listen, const char *cert_pem, const char *key_pem,
+	       uint16_t *ret_port)
+{
+	struct sockaddr_storage ss;
+	const union MHD_DaemonInfo *info;
+	unsigned flags = MHD_USE_TLS | MHD_USE_ERROR_LOG | MHD_USE_INTERNAL_POLLING_THREAD;
+	socklen_t len;
+	bool ipv6;
+	int r;
+
+	r = parse_listen(listen, &ss, &len, &ipv6);
+	if (r < 0)
+		return log_error_errno(r, "Invalid --listen '%s': expected ADDRESS:PORT, e.g. 127.0.0.1:8443", listen);
+	if (!MHD_is_feature_supported(MHD_FEATURE_TLS))
+		return log_error_errno(-EOPNOTSUPP, "libmicrohttpd was built without TLS support");
+	if (ipv6)
+		flags |= MHD_USE_IPv6;
+	if (srv->threads == 0)
+		flags |= MHD_USE_THREAD_PER_CONNECTION;
+	else
+		flags |= MHD_USE_EPOLL;
+
+	srv->daemon = MHD_start_daemon(
+		flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_HTTPS_MEM_CERT, cert_pem, MHD_OPTION_HTTPS_MEM_KEY, key_pem,
+		MHD_OPTION_HTTPS_PRIORITIES, "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2",
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
+		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)512,
+		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(srv->threads > 1 ? srv->threads : 0), MHD_OPTION_END);
+	if (!srv->daemon)
+		return log_error_errno(-EADDRNOTAVAIL, "Could not listen on %s (address in use or not available)", listen);
+
+	info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	*ret_port = info ? info->port : 0;
+	return 0;
+}
+
+void http_stop(struct server *srv)
+{
+	if (srv->daemon) {
+		MHD_stop_daemon(srv->daemon);
+		srv->daemon = NULL;
+	}
+}

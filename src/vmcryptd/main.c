@@ -1,0 +1,249 @@
+/* vmcryptd: the vmcrypt control plane and key vault. Initializes its data directory on first
+ * start, serves the HTTPS API until SIGTERM/SIGINT, then stops cleanly. */
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "basic/fileio.h"
+#include "basic/log.h"
+#include "basic/string-util.h"
+#include "shared/exit-status.h"
+#include "shared/secret.h"
+#include "vmcryptd.h"
+
+static void help(void)
+{
+	printf("Usage: vmcryptd --data-dir DIR [OPTIONS]\n\n"
+	       "The vmcrypt control plane and key vault (HTTPS).\n\n"
+	       "  --data-dir DIR         state: store, master key, TLS material, admin token\n"
+	       "  --listen ADDR:PORT     where to listen (default 127.0.0.1:8443; port 0 picks one,\n"
+	       "                         written to DIR/vmcryptd.listen once serving)\n"
+	       "  --tls-cert FILE        PEM certificate (default DIR/tls.crt, self-signed on first start)\n"
+	       "  --tls-key FILE         PEM private key (default DIR/tls.key)\n"
+	       "  --store LOCATION       store backend (default sqlite:DIR/vmcryptd.db)\n"
+	       "  --threads N            epoll worker threads; 0 = one thread per connection (default 0)\n"
+	       "  --stale-after SECONDS  a VM without a report for this long is shown stale (default 900)\n"
+	       "  --verbose              debug messages\n"
+	       "  --version, --help\n");
+}
+
+static char *path_join(const char *dir, const char *name)
+{
+	char *p = NULL;
+	if (asprintf(&p, "%s/%s", dir, name) < 0)
+		return NULL;
+	return p;
+}
+
+static void stderr_time_sink(enum log_level level, const char *message, void *userdata)
+{
+	static const char *const prefix[] = { "error: ", "warning: ", "", "debug: " };
+	char when[32];
+
+	fprintf(stderr, "%s vmcryptd: %s%s\n", api_format_time((int64_t)time(NULL), when, sizeof(when)), prefix[level],
+		message);
+}
+
+/* The admin token is made once, on first start: its file first, then its hash in the store, so a
+ * crash in between just makes a new one on the next start. */
+static int admin_token_setup(struct server *srv)
+{
+	_cleanup_free_ char *hex = NULL;
+	_cleanup_free_ char *path = NULL;
+	_cleanup_secret_ char *token = NULL;
+	char hash_hex[2 * TOKEN_HASH_SIZE + 1];
+	int r;
+
+	r = store_meta_get(srv->store, "admin_token_sha256", &hex);
+	if (r >= 0)
+		return token_unhex(hex, srv->admin_hash, TOKEN_HASH_SIZE) < 0
+			       ? log_error_errno(-EBADMSG, "The stored admin token hash is damaged.")
+			       : 0;
+	if (r != -ENOENT)
+		return log_error_errno(r, "Could not read the store: %m");
+
+	path = path_join(srv->data_dir, "admin.token");
+	if (!path)
+		return -ENOMEM;
+	r = token_generate(TOKEN_ADMIN, NULL, &token, srv->admin_hash);
+	if (r < 0)
+		return log_error_errno(r, "Could not generate the admin token: %m");
+	r = write_file_atomic(path, token, strlen(token), 0600);
+	if (r < 0)
+		return log_error_errno(r, "Could not write %s: %m", path);
+	token_hex(srv->admin_hash, TOKEN_HASH_SIZE, hash_hex);
+	r = store_meta_set(srv->store, "admin_token_sha256", hash_hex);
+	if (r < 0)
+		return log_error_errno(r, "Could not store the admin token hash: %m");
+	log_info("Wrote the admin token to %s (mode 0600); give it to vmcrypt-admin with --token-file.", path);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	enum { ARG_DATA_DIR = 0x100, ARG_LISTEN, ARG_TLS_CERT, ARG_TLS_KEY, ARG_STORE, ARG_THREADS, ARG_STALE,
+	       ARG_VERBOSE, ARG_VERSION, ARG_HELP };
+	static const struct option options[] = {
+		{ "data-dir", required_argument, NULL, ARG_DATA_DIR },
+		{ "listen", required_argument, NULL, ARG_LISTEN },
+		{ "tls-cert", required_argument, NULL, ARG_TLS_CERT },
+		{ "tls-key", required_argument, NULL, ARG_TLS_KEY },
+		{ "store", required_argument, NULL, ARG_STORE },
+		{ "threads", required_argument, NULL, ARG_THREADS },
+		{ "stale-after", required_argument, NULL, ARG_STALE },
+		{ "verbose", no_argument, NULL, ARG_VERBOSE },
+		{ "version", no_argument, NULL, ARG_VERSION },
+		{ "help", no_argument, NULL, ARG_HELP },
+		{},
+	};
+	struct server srv = { .stale_after = 900 };
+	const char *listen = "127.0.0.1:8443", *tls_cert = NULL, *tls_key = NULL, *store_loc = NULL;
+	_cleanup_free_ char *cert_path = NULL, *key_path = NULL, *db_path = NULL, *master_path = NULL,
+			    *listen_path = NULL, *cert = NULL;
+	_cleanup_secret_ char *key = NULL;
+	char listen_host[64] = "", port_text[80];
+	uint16_t port = 0;
+	sigset_t mask;
+	uint64_t u;
+	int c, r, sig;
+
+	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+		switch (c) {
+		case ARG_DATA_DIR:
+			srv.data_dir = optarg;
+			break;
+		case ARG_LISTEN:
+			listen = optarg;
+			break;
+		case ARG_TLS_CERT:
+			tls_cert = optarg;
+			break;
+		case ARG_TLS_KEY:
+			tls_key = optarg;
+			break;
+		case ARG_STORE:
+			store_loc = optarg;
+			break;
+		case ARG_THREADS:
+			if (parse_u64(optarg, &u) < 0 || u > 64) {
+				log_error("--threads must be 0 to 64");
+				return EXIT_USAGE;
+			}
+			srv.threads = (unsigned)u;
+			break;
+		case ARG_STALE:
+			if (parse_u64(optarg, &u) < 0 || u == 0 || u > INT32_MAX) {
+				log_error("--stale-after must be a number of seconds");
+				return EXIT_USAGE;
+			}
+			srv.stale_after = (int64_t)u;
+			break;
+		case ARG_VERBOSE:
+			log_set_max_level(LOG_LEVEL_DEBUG);
+			break;
+		case ARG_VERSION:
+			printf("vmcryptd %s\n", VMCRYPT_VERSION);
+			return EXIT_OK;
+		case 'h':
+		case ARG_HELP:
+			help();
+			return EXIT_OK;
+		default:
+			return EXIT_USAGE;
+		}
+	}
+	if (optind < argc || !srv.data_dir) {
+		log_error("%s; see vmcryptd --help", srv.data_dir ? "unexpected argument" : "--data-dir DIR is required");
+		return EXIT_USAGE;
+	}
+	if (!tls_cert != !tls_key) {
+		log_error("--tls-cert and --tls-key go together");
+		return EXIT_USAGE;
+	}
+	log_set_sink(stderr_time_sink, NULL);
+
+	/* Key material lives in this process: no core dumps, no ptrace by non-root. */
+	if (prctl(PR_SET_DUMPABLE, 0) < 0)
+		log_warning("Could not make the process non-dumpable: %m");
+	signal(SIGPIPE, SIG_IGN);
+	secret_setup_json_allocator();
+	umask(0077);
+
+	r = mkdir_p(srv.data_dir, 0700);
+	if (r < 0) {
+		log_error_errno(r, "Could not create %s: %m", srv.data_dir);
+		return EXIT_ERROR;
+	}
+	master_path = path_join(srv.data_dir, "master.key");
+	db_path = path_join(srv.data_dir, "vmcryptd.db");
+	listen_path = path_join(srv.data_dir, "vmcryptd.listen");
+	cert_path = tls_cert ? strdup(tls_cert) : path_join(srv.data_dir, "tls.crt");
+	key_path = tls_key ? strdup(tls_key) : path_join(srv.data_dir, "tls.key");
+	if (!master_path || !db_path || !listen_path || !cert_path || !key_path)
+		return EXIT_ERROR;
+	(void)unlink(listen_path);
+
+	r = vault_open(master_path, true, &srv.vault);
+	if (r < 0) {
+		log_error_errno(r, "Could not open the master key %s: %m", master_path);
+		return EXIT_KEY;
+	}
+	if (!store_loc) {
+		_cleanup_free_ char *loc = NULL;
+		if (asprintf(&loc, "sqlite:%s", db_path) < 0)
+			return EXIT_ERROR;
+		r = store_open(loc, &srv.store);
+	} else {
+		r = store_open(store_loc, &srv.store);
+	}
+	if (r < 0) {
+		log_error_errno(r, "Could not open the store: %m");
+		vault_free(srv.vault);
+		return EXIT_ERROR;
+	}
+	r = admin_token_setup(&srv);
+	if (r >= 0) {
+		const char *colon = strrchr(listen, ':');
+		if (colon && (size_t)(colon - listen) < sizeof(listen_host))
+			snprintf(listen_host, sizeof(listen_host), "%.*s", (int)(colon - listen), listen);
+		r = tls_load_or_create(cert_path, key_path, !tls_cert, listen_host, &cert, &key);
+	}
+
+	/* Block the stop signals before any thread starts, so only sigwait() below sees them. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+
+	if (r >= 0)
+		r = http_start(&srv, listen, cert, key, &port);
+	if (r < 0) {
+		store_close(srv.store);
+		vault_free(srv.vault);
+		return r == -EADDRNOTAVAIL ? EXIT_BUSY : EXIT_ERROR;
+	}
+	snprintf(port_text, sizeof(port_text), "%s:%u\n", listen_host, port);
+	r = write_file_atomic(listen_path, port_text, strlen(port_text), 0644);
+	if (r < 0)
+		log_warning_errno(r, "Could not write %s: %m", listen_path);
+	log_info("Serving HTTPS on %s:%u (data in %s, %s).", listen_host, port, srv.data_dir,
+		 srv.threads ? "epoll thread pool" : "thread per connection");
+
+	for (;;) {
+		if (sigwait(&mask, &sig) == 0)
+			break;
+	}
+	log_info("Stopping on %s.", strsignal(sig));
+	http_stop(&srv);
+	(void)unlink(listen_path);
+	store_close(srv.store);
+	vault_free(srv.vault);
+	log_info("Stopped.");
+	return EXIT_OK;
+}

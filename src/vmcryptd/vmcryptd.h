@@ -1,0 +1,121 @@
+/* vmcryptd internals shared by its files: the server context, the caller, replies, handlers. */
+#pragma once
+
+#include <jansson.h>
+#include <microhttpd.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "shared/api.h"
+#include "shared/store.h"
+#include "shared/token.h"
+#include "basic/macro.h"
+#include "shared/vault.h"
+
+struct server {
+	char *data_dir;
+	struct store *store;
+	struct vault *vault;
+	uint8_t admin_hash[TOKEN_HASH_SIZE];
+	int64_t stale_after; /* seconds without a report before a VM counts as stale */
+	unsigned threads;    /* 0: one thread per connection */
+	struct MHD_Daemon *daemon;
+};
+
+/* Who made the request, after authentication. */
+struct caller {
+	enum api_auth kind;
+	char actor[API_NAME_MAX + 8]; /* "admin" or "vm:NAME"; for audit events */
+	struct store_vm vm;           /* the caller's VM for API_AUTH_VM and API_AUTH_ENROLL */
+};
+
+struct reply {
+	unsigned status;    /* on success: 200 or 201 */
+	json_t *body;       /* on success */
+	char message[512];  /* on failure: said to the client; never holds secret values */
+};
+
+/* Everything a handler sees. */
+struct request {
+	struct server *srv;
+	struct MHD_Connection *connection; /* for query arguments */
+	const struct api_request *api;
+	struct caller *who;
+	char object[160]; /* the audit object the request is about */
+};
+
+typedef int (*handler_fn)(struct request *rq, struct reply *rep);
+
+/* Handlers return 0 or -errno, filling rep->message on failure (see http_status_from_errno). */
+int handle_enroll(struct request *rq, struct reply *rep);
+int handle_vm_goal(struct request *rq, struct reply *rep);
+int handle_vm_secret_put(struct request *rq, struct reply *rep);
+int handle_vm_secret_get(struct request *rq, struct reply *rep);
+int handle_vm_status(struct request *rq, struct reply *rep);
+int handle_admin_vm_register(struct request *rq, struct reply *rep);
+int handle_admin_vm_list(struct request *rq, struct reply *rep);
+int handle_admin_vm_show(struct request *rq, struct reply *rep);
+int handle_admin_vm_revoke(struct request *rq, struct reply *rep);
+int handle_admin_vm_delete(struct request *rq, struct reply *rep);
+int handle_admin_encryption_enable(struct request *rq, struct reply *rep);
+int handle_admin_encryption_disable(struct request *rq, struct reply *rep);
+int handle_admin_encryption_show(struct request *rq, struct reply *rep);
+int handle_admin_extension_remove(struct request *rq, struct reply *rep);
+int handle_admin_key_create(struct request *rq, struct reply *rep);
+int handle_admin_key_list(struct request *rq, struct reply *rep);
+int handle_admin_key_show(struct request *rq, struct reply *rep);
+int handle_admin_key_rotate(struct request *rq, struct reply *rep);
+int handle_admin_key_disable(struct request *rq, struct reply *rep);
+int handle_admin_secret_list(struct request *rq, struct reply *rep);
+int handle_admin_secret_show(struct request *rq, struct reply *rep);
+int handle_admin_audit(struct request *rq, struct reply *rep);
+
+/* Sets rep->message and returns error. */
+int reply_error(struct reply *rep, int error, const char *fmt, ...) _printf_(3, 4);
+
+/* auth.c: checks the Authorization header against what the route needs. Returns 0, -ENOKEY
+ * (no credential: 401), -EKEYREJECTED (wrong credential: 401), -EACCES (right kind of
+ * credential missing, or revoked: 403). Failures are audited here. */
+int auth_check(struct server *srv, const char *authorization, const struct api_route_def *def,
+	       const char *object, struct caller *ret, struct reply *rep);
+
+/* audit.c: records an event; result is "ok" or a short reason. Returns 0 or -errno. */
+int audit_event(struct server *srv, const char *actor, const char *action, const char *object,
+		const char *result);
+/* Fills an event for store_audit_append() inside a transaction. */
+void audit_fill(struct store_audit *e, const char *actor, const char *action, const char *object,
+		const char *result);
+
+/* http.c */
+unsigned http_status_from_errno(int error);
+int http_start(struct server *srv, const char *listen, const char *cert_pem, const char *key_pem,
+	       uint16_t *ret_port);
+void http_stop(struct server *srv);
+
+/* tls.c: loads cert and key PEM, generating a self-signed pair at the given paths when both are
+ * missing. *ret_key is in secret memory. Returns 0 or -errno. */
+int tls_load_or_create(const char *cert_path, const char *key_path, bool create, const char *listen_host,
+		       char **ret_cert, char **ret_key);
+
+/* base64 (RFC 4648, with padding). decode returns 0 or -EINVAL; *ret is secret memory. */
+int b64_decode_secret(const char *s, size_t len, uint8_t **ret, size_t *ret_size);
+/* Returns a NUL-terminated encoding in secret memory, or NULL. */
+char *b64_encode(const uint8_t *data, size_t size);
+
+/* model.c: JSON views of stored objects (never secret values). */
+json_t *model_vm(const struct store_vm *vm);
+json_t *model_settings(const struct store_settings *s, bool extension_removed);
+json_t *model_key(const struct store_key *k);
+json_t *model_secret(const struct store_secret *s);
+json_t *model_audit(const struct store_audit *e);
+const char *model_operation(const struct store_settings *s);
+/* "vmcryptd:keys/NAME" or, with version > 0, "vmcryptd:keys/NAME/VERSION". */
+void model_key_url(const char *name, uint32_t version, char *buf, size_t len);
+/* Frees text from json_dumps() (allocated by the wiping JSON allocator). */
+void model_text_free(void *p);
+
+/* handlers-vm.c, shared with the admin handlers: opens a stored secret into its plain value
+ * (secret memory; the KEK must be enabled), and builds a reply carrying a value. On failure
+ * rep->message is set. */
+int secret_open(struct server *srv, const struct store_secret *sec, struct reply *rep, void **ret, size_t *ret_size);
+int secret_reply(struct store_secret *sec, const void *value, size_t size, struct reply *rep);
