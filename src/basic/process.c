@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,6 +32,11 @@ int process_run(char *const argv[], char *out, size_t out_len)
 		/* The child must not die with us on SIGINT half way through a resize: vmcrypt
 		 * decides when to stop, at a safe point. */
 		signal(SIGINT, SIG_IGN);
+		/* ...but it must die with us: a resize2fs left running after vmcrypt was killed
+		 * would race the `vmcrypt resume` that undoes its work. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() == 1)
+			_exit(127);
 		if (null >= 0)
 			dup2(null, STDIN_FILENO);
 		dup2(pipefd[1], STDOUT_FILENO);

@@ -10,7 +10,9 @@
 #include <jansson.h>
 #include <libcryptsetup.h>
 #include <openssl/rand.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -70,6 +72,17 @@ static int stopped(struct ctx *c)
 		    volume_op_to_string(c->st.op) , "incomplete");
 }
 
+/* Crash tests: $VMCRYPT_TEST_KILL_AT names a step ("shrunk", "placing-header", ...); the
+ * process kills itself with SIGKILL right after recording that step, the worst moment for
+ * a crash. Harmless in production: nobody sets it. */
+static void test_kill_point(const char *name)
+{
+	const char *at = getenv("VMCRYPT_TEST_KILL_AT");
+
+	if (at && streq(at, name))
+		raise(SIGKILL);
+}
+
 static int save_phase(struct ctx *c, enum convstate_phase phase)
 {
 	int r;
@@ -79,6 +92,7 @@ static int save_phase(struct ctx *c, enum convstate_phase phase)
 	if (r < 0)
 		return fail(c, r, "Check that the state directory is writable and has free space.",
 			    "Cannot record the conversion state of %s (%s)", c->dev.path, strerror(-r));
+	test_kill_point(convstate_phase_to_string(phase));
 	return 0;
 }
 
@@ -145,6 +159,13 @@ static int set_token(struct ctx *c, struct crypt_device *cd)
 static int reencrypt_progress(uint64_t size, uint64_t offset, void *usrptr)
 {
 	struct ctx *c = usrptr;
+	const char *at = getenv("VMCRYPT_TEST_KILL_AT");
+	uint64_t pct;
+
+	/* Crash tests: "convert-N" kills the process once N% of the data has moved. */
+	if (at && startswith(at, "convert-") && parse_u64(at + 8, &pct) == 0 && size &&
+	    offset * 100 >= pct * size && offset > 0)
+		raise(SIGKILL);
 
 	return report(c, CONVERT_PHASE_DATA, offset, size) < 0 ? 1 : 0;
 }

@@ -142,8 +142,10 @@ int luks_describe(struct crypt_device *cd, struct volume_info *ret)
 
 	s = crypt_get_uuid(cd);
 	snprintf(ret->uuid, sizeof(ret->uuid), "%s", s ? s : "");
-	snprintf(ret->cipher, sizeof(ret->cipher), "%s-%s", crypt_get_cipher(cd) ?: "?",
-		 crypt_get_cipher_mode(cd) ?: "?");
+	/* A linear (decrypted) segment reports the cipher "cipher_null". */
+	if (crypt_get_cipher(cd) && !streq(crypt_get_cipher(cd), "cipher_null"))
+		snprintf(ret->cipher, sizeof(ret->cipher), "%s-%s", crypt_get_cipher(cd),
+			 crypt_get_cipher_mode(cd) ?: "?");
 	ret->key_bits = (uint32_t)crypt_get_volume_key_size(cd) * 8;
 	ret->sector_size = (uint32_t)crypt_get_sector_size(cd);
 	ret->data_offset = crypt_get_data_offset(cd) * 512;
@@ -166,7 +168,9 @@ int luks_describe(struct crypt_device *cd, struct volume_info *ret)
 	ret->percent = -1;
 	switch (ri) {
 	case CRYPT_REENCRYPT_NONE:
-		ret->state = VOLUME_ENCRYPTED;
+		/* A finished decryption leaves a detached header that maps the data linearly, with
+		 * no keyslot: the data is plain. */
+		ret->state = *ret->cipher || ret->keyslots > 0 ? VOLUME_ENCRYPTED : VOLUME_PLAIN;
 		ret->op = VOLUME_OP_NONE;
 		break;
 	case CRYPT_REENCRYPT_CLEAN:
@@ -245,6 +249,12 @@ int luks_inspect(const char *target, const char *header, struct volume_info *ret
 		return 0;
 	}
 	luks_describe(cd, ret);
+	/* The header still on the device, but a decrypt already saving it away: interrupted. */
+	if (ret->state == VOLUME_ENCRYPTED && !header && convstate_find(&d, &st) == 0) {
+		ret->state = VOLUME_INTERRUPTED;
+		ret->op = st.op;
+		ret->percent = 0;
+	}
 	if (!ret->header_detached)
 		snprintf(ret->header_path, sizeof(ret->header_path), "%s", d.path);
 	crypt_free(cd);
