@@ -1,0 +1,48 @@
+/* vmcrypt-admin internals: the verb table type, the connection to vmcryptd, output helpers. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "shared/http-client.h"
+
+struct admin {
+	const char *server;
+	const char *token_file;
+	const char *ca_file;
+	bool json;
+	struct http_client *client; /* made on first use */
+};
+
+struct verb {
+	const char *name;
+	int (*fn)(struct admin *a, int argc, char **argv);
+	const char *help;
+};
+
+/* Finds argv[0] in verbs and runs it; prints the group's help on none or an unknown one.
+ * Returns an exit status. */
+int admin_dispatch(struct admin *a, const char *group, const struct verb *verbs, int argc, char **argv);
+
+/* Sends a request; on a 2xx status returns 0 with *ret the parsed body. On anything else prints
+ * the server's message (or the transport error) once and returns an exit status > 0:
+ * EXIT_STATE for 409 (a lifecycle rule refused), EXIT_REMOTE otherwise. */
+int admin_call(struct admin *a, const char *method, const char *path, json_t *body, json_t **ret);
+
+/* Prints JSON (for --json). */
+void admin_print_json(json_t *j);
+
+/* Parses the options shared by every verb: --json, plus the given long options. Returns the
+ * getopt code or -1 at the end, like getopt_long; sets a->json itself. */
+struct option;
+int admin_getopt(struct admin *a, int argc, char **argv, const struct option *extra);
+
+/* String field or "" */
+const char *admin_str(json_t *j, const char *key);
+/* "12 s ago", "3m05s ago" for an age in seconds */
+char *admin_age(long long seconds, char *buf, size_t len);
+
+int verb_vm(struct admin *a, int argc, char **argv);
+int verb_key(struct admin *a, int argc, char **argv);
+int verb_secret(struct admin *a, int argc, char **argv);
+int verb_audit(struct admin *a, int argc, char **argv);

@@ -1,0 +1,155 @@
+/* vmcrypt-admin key ...: key-encryption keys. Private material never leaves vmcryptd. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "admin.h"
+#include "basic/log.h"
+#include "basic/string-util.h"
+#include "shared/api.h"
+#include "shared/exit-status.h"
+
+static int key_name_arg(struct admin *a, int argc, char **argv, const char **ret)
+{
+	while (admin_getopt(a, argc, argv, NULL) >= 0)
+		return EXIT_USAGE;
+	if (optind != argc - 1 || !api_name_valid(argv[optind])) {
+		log_error("Usage: vmcrypt-admin key %s NAME", argv[0]);
+		return EXIT_USAGE;
+	}
+	*ret = argv[optind];
+	return 0;
+}
+
+static void print_key(json_t *k, bool pem)
+{
+	printf("Name    : %s\n", admin_str(k, "name"));
+	printf("Version : %lld\n", (long long)json_integer_value(json_object_get(k, "version")));
+	printf("Type    : %s %lld\n", admin_str(k, "kty"), (long long)json_integer_value(json_object_get(k, "size")));
+	printf("Enabled : %s\n", json_is_true(json_object_get(k, "enabled")) ? "yes" : "no");
+	printf("Created : %s\n", admin_str(k, "created"));
+	printf("URL     : %s\n", admin_str(k, "url"));
+	if (pem && admin_str(k, "publicKey")[0])
+		printf("%s", admin_str(k, "publicKey"));
+}
+
+static int key_create(struct admin *a, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "kty", required_argument, NULL, 'k' },
+		{ "size", required_argument, NULL, 's' },
+		{},
+	};
+	const char *kty = NULL;
+	uint64_t size = 0;
+	json_t *body, *resp = NULL;
+	int c, r;
+
+	while ((c = admin_getopt(a, argc, argv, opts)) >= 0) {
+		if (c == 'k')
+			kty = optarg;
+		else if (c == 's') {
+			if (parse_u64(optarg, &size) < 0 || size > 8192) {
+				log_error("--size must be a number of bits (RSA 2048, 3072, 4096; AES 256)");
+				return EXIT_USAGE;
+			}
+		} else
+			return EXIT_USAGE;
+	}
+	if (optind != argc - 1 || !api_name_valid(argv[optind])) {
+		log_error("Usage: vmcrypt-admin key create NAME [--kty RSA|AES] [--size N]");
+		return EXIT_USAGE;
+	}
+	body = json_pack("{s:s}", "name", argv[optind]);
+	if (kty)
+		json_object_set_new(body, "kty", json_string(kty));
+	if (size)
+		json_object_set_new(body, "size", json_integer((json_int_t)size));
+	r = admin_call(a, "POST", "/v1/admin/keys", body, &resp);
+	if (r)
+		return r;
+	if (a->json)
+		admin_print_json(resp);
+	else
+		print_key(resp, false);
+	json_decref(resp);
+	return EXIT_OK;
+}
+
+static int key_list(struct admin *a, int argc, char **argv)
+{
+	json_t *resp = NULL, *k;
+	size_t i;
+	int r;
+
+	while (admin_getopt(a, argc, argv, NULL) >= 0)
+		return EXIT_USAGE;
+	r = admin_call(a, "GET", "/v1/admin/keys", NULL, &resp);
+	if (r)
+		return r;
+	if (a->json)
+		admin_print_json(resp);
+	else {
+		printf("%-24s %-7s %-4s %-5s %-7s %s\n", "NAME", "VERSION", "KTY", "SIZE", "ENABLED", "CREATED");
+		json_array_foreach(json_object_get(resp, "keys"), i, k)
+			printf("%-24s %-7lld %-4s %-5lld %-7s %s\n", admin_str(k, "name"),
+			       (long long)json_integer_value(json_object_get(k, "version")), admin_str(k, "kty"),
+			       (long long)json_integer_value(json_object_get(k, "size")),
+			       json_is_true(json_object_get(k, "enabled")) ? "yes" : "no", admin_str(k, "created"));
+	}
+	json_decref(resp);
+	return EXIT_OK;
+}
+
+static int key_one(struct admin *a, int argc, char **argv, const char *method, const char *suffix)
+{
+	char path[160];
+	const char *name;
+	json_t *resp = NULL;
+	int r;
+
+	r = key_name_arg(a, argc, argv, &name);
+	if (r)
+		return r;
+	snprintf(path, sizeof(path), "/v1/admin/keys/%s%s", name, suffix);
+	r = admin_call(a, method, path, NULL, &resp);
+	if (r)
+		return r;
+	if (a->json)
+		admin_print_json(resp);
+	else if (streq(suffix, "/disable"))
+		printf("Key '%s' disabled: no wrap or unwrap with any of its versions.\n", name);
+	else
+		print_key(resp, streq(suffix, ""));
+	json_decref(resp);
+	return EXIT_OK;
+}
+
+static int key_show(struct admin *a, int argc, char **argv)
+{
+	return key_one(a, argc, argv, "GET", "");
+}
+
+static int key_rotate(struct admin *a, int argc, char **argv)
+{
+	return key_one(a, argc, argv, "POST", "/rotate");
+}
+
+static int key_disable(struct admin *a, int argc, char **argv)
+{
+	return key_one(a, argc, argv, "POST", "/disable");
+}
+
+static const struct verb key_verbs[] = {
+	{ "create", key_create, "NAME [--kty RSA|AES] [--size N] (default RSA 2048)" },
+	{ "list", key_list, "every key, newest version" },
+	{ "show", key_show, "NAME: newest version and its public key" },
+	{ "rotate", key_rotate, "NAME: a new version for new wraps; old versions still unwrap" },
+	{ "disable", key_disable, "NAME: every version stops wrapping and unwrapping" },
+	{},
+};
+
+int verb_key(struct admin *a, int argc, char **argv)
+{
+	return admin_dispatch(a, "key", key_verbs, argc - 1, argv + 1);
+}

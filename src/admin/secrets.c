@@ -1,0 +1,171 @@
+/* vmcrypt-admin secret ... and audit: volume secrets (values only with --reveal, audited) and
+ * the audit trail. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "admin.h"
+#include "basic/log.h"
+#include "basic/string-util.h"
+#include "shared/api.h"
+#include "shared/exit-status.h"
+
+static int secret_list(struct admin *a, int argc, char **argv)
+{
+	static const struct option opts[] = { { "vm", required_argument, NULL, 'v' }, {} };
+	const char *vm = NULL;
+	char path[128];
+	json_t *resp = NULL, *s, *tags;
+	size_t i;
+	int c, r;
+
+	while ((c = admin_getopt(a, argc, argv, opts)) >= 0) {
+		if (c != 'v')
+			return EXIT_USAGE;
+		vm = optarg;
+	}
+	if (optind != argc || (vm && !api_name_valid(vm))) {
+		log_error("Usage: vmcrypt-admin secret list [--vm NAME]");
+		return EXIT_USAGE;
+	}
+	snprintf(path, sizeof(path), "/v1/admin/secrets%s%s", vm ? "?vm=" : "", vm ? vm : "");
+	r = admin_call(a, "GET", path, NULL, &resp);
+	if (r)
+		return r;
+	if (a->json)
+		admin_print_json(resp);
+	else {
+		printf("%-40s %-7s %-12s %-28s %s\n", "NAME", "VERSION", "CONTENT", "KEK", "CREATED");
+		json_array_foreach(json_object_get(resp, "secrets"), i, s) {
+			tags = json_object_get(s, "tags");
+			printf("%-40s %-7lld %-12s %-28s %s\n", admin_str(s, "name"),
+			       (long long)json_integer_value(json_object_get(s, "version")), admin_str(s, "contentType"),
+			       admin_str(tags, "DiskEncryptionKeyEncryptionKeyURL")[0]
+				       ? admin_str(tags, "DiskEncryptionKeyEncryptionKeyURL")
+				       : "-",
+			       admin_str(s, "created"));
+		}
+	}
+	json_decref(resp);
+	return EXIT_OK;
+}
+
+static int secret_show(struct admin *a, int argc, char **argv)
+{
+	static const struct option opts[] = { { "reveal", no_argument, NULL, 'r' }, {} };
+	bool reveal = false;
+	char vm[API_NAME_MAX + 1], path[256];
+	const char *name, *slash;
+	json_t *resp = NULL, *tags, *v;
+	const char *k;
+	int c, r;
+
+	while ((c = admin_getopt(a, argc, argv, opts)) >= 0) {
+		if (c != 'r')
+			return EXIT_USAGE;
+		reveal = true;
+	}
+	if (optind != argc - 1 || !(slash = strchr(argv[optind], '/')) ||
+	    (size_t)(slash - argv[optind]) > API_NAME_MAX) {
+		log_error("Usage: vmcrypt-admin secret show VM/VOLUME [--reveal] (names from `secret list`)");
+		return EXIT_USAGE;
+	}
+	name = argv[optind];
+	snprintf(vm, sizeof(vm), "%.*s", (int)(slash - name), name);
+	if (!api_name_valid(vm) || !api_name_valid(slash + 1)) {
+		log_error("Usage: vmcrypt-admin secret show VM/VOLUME [--reveal]");
+		return EXIT_USAGE;
+	}
+	snprintf(path, sizeof(path), "/v1/admin/secrets/%s/%s%s", vm, slash + 1, reveal ? "?reveal=true" : "");
+	r = admin_call(a, "GET", path, NULL, &resp);
+	if (r)
+		return r;
+	if (a->json) {
+		admin_print_json(resp);
+	} else {
+		printf("Name        : %s\n", admin_str(resp, "name"));
+		printf("Version     : %lld\n", (long long)json_integer_value(json_object_get(resp, "version")));
+		printf("ContentType : %s\n", admin_str(resp, "contentType"));
+		printf("Created     : %s\n", admin_str(resp, "created"));
+		tags = json_object_get(resp, "tags");
+		json_object_foreach(tags, k, v)
+			printf("Tag         : %s = %s\n", k, json_string_value(v) ? json_string_value(v) : "");
+		printf("Value       : %s\n", reveal ? admin_str(resp, "value") : "(hidden; --reveal shows it and is audited)");
+	}
+	json_decref(resp);
+	return EXIT_OK;
+}
+
+static const struct verb secret_verbs[] = {
+	{ "list", secret_list, "[--vm NAME]: newest version of each volume secret, no values" },
+	{ "show", secret_show, "VM/VOLUME [--reveal]: metadata; --reveal adds the value (audited)" },
+	{},
+};
+
+int verb_secret(struct admin *a, int argc, char **argv)
+{
+	return admin_dispatch(a, "secret", secret_verbs, argc - 1, argv + 1);
+}
+
+/* Percent-encodes a query value (times contain ':'). */
+static void query_escape(const char *in, char *out, size_t len)
+{
+	size_t n = 0;
+
+	for (; *in && n + 4 < len; in++) {
+		unsigned char ch = (unsigned char)*in;
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+		    ch == '.' || ch == '_')
+			out[n++] = (char)ch;
+		else
+			n += (size_t)snprintf(out + n, len - n, "%%%02X", ch);
+	}
+	out[n] = 0;
+}
+
+int verb_audit(struct admin *a, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "vm", required_argument, NULL, 'v' },
+		{ "since", required_argument, NULL, 's' },
+		{},
+	};
+	const char *vm = NULL, *since = NULL;
+	char path[256], esc[128];
+	json_t *resp = NULL, *e;
+	size_t i;
+	int c, r;
+
+	while ((c = admin_getopt(a, argc, argv, opts)) >= 0) {
+		if (c == 'v')
+			vm = optarg;
+		else if (c == 's')
+			since = optarg;
+		else
+			return EXIT_USAGE;
+	}
+	if (optind != argc || (vm && !api_name_valid(vm)) || (since && strlen(since) > 40)) {
+		log_error("Usage: vmcrypt-admin audit [--vm NAME] [--since TIME|AGE] (TIME 2026-11-29T10:00:00Z, AGE 30m, 2h, 1d)");
+		return EXIT_USAGE;
+	}
+	snprintf(path, sizeof(path), "/v1/admin/audit");
+	if (vm)
+		snprintf(path + strlen(path), sizeof(path) - strlen(path), "?vm=%s", vm);
+	if (since) {
+		query_escape(since, esc, sizeof(esc));
+		snprintf(path + strlen(path), sizeof(path) - strlen(path), "%csince=%s", vm ? '&' : '?', esc);
+	}
+	r = admin_call(a, "GET", path, NULL, &resp);
+	if (r)
+		return r;
+	if (a->json)
+		admin_print_json(resp);
+	else {
+		printf("%-20s %-16s %-20s %-36s %s\n", "TIME", "ACTOR", "ACTION", "OBJECT", "RESULT");
+		json_array_foreach(json_object_get(resp, "events"), i, e)
+			printf("%-20s %-16s %-20s %-36s %s\n", admin_str(e, "time"), admin_str(e, "actor"),
+			       admin_str(e, "action"), admin_str(e, "object"), admin_str(e, "result"));
+	}
+	json_decref(resp);
+	return EXIT_OK;
+}
