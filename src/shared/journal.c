@@ -53,15 +53,17 @@ static void json_decref_p(json_t **j)
 
 static int entry_from_json(json_t *o, struct journal_entry *e)
 {
-	const char *command, *target, *uuid = "", *result;
+	const char *command, *target, *uuid = "", *result, *header = "";
 	json_int_t started = 0, updated = 0, rate = 0, error = 0, pid = 0;
 	double percent = -1;
 
 	memset(e, 0, sizeof(*e));
-	if (json_unpack(o, "{s:s, s:s, s?s, s:I, s?I, s?F, s?I, s:s, s?I, s?I}", "command", &command,
-			"target", &target, "uuid", &uuid, "started", &started, "updated", &updated,
-			"percent", &percent, "rate", &rate, "result", &result, "error", &error, "pid",
-			&pid) < 0)
+	if (json_unpack(o, "{s:s, s:s, s?s, s:I, s?I, s?F, s?I, s:s, s?I, s?I, s?s}", "command",
+			&command, "target", &target, "uuid", &uuid, "started", &started, "updated",
+			&updated, "percent", &percent, "rate", &rate, "result", &result, "error", &error,
+			"pid", &pid, "header", &header) < 0)
+		return -EBADMSG;
+	if (strlen(header) >= sizeof(e->header))
 		return -EBADMSG;
 	if (strlen(command) >= sizeof(e->command) || strlen(target) >= sizeof(e->target) ||
 	    strlen(uuid) >= sizeof(e->uuid) || rate < 0 || error > 0 || error < -4095 || pid < 0 ||
@@ -72,6 +74,7 @@ static int entry_from_json(json_t *o, struct journal_entry *e)
 	strcpy(e->command, command);
 	strcpy(e->target, target);
 	strcpy(e->uuid, uuid);
+	strcpy(e->header, header);
 	e->started = started;
 	e->updated = updated;
 	e->percent = percent;
@@ -154,12 +157,13 @@ static int journal_save(const struct journal_entry *entries, size_t n)
 	/* Only the newest entries are kept. */
 	for (size_t i = n > JOURNAL_MAX_ENTRIES ? n - JOURNAL_MAX_ENTRIES : 0; i < n; i++) {
 		const struct journal_entry *e = &entries[i];
-		json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:f, s:I, s:s, s:i, s:s, s:i}",
+		json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:f, s:I, s:s, s:i, s:s, s:i, s:s}",
 				      "command", e->command, "target", e->target, "uuid", e->uuid,
 				      "started", (json_int_t)e->started, "updated", (json_int_t)e->updated,
 				      "percent", e->percent, "rate", (json_int_t)e->rate, "result",
 				      journal_result_to_string(e->result), "error", e->error, "message",
-				      e->error ? strerror(-e->error) : "", "pid", (int)e->pid);
+				      e->error ? strerror(-e->error) : "", "pid", (int)e->pid, "header",
+				      e->header);
 		if (!o || json_array_append_new(list, o) < 0)
 			return -ENOMEM;
 	}
@@ -250,6 +254,26 @@ int journal_progress(const char *target, const char *uuid, double percent, uint6
 	}
 	e->percent = percent;
 	e->rate = rate;
+	e->updated = (int64_t)time(NULL);
+	return journal_save(entries, n);
+}
+
+int journal_set_header(const char *target, const char *header)
+{
+	_cleanup_free_ struct journal_entry *entries = NULL;
+	struct journal_entry *e;
+	size_t n = 0;
+	int r;
+
+	if (!header || strlen(header) >= sizeof(e->header))
+		return -EINVAL;
+	r = journal_load_for_update(&entries, &n);
+	if (r < 0)
+		return r;
+	e = find_last_mutable(entries, n, target);
+	if (!e || e->result != JOURNAL_RUNNING)
+		return -ENOENT;
+	strcpy(e->header, header);
 	e->updated = (int64_t)time(NULL);
 	return journal_save(entries, n);
 }

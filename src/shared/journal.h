@@ -43,7 +43,13 @@ struct journal_entry {
 	enum journal_result result;
 	int error;               /* -errno the operation failed with, 0 */
 	pid_t pid;               /* the process that ran it */
+	char header[PATH_MAX];   /* detached header file, "" when the header is on the device */
 };
+
+/* Records that the running operation on target keeps its LUKS2 header in the detached file
+ * header, so that `vmcrypt status` can inspect the volume later (a device with a detached header
+ * shows no LUKS signature of its own). Returns 0, -ENOENT (no running entry), -EINVAL, or -errno. */
+int journal_set_header(const char *target, const char *header);
 
 /* Reads path_state_dir()/journal.json. A missing journal is empty (returns 0, *ret_n = 0).
  * Returns 0, -EBADMSG (does not parse), -EFBIG, -ENOMEM or another -errno. *ret is freed with

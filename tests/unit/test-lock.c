@@ -173,7 +173,9 @@ static void test_journal(void **state)
 	assert_int_equal(journal_begin("encrypt", "/dev/sdc", NULL), 0);
 	assert_int_equal(journal_progress("/dev/sdc", "0e6b1d8c-0000-4000-8000-000000000001", 42.5, 123456789), 0);
 	assert_int_equal(journal_begin("encrypt", "/dev/sdd", NULL), 0);
+	assert_int_equal(journal_set_header("/dev/sdd", "/root/sdd.luks"), 0);
 	assert_int_equal(journal_end("/dev/sdd", JOURNAL_FAILED, -ENOSPC), 0);
+	assert_int_equal(journal_set_header("/dev/sdd", "/root/x"), -ENOENT);
 	/* Starting again on sdc marks the older running entry interrupted. */
 	assert_int_equal(journal_begin("resume", "/dev/sdc", NULL), 0);
 	assert_int_equal(journal_end("/dev/sdc", JOURNAL_SUCCEEDED, 0), 0);
@@ -187,6 +189,8 @@ static void test_journal(void **state)
 	assert_int_equal(e[0].rate, 123456789);
 	assert_int_equal(e[1].result, JOURNAL_FAILED);
 	assert_int_equal(e[1].error, -ENOSPC);
+	assert_string_equal(e[1].header, "/root/sdd.luks");
+	assert_string_equal(e[0].header, "");
 	last = journal_find_last(e, n, "/dev/sdc");
 	assert_non_null(last);
 	assert_string_equal(last->command, "resume");
