@@ -158,9 +158,12 @@ int admin_call(struct admin *a, const char *method, const char *path, json_t *bo
 	int r;
 
 	r = connect_client(a);
-	if (r > 0)
+	if (r > 0) {
+		json_decref(body);
 		return r;
+	}
 	r = http_client_request(a->client, method, path, body, &status, &resp, err, sizeof(err));
+	json_decref(body);
 	if (r < 0) {
 		log_error("Could not reach vmcryptd at %s: %s%s", a->server, err,
 			  r == -EPROTO ? " (check --ca-file: vmcryptd's certificate is DIR/tls.crt)" : "");

@@ -24,7 +24,7 @@ struct verb {
  * Returns an exit status. */
 int admin_dispatch(struct admin *a, const char *group, const struct verb *verbs, int argc, char **argv);
 
-/* Sends a request; on a 2xx status returns 0 with *ret the parsed body. On anything else prints
+/* Sends a request (takes over the reference to body); on a 2xx status returns 0 with *ret the parsed body. On anything else prints
  * the server's message (or the transport error) once and returns an exit status > 0:
  * EXIT_STATE for 409 (a lifecycle rule refused), EXIT_REMOTE otherwise. */
 int admin_call(struct admin *a, const char *method, const char *path, json_t *body, json_t **ret);

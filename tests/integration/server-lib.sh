@@ -1,0 +1,88 @@
+# Helpers for vmcryptd's integration tests (sourced by test-server-*.sh): start and stop a private
+# vmcryptd on a loopback port chosen by the kernel, call its API with curl (tokens and secrets go
+# through files, never the command line) and through vmcrypt-admin.
+. "$(dirname "${BASH_SOURCE[0]}")/../lib.sh"
+require_cmd curl base64
+[ -x "$VMCRYPTD" ] && [ -x "$VMCRYPT_ADMIN" ] || skip_all "vmcryptd or vmcrypt-admin not built in $BUILD"
+
+DATA=$WORK/data
+SERVER_PID=
+ADDR=
+
+# start_server [OPTIONS...]: starts vmcryptd on 127.0.0.1:0 with $DATA and waits until it serves.
+start_server() {
+	rm -f "$DATA/vmcryptd.listen"
+	"$VMCRYPTD" --data-dir "$DATA" --listen 127.0.0.1:0 "$@" >>"$WORK/vmcryptd.log" 2>&1 &
+	SERVER_PID=$!
+	at_exit "kill -9 $SERVER_PID"
+	local i
+	for ((i = 0; i < 200; i++)); do
+		if [ -s "$DATA/vmcryptd.listen" ]; then
+			ADDR=$(cat "$DATA/vmcryptd.listen")
+			return 0
+		fi
+		kill -0 "$SERVER_PID" 2>/dev/null || break
+		sleep 0.05
+	done
+	echo "vmcryptd did not start:"; cat "$WORK/vmcryptd.log"
+	return 1
+}
+
+# stop_server [SIGNAL]: signals vmcryptd (default TERM) and waits; its exit status goes to SERVER_RC.
+stop_server() {
+	kill -"${1:-TERM}" "$SERVER_PID" 2>/dev/null
+	wait "$SERVER_PID" 2>/dev/null
+	SERVER_RC=$?
+}
+
+# not_contains NEEDLE HAYSTACK: for check, passes when NEEDLE is absent.
+not_contains() { [[ "$2" != *"$1"* ]]; }
+
+admin() {
+	"$VMCRYPT_ADMIN" --server "https://$ADDR" --ca-file "$DATA/tls.crt" --token-file "$DATA/admin.token" "$@"
+}
+
+# auth_file NAME TOKEN-FILE: writes a curl header file $WORK/NAME.hdr from a file holding a token.
+auth_file() {
+	(umask 077; printf 'Authorization: Bearer %s\n' "$(head -n 1 "$2")" >"$WORK/$1.hdr")
+}
+
+# api METHOD PATH AUTH [BODY]: AUTH is a header file or "-" for none. Sets STATUS and BODY.
+# The request body travels through a file, so secrets never appear in a process's arguments.
+api() {
+	local method=$1 path=$2 auth=$3
+	local args=(-sS --cacert "$DATA/tls.crt" -o "$WORK/resp" -w '%{http_code}' -X "$method")
+	[ "$auth" = - ] || args+=(-H "@$auth")
+	if [ $# -ge 4 ]; then
+		(umask 077; printf '%s' "$4" >"$WORK/req")
+		args+=(-H 'Content-Type: application/json' --data-binary "@$WORK/req")
+	fi
+	STATUS=$(curl "${args[@]}" "https://$ADDR$path" 2>"$WORK/curl.err")
+	BODY=$(cat "$WORK/resp" 2>/dev/null)
+}
+
+# json_field NAME: the first string value of "NAME" in $BODY (compact JSON from vmcryptd).
+json_field() {
+	sed -n "s/.*\"$1\":\"\([^\"]*\)\".*/\1/p" <<<"$BODY" | head -n 1
+}
+
+# new_vm NAME: registers NAME with vmcrypt-admin and enrolls it; leaves its credential header in
+# $WORK/NAME.hdr and its credential in $WORK/NAME.cred.
+new_vm() {
+	admin vm register "$1" >"$WORK/$1.enroll" 2>/dev/null || return 1
+	auth_file "$1.enroll" "$WORK/$1.enroll"
+	api POST /v1/enroll "$WORK/$1.enroll.hdr" "{\"hostname\":\"host-$1\",\"agentVersion\":\"test-1\"}"
+	[ "$STATUS" = 200 ] || { echo "enroll $1: $STATUS $BODY"; return 1; }
+	(umask 077; json_field credential >"$WORK/$1.cred")
+	auth_file "$1" "$WORK/$1.cred"
+}
+
+# b64 TEXT: base64 of TEXT without line breaks.
+b64() { printf '%s' "$1" | base64 -w 0; }
+
+# report VM OS DATA [SEQ] [MESSAGE]: posts a status report as VM.
+report() {
+	local seq=${4:+,\"SequenceVersion\":$4}
+	api POST /v1/vm/status "$WORK/$1.hdr" \
+		"{\"OsVolumeEncrypted\":\"$2\",\"DataVolumesEncrypted\":\"$3\",\"ProgressMessage\":\"${5:-test}\"$seq}"
+}
