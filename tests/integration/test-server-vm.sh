@@ -1,0 +1,116 @@
+#!/bin/bash
+# The VM flow over HTTPS: enroll, goal, store and fetch volume secrets without a KEK and with RSA
+# (RSA-OAEP-256, RSA-OAEP) and AES (A256KW) KEKs, status reports.
+. "$(dirname "$0")/server-lib.sh"
+
+check "start" start_server
+admin vm register vm1 >"$WORK/vm1.enroll" 2>/dev/null
+auth_file vm1.enroll "$WORK/vm1.enroll"
+api POST /v1/enroll "$WORK/vm1.enroll.hdr" '{"hostname":"vm1.example","agentVersion":"0.1"}'
+check_eq "enroll: 200" 200 "$STATUS"
+check_contains "enroll returns a VM credential" '"credential":"vmc-vm-' "$BODY"
+(umask 077; json_field credential >"$WORK/vm1.cred")
+auth_file vm1 "$WORK/vm1.cred"
+api POST /v1/enroll "$WORK/vm1.enroll.hdr" '{"hostname":"again"}'
+check_eq "the enrollment token works once" 401 "$STATUS"
+api POST /v1/enroll "$WORK/vm1.hdr" '{"hostname":"x"}'
+check_eq "a VM credential cannot enroll" 403 "$STATUS"
+
+api GET /v1/vm/goal "$WORK/vm1.hdr"
+check_eq "goal: 200" 200 "$STATUS"
+check_contains "goal before any setting: sequence 0" '"sequence":0' "$BODY"
+check_contains "goal: operation None" '"EncryptionOperation":"None"' "$BODY"
+
+# Without a KEK: content type BEK.
+v0=$(head -c 127 /dev/urandom | base64 -w 0)
+api PUT /v1/vm/secrets/os "$WORK/vm1.hdr" "{\"value\":\"$(b64 "$v0")\",\"fileName\":\"LinuxPassPhraseFileName\"}"
+check_eq "store a secret without KEK: 201" 201 "$STATUS"
+check_contains "content type BEK" '"contentType":"BEK"' "$BODY"
+check "no value in the store response" not_contains "$(b64 "$v0")" "$BODY"
+api GET /v1/vm/secrets/os "$WORK/vm1.hdr"
+check_eq "fetch: 200" 200 "$STATUS"
+check_eq "fetch returns the value" "$(b64 "$v0")" "$(json_field value)"
+check_contains "tag DiskEncryptionKeyFileName" '"DiskEncryptionKeyFileName":"LinuxPassPhraseFileName"' "$BODY"
+check_contains "tag MachineName" '"MachineName":"vm1"' "$BODY"
+
+api PUT /v1/vm/secrets/os "$WORK/vm1.hdr" "{\"value\":\"$(b64 second)\"}"
+check_contains "storing again makes version 2" '"version":2' "$BODY"
+api GET /v1/vm/secrets/os "$WORK/vm1.hdr"
+check_eq "fetch returns the newest version" "$(b64 second)" "$(json_field value)"
+api GET /v1/vm/secrets/nothing "$WORK/vm1.hdr"
+check_eq "fetch an unknown volume: 404" 404 "$STATUS"
+
+# RSA KEK, default RSA-OAEP-256.
+admin key create rsa1 >/dev/null
+admin vm encryption enable --vm vm1 --volume-type Data --kek rsa1 >/dev/null
+api GET /v1/vm/goal "$WORK/vm1.hdr"
+check_contains "goal: sequence 1 after enable" '"sequence":1' "$BODY"
+check_contains "goal: EnableEncryption" '"EncryptionOperation":"EnableEncryption"' "$BODY"
+check_contains "goal: VolumeType" '"VolumeType":"Data"' "$BODY"
+check_contains "goal: KEK URL" '"KeyEncryptionKeyURL":"vmcryptd:keys/rsa1"' "$BODY"
+check_contains "goal: KEK algorithm" '"KeyEncryptionAlgorithm":"RSA-OAEP-256"' "$BODY"
+v1=$(head -c 127 /dev/urandom | base64 -w 0)   # a 172-character ADE-style passphrase
+api PUT /v1/vm/secrets/data0 "$WORK/vm1.hdr" "{\"value\":\"$(b64 "$v1")\"}"
+check_eq "store with RSA KEK: 201" 201 "$STATUS"
+check_contains "content type Wrapped BEK" '"contentType":"Wrapped BEK"' "$BODY"
+check_contains "tag names the KEK version" '"DiskEncryptionKeyEncryptionKeyURL":"vmcryptd:keys/rsa1/1"' "$BODY"
+check_contains "tag names the algorithm" '"DiskEncryptionKeyEncryptionAlgorithm":"RSA-OAEP-256"' "$BODY"
+api GET /v1/vm/secrets/data0 "$WORK/vm1.hdr"
+check_eq "fetch unwraps (RSA-OAEP-256)" "$(b64 "$v1")" "$(json_field value)"
+api PUT /v1/vm/secrets/big "$WORK/vm1.hdr" "{\"value\":\"$(head -c 300 /dev/urandom | base64 -w 0)\"}"
+check_eq "too long for RSA-2048 OAEP: 400" 400 "$STATUS"
+check_contains "too long: says why" "too long for the RSA key" "$BODY"
+
+# RSA-OAEP (SHA-1).
+admin vm encryption enable --vm vm1 --volume-type All --kek rsa1 --kek-algorithm RSA-OAEP >/dev/null
+v2=$(head -c 127 /dev/urandom | base64 -w 0)
+api PUT /v1/vm/secrets/data1 "$WORK/vm1.hdr" "{\"value\":\"$(b64 "$v2")\"}"
+check_contains "store with RSA-OAEP" '"DiskEncryptionKeyEncryptionAlgorithm":"RSA-OAEP"' "$BODY"
+api GET /v1/vm/secrets/data1 "$WORK/vm1.hdr"
+check_eq "fetch unwraps (RSA-OAEP)" "$(b64 "$v2")" "$(json_field value)"
+
+# AES KEK, A256KW: a multiple of 8 bytes (RFC 3394) and not (RFC 5649 padding).
+admin key create aes1 --kty AES >/dev/null
+admin vm encryption enable --vm vm1 --volume-type All --kek aes1 >/dev/null
+v3=$(head -c 64 /dev/urandom | base64 -w 0)
+printf '%s' "$v3" | base64 -d >"$WORK/v3.bin"
+api PUT /v1/vm/secrets/data2 "$WORK/vm1.hdr" "{\"value\":\"$v3\"}"
+check_contains "store with A256KW (64 bytes)" '"DiskEncryptionKeyEncryptionAlgorithm":"A256KW"' "$BODY"
+api GET /v1/vm/secrets/data2 "$WORK/vm1.hdr"
+check_eq "fetch unwraps (A256KW, RFC 3394)" "$v3" "$(json_field value)"
+v4=$(head -c 4001 /dev/urandom | base64 -w 0)
+api PUT /v1/vm/secrets/data3 "$WORK/vm1.hdr" "{\"value\":\"$v4\"}"
+check_eq "store 4001 bytes with A256KW" 201 "$STATUS"
+api GET /v1/vm/secrets/data3 "$WORK/vm1.hdr"
+check_eq "fetch unwraps (A256KW, RFC 5649 padding)" "$v4" "$(json_field value)"
+api PUT /v1/vm/secrets/data4 "$WORK/vm1.hdr" "{\"value\":\"$(head -c 4097 /dev/urandom | base64 -w 0)\"}"
+check_eq "a secret over 4096 bytes: 400" 400 "$STATUS"
+api GET /v1/vm/secrets/data0 "$WORK/vm1.hdr"
+check_eq "older secrets keep their own KEK" "$(b64 "$v1")" "$(json_field value)"
+
+# A disabled KEK stops wrap and unwrap.
+admin key disable aes1 >/dev/null
+api GET /v1/vm/secrets/data2 "$WORK/vm1.hdr"
+check_eq "fetch with a disabled KEK: 409" 409 "$STATUS"
+check_contains "disabled KEK: message names the key" "key 'aes1'" "$BODY"
+check "disabled KEK: no value" not_contains "$v3" "$BODY"
+api PUT /v1/vm/secrets/data5 "$WORK/vm1.hdr" "{\"value\":\"$(b64 x)\"}"
+check_eq "store with a disabled KEK: 409" 409 "$STATUS"
+check_contains "disabled KEK: next command" "vmcrypt-admin vm encryption enable --vm vm1" "$BODY"
+
+# Status reports.
+api POST /v1/vm/status "$WORK/vm1.hdr" '{"OsVolumeEncrypted":"EncryptionInProgress","DataVolumesEncrypted":"Encrypted","ProgressMessage":"OS disk encryption started","AgentVersion":"0.2","SequenceVersion":3,"Volumes":[{"name":"data0","device":"/dev/vdb","mountPoint":"/data","volumeType":"Data","state":"Encrypted","progress":100},{"name":"os","volumeType":"OS","state":"EncryptionInProgress","progress":12}]}'
+check_eq "status report: 200" 200 "$STATUS"
+check_contains "status report acknowledges the current sequence" '"sequence":4' "$BODY"
+out=$(admin vm encryption show --vm vm1 --json)
+check_contains "report stored: ProgressMessage" '"ProgressMessage": "OS disk encryption started"' "$out"
+check_contains "report stored: per-volume table" '"mountPoint": "/data"' "$out"
+check_contains "agent version recorded" '"agentVersion": "0.2"' "$(admin vm show vm1 --json)"
+
+# Secret values are sealed at rest.
+check "values are not stored in clear" sh -c "! cat '$DATA'/vmcryptd.db* | grep -a -q -F -e '$v0' -e '$(b64 "$v1")' -e '$v3'"
+check_contains "every secret read is audited" "secret.read" "$(admin audit --vm vm1)"
+check_contains "failed reads are audited" "failed" "$(admin audit --vm vm1 | grep secret.read)"
+stop_server TERM
+check_eq "clean stop" 0 "$SERVER_RC"
+finish
