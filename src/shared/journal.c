@@ -84,28 +84,15 @@ static int entry_from_json(json_t *o, struct journal_entry *e)
 	return 0;
 }
 
-int journal_load(struct journal_entry **ret, size_t *ret_n)
+int journal_parse(const char *text, struct journal_entry **ret, size_t *ret_n)
 {
-	char path[PATH_MAX];
-	_cleanup_free_ char *text = NULL;
 	_cleanup_(json_decref_p) json_t *j = NULL;
 	_cleanup_free_ struct journal_entry *entries = NULL;
 	json_t *list, *o;
 	size_t i, n;
 	int r;
 
-	r = journal_path(path, sizeof(path));
-	if (r < 0)
-		return r;
-	r = read_full_file(path, JOURNAL_FILE_MAX, &text, NULL);
-	if (r == -ENOENT) {
-		*ret = NULL;
-		*ret_n = 0;
-		return 0;
-	}
-	if (r < 0)
-		return r;
-	j = json_loads(text, 0, NULL);
+	j = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
 	if (!j)
 		return -EBADMSG;
 	list = json_object_get(j, "entries");
@@ -125,6 +112,26 @@ int journal_load(struct journal_entry **ret, size_t *ret_n)
 	*ret = TAKE_PTR(entries);
 	*ret_n = n;
 	return 0;
+}
+
+int journal_load(struct journal_entry **ret, size_t *ret_n)
+{
+	char path[PATH_MAX];
+	_cleanup_free_ char *text = NULL;
+	int r;
+
+	r = journal_path(path, sizeof(path));
+	if (r < 0)
+		return r;
+	r = read_full_file(path, JOURNAL_FILE_MAX, &text, NULL);
+	if (r == -ENOENT) {
+		*ret = NULL;
+		*ret_n = 0;
+		return 0;
+	}
+	if (r < 0)
+		return r;
+	return journal_parse(text, ret, ret_n);
 }
 
 const struct journal_entry *journal_find_last(const struct journal_entry *entries, size_t n,

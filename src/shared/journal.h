@@ -56,6 +56,10 @@ int journal_set_header(const char *target, const char *header);
  * free(). */
 int journal_load(struct journal_entry **ret, size_t *ret_n);
 
+/* Parses the journal's JSON text (NUL-terminated). Returns 0, -EBADMSG or -ENOMEM; *ret is freed
+ * with free(). */
+int journal_parse(const char *text, struct journal_entry **ret, size_t *ret_n);
+
 /* The latest entry for target, or NULL. */
 const struct journal_entry *journal_find_last(const struct journal_entry *entries, size_t n,
 					      const char *target);

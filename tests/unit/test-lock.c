@@ -1,5 +1,6 @@
 /* Unit tests for the VM operation lock and the operation journal. */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <setjmp.h>
@@ -219,6 +220,45 @@ static void test_journal(void **state)
 	assert_int_equal(access(path, F_OK), 0);
 }
 
+/* The journal parser's good and evil inputs (the fuzz corpus): good ones parse, bad ones are
+ * -EBADMSG, never a crash or a partial result. */
+static void test_journal_corpus(void **state)
+{
+	static const char corpus[] = "fuzz/corpus/journal";
+	DIR *d = opendir(corpus);
+	struct dirent *de;
+	int good = 0, bad = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d))) {
+		char path[PATH_MAX];
+		char *text = NULL;
+		struct journal_entry *e = NULL;
+		size_t n = 0;
+		int r;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", corpus, de->d_name);
+		assert_int_equal(read_full_file(path, 1 << 20, &text, NULL), 0);
+		r = journal_parse(text, &e, &n);
+		if (strncmp(de->d_name, "bad-", 4) == 0 || strncmp(de->d_name, "truncated", 9) == 0) {
+			if (r != -EBADMSG)
+				fail_msg("%s: expected -EBADMSG, got %d", de->d_name, r);
+			bad++;
+		} else {
+			if (r != 0)
+				fail_msg("%s: expected 0, got %d", de->d_name, r);
+			free(e);
+			good++;
+		}
+		free(text);
+	}
+	closedir(d);
+	assert_true(good >= 2);
+	assert_true(bad >= 8);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -226,6 +266,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stale_takeover, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_foreign_holder, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_journal, setup, teardown),
+		cmocka_unit_test(test_journal_corpus),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
