@@ -33,8 +33,8 @@ mkdir -p "$MNT"
 make_fs() {
 	local type=$1 img=$2 size=$3 fs=$4 data=$5 mkfs_args=${6:-}
 	truncate -s "${size}M" "$img"
-	case $type in
 	# shellcheck disable=SC2086 # mkfs_args: a few plain options
+	case $type in
 	ext4) mkfs.ext4 -q -F $mkfs_args "$img" "${fs}M" ;;
 	xfs) [ "$fs" = "$size" ] || return 1; mkfs.xfs -q -f "$img" ;;
 	esac || return 1
