@@ -140,18 +140,18 @@ static void holder_from_pid(pid_t pid, struct lock_holder *ret)
 		ret->command[strcspn(ret->command, "\n")] = 0;
 }
 
-/* Describes whoever holds the lock on fd right now: the record when its process is alive, else
- * what the kernel says. */
+/* Describes whoever holds the lock on fd right now: the record when its process is alive and the
+ * kernel does not name someone else (a reused pid), else what the kernel says. */
 static void describe_holder(int fd, const char *record, struct lock_holder *ret)
 {
 	struct lock_holder h;
-	pid_t kpid;
+	bool have = record_read(record, &h) == 0 && pid_alive(h.pid);
+	pid_t kpid = kernel_flock_holder(fd);
 
-	if (record_read(record, &h) == 0 && pid_alive(h.pid)) {
+	if (have && (kpid == 0 || kpid == h.pid)) {
 		*ret = h;
 		return;
 	}
-	kpid = kernel_flock_holder(fd);
 	holder_from_pid(kpid, ret);
 }
 
