@@ -49,6 +49,15 @@ static bool is_luks(const struct volume *v)
 	return streq(v->fstype, "crypto_LUKS") || v->kind == VOLUME_KIND_CRYPT;
 }
 
+/* Names the OS volume in a result that concerns the next boot. */
+static void add_os_volume(const struct preflight_context *c, struct preflight_builder *b)
+{
+	const struct volume *os = volumes_os(c->volumes, c->n_volumes);
+
+	if (os && (c->scope & PREFLIGHT_SCOPE_OS))
+		pf_volume(b, os);
+}
+
 /* ------------------------------------------------------------------ open-files */
 
 static int users_of_volume(const struct preflight_context *c, const struct volume *v,
@@ -706,6 +715,7 @@ void pf_check_kernel(struct preflight_context *c, struct preflight_builder *b)
 	json_object_set_new(b->details, "dm_crypt", json_string("missing"));
 	if (c->scope & PREFLIGHT_SCOPE_OS) {
 		pf_status(b, PREFLIGHT_FAIL);
+		add_os_volume(c, b);
 		pf_say(b, "dm-crypt is neither loaded nor installed as a module for %s: the next boot "
 			  "could not open the encrypted OS volume.", release);
 	} else {
@@ -920,6 +930,8 @@ void pf_check_boot_packages(struct preflight_context *c, struct preflight_builde
 		       efi ? "UEFI" : "BIOS", efi ? "/usr/lib/grub/x86_64-efi or an EFI loader" : "/usr/lib/grub/i386-pc");
 		pf_remedy(b, "%s %s.", install, pkg);
 	}
+	if (b->status == PREFLIGHT_FAIL)
+		add_os_volume(c, b);
 	if (deb && dpkg && has_itools && !dpkg_installed(dpkg, "initramfs-tools"))
 		pf_say(b, "(update-initramfs exists but dpkg does not list initramfs-tools as installed.)");
 	if (b->status == PREFLIGHT_PASS)

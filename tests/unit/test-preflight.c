@@ -243,6 +243,7 @@ static void test_boot_packages(void **state)
 	assert_false(rep.ok);
 	expect(&rep, "boot-packages", PREFLIGHT_FAIL, "cryptsetup hook",
 	       "apt-get install cryptsetup-initramfs", "apt-get install grub-pc-bin", NULL);
+	assert_true(has_volume(&rep, "boot-packages", "/dev/sda1 (/)"));
 	preflight_report_done(&rep);
 
 	run("no-initramfs", PREFLIGHT_SCOPE_DATA, &rep);
