@@ -48,8 +48,9 @@ check_contains "the text output says so too" "The disks win: shown as NotEncrypt
 # dead pid, nobody holds the lock. Shown as Interrupted, with the command to finish it.
 truncate -s 64M "$WORK/b.img"; mkfs.ext4 -q -F "$WORK/b.img"
 resize2fs "$WORK/b.img" 30M >/dev/null 2>&1; truncate -s 64M "$WORK/b.img"
-cryptsetup reencrypt --encrypt --init-only --reduce-device-size 32M --key-file "$WORK/key" \
-	--pbkdf pbkdf2 --pbkdf-force-iterations 1000 -q "$WORK/b.img" >/dev/null 2>&1 ||
+# (In $WORK: cryptsetup keeps a temporary LUKS2-temp-*.new header in its working directory.)
+(cd "$WORK" && cryptsetup reencrypt --encrypt --init-only --reduce-device-size 32M --key-file "$WORK/key" \
+	--pbkdf pbkdf2 --pbkdf-force-iterations 1000 -q "$WORK/b.img" >/dev/null 2>&1) ||
 	skip_all "cryptsetup cannot initialise reencryption here"
 sh -c 'exit 0' & dead=$!; wait "$dead"
 now=$(date +%s)
