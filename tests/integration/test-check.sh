@@ -6,7 +6,8 @@
 require_root
 require_cmd losetup mkfs.ext4 mount umount unshare jq sha256sum
 
-# Holders are killed by pid at exit, never by name.
+# Holders are killed by pid at exit, never by name. new_loop runs in $(...), where its own at_exit
+# is lost with the subshell, so each loop device is detached here (after its unmount: reverse order).
 pids=()
 at_exit 'for p in "${pids[@]}"; do kill -9 "$p"; done; for p in "${pids[@]}"; do wait "$p"; done'
 
@@ -14,6 +15,7 @@ truncate -s 96M "$WORK/a.img"
 mkfs.ext4 -q -F "$WORK/a.img"
 mkdir -p "$WORK/mnt" "$WORK/inner"
 A=$(new_loop "$WORK/a.img") || skip_all "no loop device"
+at_exit "losetup -d $A"
 mount "$A" "$WORK/mnt" || skip_all "cannot mount a loop device"
 at_exit "umount -l '$WORK/mnt'"
 echo data >"$WORK/mnt/held"
@@ -49,6 +51,7 @@ check_contains "device check describes the loop volume" "$A ($WORK/mnt): 96.0 Mi
 # A process holding an unmounted device node open.
 truncate -s 80M "$WORK/b.img"
 B=$(new_loop "$WORK/b.img")
+at_exit "losetup -d $B"
 (exec 3<"$B"; exec sleep 600) &
 devholder=$!; pids+=("$devholder")
 for _ in $(seq 50); do [ "$(readlink /proc/$devholder/fd/3 2>/dev/null)" = "$B" ] && break; sleep 0.1; done
@@ -60,6 +63,7 @@ kill -9 "$devholder"; wait "$devholder" 2>/dev/null
 # Nested mounts, made in a private mount namespace so the host never sees them.
 truncate -s 80M "$WORK/c.img"; mkfs.ext4 -q -F "$WORK/c.img"
 C=$(new_loop "$WORK/c.img")
+at_exit "losetup -d $C"
 out=$(unshare -m --propagation private bash -c '
 	mkdir -p "$1/mnt/sub" && mount "$2" "$1/mnt/sub" && "$3" check -t Data' _ "$WORK" "$C" "$VMCRYPT" 2>&1)
 line=$(grep 'nested-mounts' <<<"$out")
@@ -74,6 +78,7 @@ check "outside the namespace there is no nesting" \
 if command -v pvcreate >/dev/null; then
 	truncate -s 64M "$WORK/pv.img"
 	P=$(new_loop "$WORK/pv.img")
+	at_exit "losetup -d $P"
 	mkdir -p "$WORK/lvm/lock"
 	cat >"$WORK/lvm/lvm.conf" <<-CONF
 	devices { hints = "none" obtain_device_list_from_udev = 0 use_devicesfile = 0 }
