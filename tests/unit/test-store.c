@@ -1,0 +1,416 @@
+/* Unit tests for the store interface over the SQLite backend: every object, transactions and
+ * their rollback, group commit under concurrency, persistence, schema versioning. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "shared/store.h"
+
+struct fixture {
+	char dir[64];
+	char path[128];
+	struct store *s;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	snprintf(f->dir, sizeof(f->dir), "/tmp/vmcrypt-store.XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->path, sizeof(f->path), "%s/store.db", f->dir);
+	if (store_open(f->path, &f->s) < 0)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+	char cmd[160];
+
+	store_close(f->s);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(f);
+	return 0;
+}
+
+static struct store_vm make_vm(const char *name, const char *id)
+{
+	struct store_vm vm = {};
+
+	snprintf(vm.name, sizeof(vm.name), "%s", name);
+	snprintf(vm.id, sizeof(vm.id), "%s", id);
+	vm.state = STORE_VM_REGISTERED;
+	memset(vm.enroll_hash, 0xee, sizeof(vm.enroll_hash));
+	vm.created = 1000;
+	return vm;
+}
+
+static int count_vm(const struct store_vm *vm, void *userdata)
+{
+	(*(int *)userdata)++;
+	return 0;
+}
+
+static void test_vms(void **state)
+{
+	struct fixture *f = *state;
+	struct store_vm a = make_vm("a", "0000000000000000000000000000000a"), got = {};
+	int n = 0;
+
+	assert_int_equal(store_vm_insert(f->s, &a), 0);
+	assert_int_equal(store_vm_insert(f->s, &a), -EEXIST);
+	assert_int_equal(store_vm_get(f->s, "a", &got), 0);
+	assert_string_equal(got.id, a.id);
+	assert_int_equal(got.state, STORE_VM_REGISTERED);
+	assert_memory_equal(got.enroll_hash, a.enroll_hash, TOKEN_HASH_SIZE);
+	assert_null(got.last_report);
+	store_vm_done(&got);
+	assert_int_equal(store_vm_get(f->s, "b", &got), -ENOENT);
+
+	a.state = STORE_VM_ENROLLED;
+	memset(a.cred_hash, 0xcc, sizeof(a.cred_hash));
+	snprintf(a.hostname, sizeof(a.hostname), "host-a");
+	a.last_report = (char *)"{\"OsVolumeEncrypted\":\"Encrypted\"}";
+	a.last_report_time = 2000;
+	assert_int_equal(store_vm_update(f->s, &a), 0);
+	assert_int_equal(store_vm_get_by_id(f->s, "0000000000000000000000000000000a", &got), 0);
+	assert_string_equal(got.name, "a");
+	assert_int_equal(got.state, STORE_VM_ENROLLED);
+	assert_memory_equal(got.cred_hash, a.cred_hash, TOKEN_HASH_SIZE);
+	assert_string_equal(got.hostname, "host-a");
+	assert_string_equal(got.last_report, a.last_report);
+	assert_int_equal(got.last_report_time, 2000);
+	store_vm_done(&got);
+
+	struct store_vm b = make_vm("b", "0000000000000000000000000000000b");
+	assert_int_equal(store_vm_insert(f->s, &b), 0);
+	struct store_vm dup_id = make_vm("c", "0000000000000000000000000000000b");
+	assert_int_equal(store_vm_insert(f->s, &dup_id), -EEXIST);
+	assert_int_equal(store_vm_list(f->s, count_vm, &n), 0);
+	assert_int_equal(n, 2);
+
+	struct store_vm ghost = make_vm("ghost", "000000000000000000000000000000ff");
+	assert_int_equal(store_vm_update(f->s, &ghost), -ENOENT);
+	assert_int_equal(store_vm_delete(f->s, "ghost"), -ENOENT);
+}
+
+static void test_settings_and_delete_cascade(void **state)
+{
+	struct fixture *f = *state;
+	struct store_vm a = make_vm("a", "0000000000000000000000000000000a");
+	struct store_settings st = { .vm = "a", .enabled = 3, .last_type = 3, .sequence = 7 }, got;
+	struct store_secret sec = { .vm = "a", .volume = "os", .content_type = "BEK" };
+	uint8_t blob[4] = { 1, 2, 3, 4 };
+	uint32_t v;
+
+	assert_int_equal(store_settings_get(f->s, "a", &got), -ENOENT);
+	assert_int_equal(store_vm_insert(f->s, &a), 0);
+	snprintf(st.kek, sizeof(st.kek), "k1");
+	snprintf(st.kek_algorithm, sizeof(st.kek_algorithm), "RSA-OAEP-256");
+	assert_int_equal(store_settings_put(f->s, &st), 0);
+	st.sequence = 8;
+	assert_int_equal(store_settings_put(f->s, &st), 0);
+	assert_int_equal(store_settings_get(f->s, "a", &got), 0);
+	assert_int_equal(got.enabled, 3);
+	assert_int_equal(got.sequence, 8);
+	assert_string_equal(got.kek, "k1");
+	sec.sealed = blob;
+	sec.sealed_size = 4;
+	assert_int_equal(store_secret_insert(f->s, &sec, &v), 0);
+
+	assert_int_equal(store_vm_delete(f->s, "a"), 0);
+	assert_int_equal(store_settings_get(f->s, "a", &got), -ENOENT);
+	struct store_secret gs;
+	assert_int_equal(store_secret_get(f->s, "a", "os", 0, &gs), -ENOENT);
+}
+
+static int count_key(const struct store_key *k, void *userdata)
+{
+	int *n = userdata;
+	(*n)++;
+	if (strcmp(k->name, "k1") == 0)
+		assert_int_equal(k->version, 2);
+	return 0;
+}
+
+static void test_keys(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t blob[3] = { 9, 8, 7 };
+	struct store_key k = { .name = "k1", .version = 1, .kty = "RSA", .size = 2048, .enabled = true }, got;
+	int n = 0;
+
+	k.sealed = blob;
+	k.sealed_size = 3;
+	k.public_pem = (char *)"PEM";
+	assert_int_equal(store_key_insert(f->s, &k), 0);
+	assert_int_equal(store_key_insert(f->s, &k), -EEXIST);
+	k.version = 2;
+	assert_int_equal(store_key_insert(f->s, &k), 0);
+	struct store_key k2 = { .name = "k2", .version = 1, .kty = "AES", .size = 256, .enabled = true };
+	k2.sealed = blob;
+	k2.sealed_size = 3;
+	assert_int_equal(store_key_insert(f->s, &k2), 0);
+
+	assert_int_equal(store_key_get(f->s, "k1", 0, &got), 0);
+	assert_int_equal(got.version, 2);
+	assert_int_equal(got.sealed_size, 3);
+	assert_memory_equal(got.sealed, blob, 3);
+	assert_string_equal(got.public_pem, "PEM");
+	store_key_done(&got);
+	assert_int_equal(store_key_get(f->s, "k1", 1, &got), 0);
+	assert_int_equal(got.version, 1);
+	store_key_done(&got);
+	assert_int_equal(store_key_get(f->s, "k2", 0, &got), 0);
+	assert_null(got.public_pem);
+	store_key_done(&got);
+	assert_int_equal(store_key_get(f->s, "k1", 3, &got), -ENOENT);
+
+	assert_int_equal(store_key_set_enabled(f->s, "k1", false), 0);
+	assert_int_equal(store_key_get(f->s, "k1", 1, &got), 0);
+	assert_false(got.enabled);
+	store_key_done(&got);
+	assert_int_equal(store_key_set_enabled(f->s, "nope", false), -ENOENT);
+	assert_int_equal(store_key_list(f->s, count_key, &n), 0);
+	assert_int_equal(n, 2);
+}
+
+static int count_secret(const struct store_secret *s, void *userdata)
+{
+	(*(int *)userdata)++;
+	return 0;
+}
+
+static void test_secrets(void **state)
+{
+	struct fixture *f = *state;
+	struct store_vm a = make_vm("a", "0000000000000000000000000000000a");
+	struct store_vm b = make_vm("b", "0000000000000000000000000000000b");
+	uint8_t v1[2] = { 1, 1 }, v2[3] = { 2, 2, 2 };
+	struct store_secret s = { .vm = "a", .volume = "data0", .content_type = "Wrapped BEK", .kek = "k1",
+				  .kek_version = 2, .kek_algorithm = "RSA-OAEP-256" },
+			    got;
+	uint32_t version;
+	int n = 0;
+
+	assert_int_equal(store_vm_insert(f->s, &a), 0);
+	assert_int_equal(store_vm_insert(f->s, &b), 0);
+	s.sealed = v1;
+	s.sealed_size = 2;
+	assert_int_equal(store_secret_insert(f->s, &s, &version), 0);
+	assert_int_equal(version, 1);
+	s.sealed = v2;
+	s.sealed_size = 3;
+	assert_int_equal(store_secret_insert(f->s, &s, &version), 0);
+	assert_int_equal(version, 2);
+	snprintf(s.vm, sizeof(s.vm), "b");
+	assert_int_equal(store_secret_insert(f->s, &s, &version), 0);
+	assert_int_equal(version, 1);
+
+	assert_int_equal(store_secret_get(f->s, "a", "data0", 0, &got), 0);
+	assert_int_equal(got.version, 2);
+	assert_int_equal(got.sealed_size, 3);
+	assert_string_equal(got.kek, "k1");
+	assert_int_equal(got.kek_version, 2);
+	assert_string_equal(got.content_type, "Wrapped BEK");
+	store_secret_done(&got);
+	assert_int_equal(store_secret_get(f->s, "a", "data0", 1, &got), 0);
+	assert_int_equal(got.sealed_size, 2);
+	store_secret_done(&got);
+	assert_int_equal(store_secret_get(f->s, "a", "data1", 0, &got), -ENOENT);
+
+	assert_int_equal(store_secret_list(f->s, NULL, count_secret, &n), 0);
+	assert_int_equal(n, 2); /* newest version per (vm, volume) */
+	n = 0;
+	assert_int_equal(store_secret_list(f->s, "b", count_secret, &n), 0);
+	assert_int_equal(n, 1);
+}
+
+static int collect_audit(const struct store_audit *e, void *userdata)
+{
+	char *buf = userdata;
+	strcat(buf, e->object);
+	strcat(buf, ";");
+	return 0;
+}
+
+static void test_audit(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const objects[] = { "vm/a", "vm/a/secret/os", "vm/ab", "key/k", "vm/a_b" };
+	char buf[512] = "";
+
+	for (size_t i = 0; i < 5; i++) {
+		struct store_audit e = { .time = 100 + (int64_t)i };
+		snprintf(e.actor, sizeof(e.actor), "admin");
+		snprintf(e.action, sizeof(e.action), "x");
+		snprintf(e.object, sizeof(e.object), "%s", objects[i]);
+		snprintf(e.result, sizeof(e.result), "ok");
+		assert_int_equal(store_audit_append(f->s, &e), 0);
+	}
+	assert_int_equal(store_audit_list(f->s, "vm/a", 0, collect_audit, buf), 0);
+	/* "vm/ab" and "vm/a_b" are other VMs, not children of vm/a. */
+	assert_string_equal(buf, "vm/a;vm/a/secret/os;");
+	buf[0] = 0;
+	assert_int_equal(store_audit_list(f->s, NULL, 103, collect_audit, buf), 0);
+	assert_string_equal(buf, "key/k;vm/a_b;");
+}
+
+struct txn_ctx {
+	int fail;
+};
+
+static int txn_fn(struct store *s, void *userdata)
+{
+	struct txn_ctx *c = userdata;
+	struct store_vm v = make_vm("t", "000000000000000000000000000000aa");
+	int r = store_vm_insert(s, &v);
+
+	if (r < 0)
+		return r;
+	r = store_meta_set(s, "k", "v");
+	if (r < 0)
+		return r;
+	return c->fail ? -EALREADY : 0;
+}
+
+static void test_transaction_rollback(void **state)
+{
+	struct fixture *f = *state;
+	struct txn_ctx c = { .fail = 1 };
+	struct store_vm got;
+	char *value = NULL;
+
+	assert_int_equal(store_transaction(f->s, txn_fn, &c), -EALREADY);
+	assert_int_equal(store_vm_get(f->s, "t", &got), -ENOENT);
+	assert_int_equal(store_meta_get(f->s, "k", &value), -ENOENT);
+	c.fail = 0;
+	assert_int_equal(store_transaction(f->s, txn_fn, &c), 0);
+	assert_int_equal(store_vm_get(f->s, "t", &got), 0);
+	store_vm_done(&got);
+	assert_int_equal(store_meta_get(f->s, "k", &value), 0);
+	assert_string_equal(value, "v");
+	free(value);
+	/* A failing transaction does not take a good one down with it in the same batch: here, a
+	 * duplicate insert fails alone. */
+	assert_int_equal(store_transaction(f->s, txn_fn, &c), -EEXIST);
+}
+
+struct thread_arg {
+	struct store *s;
+	int id;
+};
+
+static int counter_fn(struct store *s, void *userdata)
+{
+	struct thread_arg *a = userdata;
+	struct store_audit e = { .time = a->id };
+	int r;
+
+	snprintf(e.actor, sizeof(e.actor), "t%d", a->id);
+	snprintf(e.action, sizeof(e.action), "c");
+	snprintf(e.object, sizeof(e.object), "o");
+	snprintf(e.result, sizeof(e.result), "ok");
+	r = store_audit_append(s, &e);
+	if (r < 0)
+		return r;
+	/* Every fifth transaction fails after writing: its event must not appear. */
+	return a->id % 5 == 0 ? -ECANCELED : 0;
+}
+
+static void *thread_main(void *p)
+{
+	struct thread_arg *a = p;
+	long failures = 0;
+
+	for (int i = 0; i < 100; i++) {
+		struct thread_arg local = { a->s, a->id * 1000 + i };
+		int r = store_transaction(a->s, counter_fn, &local);
+		if (r < 0 && r != -ECANCELED)
+			failures++;
+	}
+	return (void *)failures;
+}
+
+static int count_audit(const struct store_audit *e, void *userdata)
+{
+	(*(int *)userdata)++;
+	assert_true(e->time % 5 != 0);
+	return 0;
+}
+
+static void test_group_commit_concurrency(void **state)
+{
+	struct fixture *f = *state;
+	pthread_t t[8];
+	struct thread_arg args[8];
+	int n = 0;
+
+	for (int i = 0; i < 8; i++) {
+		args[i] = (struct thread_arg){ f->s, i + 1 };
+		assert_int_equal(pthread_create(&t[i], NULL, thread_main, &args[i]), 0);
+	}
+	for (int i = 0; i < 8; i++) {
+		void *ret;
+		pthread_join(t[i], &ret);
+		assert_int_equal((long)ret, 0);
+	}
+	assert_int_equal(store_audit_list(f->s, NULL, 0, count_audit, &n), 0);
+	assert_int_equal(n, 8 * 80);
+}
+
+static void test_persistence_and_schema(void **state)
+{
+	struct fixture *f = *state;
+	struct store_vm a = make_vm("a", "0000000000000000000000000000000a"), got;
+	struct store *again = NULL;
+	sqlite3 *db;
+
+	assert_int_equal(store_vm_insert(f->s, &a), 0);
+	store_close(f->s);
+	f->s = NULL;
+	assert_int_equal(store_open(f->path, &again), 0);
+	assert_int_equal(store_vm_get(again, "a", &got), 0);
+	store_vm_done(&got);
+	store_close(again);
+
+	/* A store written by a newer vmcryptd is refused, not misread. */
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "INSERT INTO schema_version(version) VALUES (99)", NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	assert_int_equal(store_open(f->path, &again), -EPROTONOSUPPORT);
+	assert_int_equal(store_open("postgresql://localhost/vmcrypt", &again), -EPROTONOSUPPORT);
+	assert_int_equal(store_open("sqlite:/nonexistent/dir/x.db", &again), -ENOENT);
+	/* teardown closes f->s: give it a fresh store. */
+	assert_int_equal(store_open("sqlite::memory:", &f->s), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_vms, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_settings_and_delete_cascade, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_secrets, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_transaction_rollback, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_group_commit_concurrency, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_persistence_and_schema, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
