@@ -1,0 +1,222 @@
+/* Unit tests for src/shared/api.c: routing, body validation, names, drift, times. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "shared/api.h"
+
+static int parse(const char *method, const char *path, const char *body, struct api_request *req, char *err)
+{
+	return api_request_parse(method, path, body, strlen(body), req, err, 512);
+}
+
+static void test_routes(void **state)
+{
+	struct api_request req;
+	char err[512];
+	size_t n;
+	const struct api_route_def *routes = api_routes(&n);
+
+	assert_int_equal(n, _API_ROUTE_MAX);
+	for (size_t i = 0; i < n; i++)
+		assert_int_equal(routes[i].route, (enum api_route)i);
+
+	assert_int_equal(parse("GET", "/v1/vm/goal", "", &req, err), 0);
+	assert_int_equal(req.def->route, API_VM_GOAL);
+	assert_int_equal(req.def->auth, API_AUTH_VM);
+	assert_int_equal(parse("GET", "/v1/vm/goal/", "", &req, err), 0);
+	assert_int_equal(parse("GET", "/v1/admin/secrets/vm-1/data.0", "", &req, err), 0);
+	assert_int_equal(req.def->route, API_ADMIN_SECRET_SHOW);
+	assert_string_equal(req.vm, "vm-1");
+	assert_string_equal(req.volume, "data.0");
+	assert_int_equal(req.def->auth, API_AUTH_ADMIN);
+	assert_int_equal(parse("POST", "/v1/admin/keys/k_1/rotate", "", &req, err), 0);
+	assert_string_equal(req.key, "k_1");
+	assert_int_equal(parse("DELETE", "/v1/admin/vms/a", "", &req, err), 0);
+	assert_int_equal(req.def->route, API_ADMIN_VM_DELETE);
+
+	assert_int_equal(parse("GET", "/v1/nothing", "", &req, err), -ENOENT);
+	assert_int_equal(parse("GET", "/v1/vm/goal//", "", &req, err), -ENOENT);
+	assert_int_equal(parse("GET", "/v1/vm/secrets/", "", &req, err), -ENOENT);
+	assert_int_equal(parse("GET", "/v1/vm/secrets/a/b", "", &req, err), -ENOENT);
+	assert_int_equal(parse("GET", "", "", &req, err), -ENOENT);
+	assert_int_equal(parse("PATCH", "/v1/vm/goal", "", &req, err), -ENOTSUP);
+	assert_int_equal(parse("GET", "/v1/vm/secrets/-x", "", &req, err), -EINVAL);
+	assert_non_null(strstr(err, "name in the path"));
+	char longname[200];
+	snprintf(longname, sizeof(longname), "/v1/vm/secrets/%0100d", 7);
+	assert_int_equal(parse("GET", longname, "", &req, err), -EINVAL);
+}
+
+static void test_bodies(void **state)
+{
+	static const struct {
+		const char *method, *path, *body;
+		int r;
+		const char *msg;
+	} cases[] = {
+		{ "PUT", "/v1/vm/secrets/os", "{\"value\":\"YQ==\"}", 0, NULL },
+		{ "PUT", "/v1/vm/secrets/os", "{\"value\":\"YQ==\",\"fileName\":\"x.bek\"}", 0, NULL },
+		{ "PUT", "/v1/vm/secrets/os", "", -EINVAL, "body missing" },
+		{ "PUT", "/v1/vm/secrets/os", "{\"value\":1}", -EINVAL, "must be a string" },
+		{ "PUT", "/v1/vm/secrets/os", "{\"value\":\"a\",\"x\":1}", -EINVAL, "unknown field \"x\"" },
+		{ "PUT", "/v1/vm/secrets/os", "{}", -EINVAL, "missing field \"value\"" },
+		{ "PUT", "/v1/vm/secrets/os", "{\"value\":\"a\",\"value\":\"b\"}", -EINVAL, "duplicate" },
+		{ "PUT", "/v1/vm/secrets/os", "[]", -EINVAL, "JSON object" },
+		{ "PUT", "/v1/vm/secrets/os", "{\"value\":\"a\"", -EINVAL, "malformed JSON" },
+		{ "PUT", "/v1/vm/secrets/os", "{\"value\":\"a\"} trailing", -EINVAL, "malformed JSON" },
+		{ "GET", "/v1/vm/goal", "{}", -EINVAL, "no request body" },
+		{ "POST", "/v1/vm/status", "{\"OsVolumeEncrypted\":\"Encrypted\",\"DataVolumesEncrypted\":\"NotMounted\"}", 0, NULL },
+		{ "POST", "/v1/vm/status", "{\"OsVolumeEncrypted\":\"encrypted\",\"DataVolumesEncrypted\":\"NotMounted\"}", -EINVAL, "one of" },
+		{ "POST", "/v1/vm/status", "{\"OsVolumeEncrypted\":\"Encrypted\",\"DataVolumesEncrypted\":\"Encrypted\",\"SequenceVersion\":-1}", -EINVAL, "between 0" },
+		{ "POST", "/v1/vm/status", "{\"OsVolumeEncrypted\":\"Encrypted\",\"DataVolumesEncrypted\":\"Encrypted\",\"Volumes\":[{\"name\":\"a\",\"state\":\"Encrypted\",\"progress\":101}]}", -EINVAL, "Volumes[0]" },
+		{ "POST", "/v1/vm/status", "{\"OsVolumeEncrypted\":\"Encrypted\",\"DataVolumesEncrypted\":\"Encrypted\",\"Volumes\":[7]}", -EINVAL, "Volumes[0] must be a JSON object" },
+		{ "POST", "/v1/vm/status", "{\"OsVolumeEncrypted\":\"Encrypted\",\"DataVolumesEncrypted\":\"Encrypted\",\"ProgressMessage\":\"a\\nb\"}", -EINVAL, "printable" },
+		{ "POST", "/v1/admin/vms", "{\"name\":\"ok-name.1\"}", 0, NULL },
+		{ "POST", "/v1/admin/vms", "{\"name\":\".hidden\"}", -EINVAL, "field \"name\" must be" },
+		{ "POST", "/v1/admin/vms/a/encryption/enable", "{\"volumeType\":\"all\",\"encryptFormatAll\":true}", 0, NULL },
+		{ "POST", "/v1/admin/vms/a/encryption/enable", "{\"volumeType\":\"Some\"}", -EINVAL, "OS, Data or All" },
+		{ "POST", "/v1/admin/keys", "{\"name\":\"k\",\"size\":99999}", -EINVAL, "between 0 and 8192" },
+		{ "POST", "/v1/enroll", "{\"hostname\":\"a\\u0000b\"}", -EINVAL, "malformed JSON" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct api_request req;
+		char err[512] = "";
+		int r = parse(cases[i].method, cases[i].path, cases[i].body, &req, err);
+
+		if (r != cases[i].r || (cases[i].msg && !strstr(err, cases[i].msg)))
+			fail_msg("case %zu (%s): got %d \"%s\"", i, cases[i].body, r, err);
+		api_request_done(&req);
+	}
+}
+
+static void test_limits(void **state)
+{
+	struct api_request req;
+	char err[512], *big, *deep;
+	size_t n;
+
+	big = malloc(API_BODY_MAX + 2);
+	memset(big, ' ', API_BODY_MAX + 1);
+	big[API_BODY_MAX + 1] = 0;
+	assert_int_equal(api_request_parse("POST", "/v1/vm/status", big, API_BODY_MAX + 1, &req, err, sizeof(err)),
+			 -EFBIG);
+	free(big);
+
+	/* 16 levels pass the depth check, 17 do not, strings with brackets do not count. */
+	deep = calloc(1, 4096);
+	n = (size_t)sprintf(deep, "{\"Volumes\":");
+	for (int i = 0; i < 15; i++)
+		deep[n++] = '[';
+	for (int i = 0; i < 15; i++)
+		deep[n++] = ']';
+	deep[n++] = '}';
+	assert_int_equal(parse("POST", "/v1/vm/status", deep, &req, err), -EINVAL);
+	assert_null(strstr(err, "deeper"));
+	memmove(deep + 11, deep + 10, strlen(deep + 10) + 1);
+	deep[11] = '[';
+	char *close = strrchr(deep, '}');
+	memmove(close + 1, close, strlen(close) + 1);
+	*close = ']';
+	assert_int_equal(parse("POST", "/v1/vm/status", deep, &req, err), -EINVAL);
+	assert_non_null(strstr(err, "deeper than 16"));
+	free(deep);
+	assert_int_equal(parse("POST", "/v1/vm/status",
+			       "{\"OsVolumeEncrypted\":\"Encrypted\",\"DataVolumesEncrypted\":\"Encrypted\","
+			       "\"ProgressMessage\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\\"[[[[\"}",
+			       &req, err),
+			 0);
+	api_request_done(&req);
+}
+
+static void test_names_and_types(void **state)
+{
+	unsigned m;
+
+	assert_true(api_name_valid("a"));
+	assert_true(api_name_valid("web-01.example_x"));
+	assert_false(api_name_valid(""));
+	assert_false(api_name_valid("-a"));
+	assert_false(api_name_valid("a/b"));
+	assert_false(api_name_valid("a b"));
+	assert_false(api_name_valid("0123456789012345678901234567890123456789012345678901234567890123456789"));
+	assert_int_equal(api_volume_type_from_string("os", &m), 0);
+	assert_int_equal(m, API_VOLUME_OS);
+	assert_int_equal(api_volume_type_from_string("All", &m), 0);
+	assert_int_equal(m, API_VOLUME_ALL);
+	assert_int_equal(api_volume_type_from_string("none", &m), -EINVAL);
+	assert_string_equal(api_volume_type_to_string(API_VOLUME_DATA), "Data");
+	assert_string_equal(api_volume_type_to_string(0), "None");
+	assert_true(api_status_valid("VMRestartPending"));
+	assert_false(api_status_valid("Done"));
+}
+
+static void test_drift(void **state)
+{
+	struct api_drift_input in = {
+		.enabled = API_VOLUME_DATA, .sequence = 2, .os_state = "NotEncrypted", .data_state = "Encrypted",
+		.report_sequence = 2, .report_time = 1000, .now = 1010, .stale_after = 60,
+	};
+	char buf[512];
+
+	assert_int_equal(api_drift_compute(&in, buf, sizeof(buf)), API_DRIFT_NONE);
+	assert_string_equal(buf, "none");
+	in.data_state = "NotEncrypted";
+	assert_int_equal(api_drift_compute(&in, buf, sizeof(buf)), API_DRIFT_DRIFT);
+	assert_non_null(strstr(buf, "enabled for Data"));
+	assert_non_null(strstr(buf, "DataVolumesEncrypted=NotEncrypted"));
+	assert_non_null(strstr(buf, "1970-01-01T00:16:40Z"));
+	in.report_sequence = 1;
+	assert_int_equal(api_drift_compute(&in, buf, sizeof(buf)), API_DRIFT_PENDING);
+	in.data_state = "NotMounted";
+	assert_int_equal(api_drift_compute(&in, buf, sizeof(buf)), API_DRIFT_NONE);
+	in.enabled = API_VOLUME_ALL;
+	in.os_state = "VMRestartPending";
+	assert_int_equal(api_drift_compute(&in, buf, sizeof(buf)), API_DRIFT_NONE);
+	in.enabled = 0;
+	in.report_sequence = 2;
+	assert_int_equal(api_drift_compute(&in, buf, sizeof(buf)), API_DRIFT_DRIFT);
+	in.os_state = "NotEncrypted";
+	assert_int_equal(api_drift_compute(&in, buf, sizeof(buf)), API_DRIFT_NONE);
+	in.now = 2000;
+	assert_int_equal(api_drift_compute(&in, buf, sizeof(buf)), API_DRIFT_STALE);
+	assert_non_null(strstr(buf, "1000 s ago"));
+	in.os_state = NULL;
+	assert_int_equal(api_drift_compute(&in, buf, sizeof(buf)), API_DRIFT_NEVER);
+	assert_string_equal(api_drift_to_string(API_DRIFT_STALE), "stale");
+}
+
+static void test_times(void **state)
+{
+	char buf[32];
+	int64_t t;
+
+	assert_string_equal(api_format_time(1795946400, buf, sizeof(buf)), "2026-11-29T10:00:00Z");
+	assert_int_equal(api_parse_time("2026-11-29T10:00:00Z", 0, &t), 0);
+	assert_int_equal(t, 1795946400);
+	assert_int_equal(api_parse_time("30m", 10000, &t), 0);
+	assert_int_equal(t, 10000 - 1800);
+	assert_int_equal(api_parse_time("2d", 200000, &t), 0);
+	assert_int_equal(t, 200000 - 172800);
+	assert_int_equal(api_parse_time("yesterday", 0, &t), -EINVAL);
+	assert_int_equal(api_parse_time("5", 0, &t), -EINVAL);
+	assert_int_equal(api_parse_time("5mm", 0, &t), -EINVAL);
+	assert_int_equal(api_parse_time("-5m", 0, &t), -EINVAL);
+	assert_int_equal(api_parse_time("2026-11-29T10:00:00", 0, &t), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_routes), cmocka_unit_test(test_bodies),          cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_names_and_types), cmocka_unit_test(test_drift), cmocka_unit_test(test_times),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
