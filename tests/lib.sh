@@ -14,8 +14,16 @@ _cleanups=()
 # A private scratch directory per script, removed at exit (loop devices first).
 WORK=$(mktemp -d /tmp/vmcrypt-test.XXXXXX)
 _run_cleanups() {
-	local i
+	local i dev
 	for ((i = ${#_cleanups[@]} - 1; i >= 0; i--)); do eval "${_cleanups[$i]}" >/dev/null 2>&1; done
+	# Loop devices are recorded in a file: new_loop usually runs in a $(...) subshell, where
+	# an at_exit would be lost.
+	if [ -f "$WORK/.loops" ]; then
+		while read -r dev; do
+			umount "$dev" >/dev/null 2>&1
+			losetup -d "$dev" >/dev/null 2>&1
+		done <"$WORK/.loops"
+	fi
 	rm -rf "$WORK"
 }
 trap _run_cleanups EXIT
@@ -54,7 +62,7 @@ require_cmd() { local c; for c in "$@"; do command -v "$c" >/dev/null || skip_al
 new_loop() {
 	local dev
 	dev=$(losetup --find --show "$1") || return 1
-	at_exit "losetup -d $dev"
+	echo "$dev" >>"$WORK/.loops"
 	echo "$dev"
 }
 

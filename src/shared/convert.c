@@ -708,19 +708,43 @@ static int decrypt_init_shift(struct ctx *c, const char *header_file)
 
 static int finish_decrypt(struct ctx *c)
 {
-	char msg[1024];
+	char msg[1024], undo[PATH_MAX];
 	int r;
 
 	if (!c->st.detached && is_extfs(c->st.fs_type)) {
+		r = convstate_path(c->st.uuid, "undo.e2undo", undo, sizeof(undo));
+		if (r < 0)
+			return fail(c, r, NULL, "%s: state path too long", c->dev.path);
+		if (c->st.phase == PHASE_GROWING && access(undo, F_OK) == 0) {
+			/* A grow cut short: roll it back first. An undo file without its header
+			 * means resize2fs had not written anything yet; e2undo then refuses and
+			 * there is nothing to roll back. */
+			if (extfs_undo(undo, c->dev.path, msg, sizeof(msg)) < 0)
+				log_debug("%s: e2undo: %s", c->dev.path, msg);
+			(void)restore_file_size(c);
+		}
 		if ((r = save_phase(c, PHASE_GROWING)) < 0)
 			return r;
 		if (report(c, CONVERT_PHASE_GROW, 0, 0) < 0)
 			return stopped(c);
-		/* Give the filesystem back the room the header took. */
-		r = extfs_resize(c->dev.path, 0, NULL, msg, sizeof(msg));
+		(void)unlink(undo);
+		r = extfs_check(c->dev.path, msg, sizeof(msg));
 		if (r < 0)
+			return fail(c, r, "Repair it with 'e2fsck -f DEVICE', then run 'resize2fs DEVICE'; the data is decrypted.",
+				    "%s: decrypted, but the filesystem check before growing it back fails: %s",
+				    c->dev.path, msg);
+		/* Give the filesystem back the room the header took; with an undo file, so a
+		 * crash half way through is rolled back by resume instead of leaving a
+		 * half-grown filesystem. */
+		r = extfs_resize(c->dev.path, 0, undo, msg, sizeof(msg));
+		if (r < 0) {
+			char umsg[1024];
+
+			if (extfs_undo(undo, c->dev.path, umsg, sizeof(umsg)) < 0)
+				log_debug("%s: e2undo: %s", c->dev.path, umsg);
 			return fail(c, r, "Run 'resize2fs DEVICE' to grow it by hand; the data is decrypted and intact.",
 				    "%s: decrypted, but growing the filesystem back failed: %s", c->dev.path, msg);
+		}
 		(void)restore_file_size(c);
 	}
 	c->res->op = VOLUME_OP_DECRYPT;

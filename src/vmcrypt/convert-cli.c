@@ -288,6 +288,16 @@ int convert_cli_run(enum convert_verb verb, int argc, char **argv)
 		.userdata = &run,
 	};
 	(void)journal_begin(verb_names[verb], run.target, NULL);
+	if (header)
+		/* A detached header leaves no signature on the device: status finds it here. */
+		(void)journal_set_header(run.target, header);
+	if (vm_lock_stale_holder(run.lock)) {
+		const struct lock_holder *h = vm_lock_stale_holder(run.lock);
+
+		log_warning("a previous vmcrypt %s of %s (pid %d) was killed before it finished%s", h->command,
+			    h->target, (int)h->pid,
+			    verb == CONVERT_VERB_RESUME ? "" : "; if that was this target, run 'vmcrypt resume' instead");
+	}
 	switch (verb) {
 	case CONVERT_VERB_ENCRYPT:
 		r = convert_encrypt(&req, &res);

@@ -1,6 +1,7 @@
 /* vmcrypt status [TARGET]: one volume's LUKS2 state, or (without TARGET) the whole VM's. */
 #include <getopt.h>
 #include <jansson.h>
+#include <libcryptsetup.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -50,6 +51,11 @@ int verb_status(int argc, char **argv)
 	double live = -1;
 	const char *state;
 	int c, r;
+
+	/* Status only reads: it must not wait for a running conversion's metadata lock (that
+	 * would stall it for seconds) and it may read a header mid-update, which libcryptsetup
+	 * detects by checksum and answers from the second header copy. */
+	crypt_metadata_locking(NULL, 0);
 
 	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
 		switch (c) {
