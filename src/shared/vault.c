@@ -274,17 +274,61 @@ int vault_key_generate(enum vault_kty kty, unsigned size, void **ret_material, s
 	return 0;
 }
 
-static int rsa_ctx(const void *material, size_t material_size, enum vault_alg alg, bool encrypt,
-		   EVP_PKEY_CTX **ret)
+struct vault_key {
+	enum vault_kty kty;
+	EVP_PKEY *pkey; /* RSA */
+	uint8_t *aes;   /* AES, secret memory */
+};
+
+int vault_key_load(enum vault_kty kty, const void *material, size_t material_size, struct vault_key **ret)
 {
-	_cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
-	_cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = NULL;
+	struct vault_key *k = calloc(1, sizeof(*k));
 	const unsigned char *p = material;
+
+	if (!k)
+		return -ENOMEM;
+	k->kty = kty;
+	if (kty == VAULT_KTY_AES) {
+		if (material_size != VAULT_AES_KEY_SIZE) {
+			free(k);
+			return -EBADMSG;
+		}
+		k->aes = secret_alloc(VAULT_AES_KEY_SIZE);
+		if (!k->aes) {
+			free(k);
+			return -ENOMEM;
+		}
+		memcpy(k->aes, material, VAULT_AES_KEY_SIZE);
+	} else {
+		k->pkey = d2i_PrivateKey(EVP_PKEY_RSA, NULL, &p, (long)material_size);
+		if (!k->pkey) {
+			free(k);
+			return openssl_error(-EBADMSG, "RSA key import");
+		}
+	}
+	*ret = k;
+	return 0;
+}
+
+void vault_key_free(struct vault_key *k)
+{
+	if (!k)
+		return;
+	EVP_PKEY_free(k->pkey);
+	secret_free(k->aes);
+	free(k);
+}
+
+enum vault_kty vault_key_type(const struct vault_key *k)
+{
+	return k->kty;
+}
+
+static int rsa_ctx(EVP_PKEY *pkey, enum vault_alg alg, bool encrypt, EVP_PKEY_CTX **ret)
+{
+	_cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = NULL;
 	const EVP_MD *md = alg == VAULT_ALG_RSA_OAEP ? EVP_sha1() : EVP_sha256();
 
-	pkey = d2i_PrivateKey(EVP_PKEY_RSA, NULL, &p, (long)material_size);
-	if (!pkey)
-		return openssl_error(-EBADMSG, "RSA key import");
 	ctx = EVP_PKEY_CTX_new(pkey, NULL);
 	if (!ctx)
 		return openssl_error(-ENOMEM, "EVP_PKEY_CTX_new");
@@ -295,7 +339,6 @@ static int rsa_ctx(const void *material, size_t material_size, enum vault_alg al
 	*ret = TAKE_PTR(ctx);
 	return 0;
 }
-
 /* RFC 3394 needs at least 16 bytes in multiples of 8; anything else takes the RFC 5649 variant. */
 static const EVP_CIPHER *aes_wrap_cipher(size_t plain_size)
 {
@@ -322,32 +365,30 @@ static int aes_wrap(const EVP_CIPHER *cipher, bool encrypt, const void *key, con
 	return 0;
 }
 
-int vault_wrap(enum vault_kty kty, const void *material, size_t material_size, enum vault_alg alg,
-	       const void *plain, size_t size, uint8_t **ret, size_t *ret_size)
+int vault_key_wrap(struct vault_key *k, enum vault_alg alg, const void *plain, size_t size, uint8_t **ret,
+		   size_t *ret_size)
 {
 	_cleanup_free_ uint8_t *out = NULL;
 	size_t outlen;
 	int r;
 
-	if (!vault_alg_fits(alg, kty) || size == 0)
+	if (!vault_alg_fits(alg, k->kty) || size == 0)
 		return -EINVAL;
 	if (size > VAULT_WRAP_MAX)
 		return -EMSGSIZE;
 
-	if (kty == VAULT_KTY_AES) {
-		if (material_size != VAULT_AES_KEY_SIZE)
-			return -EBADMSG;
+	if (k->kty == VAULT_KTY_AES) {
 		out = malloc(size + 16);
 		if (!out)
 			return -ENOMEM;
-		r = aes_wrap(aes_wrap_cipher(size), true, material, plain, size, out, &outlen);
+		r = aes_wrap(aes_wrap_cipher(size), true, k->aes, plain, size, out, &outlen);
 		if (r < 0)
 			return r;
 	} else {
 		_cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = NULL;
 		size_t hlen = alg == VAULT_ALG_RSA_OAEP ? 20 : 32;
 
-		r = rsa_ctx(material, material_size, alg, true, &ctx);
+		r = rsa_ctx(k->pkey, alg, true, &ctx);
 		if (r < 0)
 			return r;
 		if (EVP_PKEY_encrypt(ctx, NULL, &outlen, plain, size) != 1)
@@ -366,14 +407,14 @@ int vault_wrap(enum vault_kty kty, const void *material, size_t material_size, e
 	return 0;
 }
 
-int vault_unwrap(enum vault_kty kty, const void *material, size_t material_size, enum vault_alg alg,
-		 const uint8_t *wrapped, size_t size, void **ret, size_t *ret_size)
+int vault_key_unwrap(struct vault_key *k, enum vault_alg alg, const uint8_t *wrapped, size_t size, void **ret,
+		     size_t *ret_size)
 {
 	_cleanup_secret_ uint8_t *out = NULL;
 	size_t outlen;
 	int r;
 
-	if (!vault_alg_fits(alg, kty))
+	if (!vault_alg_fits(alg, k->kty))
 		return -EINVAL;
 	if (size == 0 || size > VAULT_WRAP_MAX + 1024)
 		return -EBADMSG;
@@ -381,22 +422,20 @@ int vault_unwrap(enum vault_kty kty, const void *material, size_t material_size,
 	if (!out)
 		return -ENOMEM;
 
-	if (kty == VAULT_KTY_AES) {
-		if (material_size != VAULT_AES_KEY_SIZE)
-			return -EBADMSG;
+	if (k->kty == VAULT_KTY_AES) {
 		if (size < 16 || size % 8 != 0)
 			return -EBADMSG;
 		/* The stored length does not say which variant wrapped it; the integrity check of each
 		 * (64-bit IV of RFC 3394, length-prefixed IV of RFC 5649) does. */
-		r = aes_wrap(EVP_aes_256_wrap(), false, material, wrapped, size, out, &outlen);
+		r = aes_wrap(EVP_aes_256_wrap(), false, k->aes, wrapped, size, out, &outlen);
 		if (r == -EBADMSG)
-			r = aes_wrap(EVP_aes_256_wrap_pad(), false, material, wrapped, size, out, &outlen);
+			r = aes_wrap(EVP_aes_256_wrap_pad(), false, k->aes, wrapped, size, out, &outlen);
 		if (r < 0)
 			return r;
 	} else {
 		_cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = NULL;
 
-		r = rsa_ctx(material, material_size, alg, false, &ctx);
+		r = rsa_ctx(k->pkey, alg, false, &ctx);
 		if (r < 0)
 			return r;
 		outlen = size;
@@ -410,4 +449,36 @@ int vault_unwrap(enum vault_kty kty, const void *material, size_t material_size,
 	*ret_size = outlen;
 	*ret = TAKE_PTR(out);
 	return 0;
+}
+
+int vault_wrap(enum vault_kty kty, const void *material, size_t material_size, enum vault_alg alg,
+	       const void *plain, size_t size, uint8_t **ret, size_t *ret_size)
+{
+	struct vault_key *k = NULL;
+	int r;
+
+	if (!vault_alg_fits(alg, kty) || size == 0)
+		return -EINVAL;
+	r = vault_key_load(kty, material, material_size, &k);
+	if (r < 0)
+		return r;
+	r = vault_key_wrap(k, alg, plain, size, ret, ret_size);
+	vault_key_free(k);
+	return r;
+}
+
+int vault_unwrap(enum vault_kty kty, const void *material, size_t material_size, enum vault_alg alg,
+		 const uint8_t *wrapped, size_t size, void **ret, size_t *ret_size)
+{
+	struct vault_key *k = NULL;
+	int r;
+
+	if (!vault_alg_fits(alg, kty))
+		return -EINVAL;
+	r = vault_key_load(kty, material, material_size, &k);
+	if (r < 0)
+		return r;
+	r = vault_key_unwrap(k, alg, wrapped, size, ret, ret_size);
+	vault_key_free(k);
+	return r;
 }

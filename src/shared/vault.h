@@ -74,6 +74,19 @@ int vault_key_generate(enum vault_kty kty, unsigned size, void **ret_material, s
  * minus 2*hash-1-1 bytes), -ENOMEM or -EIO. */
 int vault_wrap(enum vault_kty kty, const void *material, size_t material_size, enum vault_alg alg,
 	       const void *plain, size_t size, uint8_t **ret, size_t *ret_size);
+/* A loaded KEK: parsed once, then used for any number of wraps and unwraps, from any number of
+ * threads at once (OpenSSL keys are read-only during encrypt and decrypt). Returns 0, -EBADMSG
+ * (material does not parse), -ENOMEM. */
+struct vault_key;
+int vault_key_load(enum vault_kty kty, const void *material, size_t material_size, struct vault_key **ret);
+void vault_key_free(struct vault_key *k);
+enum vault_kty vault_key_type(const struct vault_key *k);
+/* As vault_wrap and vault_unwrap, with a loaded key. */
+int vault_key_wrap(struct vault_key *k, enum vault_alg alg, const void *plain, size_t size, uint8_t **ret,
+		   size_t *ret_size);
+int vault_key_unwrap(struct vault_key *k, enum vault_alg alg, const uint8_t *wrapped, size_t size, void **ret,
+		     size_t *ret_size);
+
 /* Unwraps into secret memory. Returns 0, -EBADMSG (wrong key, algorithm or altered data),
  * -EINVAL, -ENOMEM. */
 int vault_unwrap(enum vault_kty kty, const void *material, size_t material_size, enum vault_alg alg,

@@ -99,33 +99,6 @@ int handle_vm_goal(struct request *rq, struct reply *rep)
 	return rep->body ? 0 : -ENOMEM;
 }
 
-/* Loads and unseals a KEK version (0: newest). The material is secret memory. Refuses a disabled
- * key with -EKEYEXPIRED. */
-static int kek_load(struct server *srv, const char *name, uint32_t version, struct store_key *ret_key,
-		    enum vault_kty *ret_kty, void **ret_material, size_t *ret_size)
-{
-	char context[128];
-	int r;
-
-	r = store_key_get(srv->store, name, version, ret_key);
-	if (r < 0)
-		return r;
-	if (!ret_key->enabled) {
-		store_key_done(ret_key);
-		return -EKEYEXPIRED;
-	}
-	r = vault_kty_from_string(ret_key->kty, ret_kty);
-	if (r >= 0) {
-		snprintf(context, sizeof(context), "key:%s:%u", ret_key->name, ret_key->version);
-		r = vault_unseal(srv->vault, context, ret_key->sealed, ret_key->sealed_size, ret_material, ret_size);
-	}
-	if (r < 0) {
-		store_key_done(ret_key);
-		return log_error_errno(r, "Key '%s' version %u does not open with the master key: %m", name, version);
-	}
-	return 0;
-}
-
 struct secret_txn {
 	struct store_secret secret;
 	uint32_t version;
@@ -153,12 +126,11 @@ int handle_vm_secret_put(struct request *rq, struct reply *rep)
 	const char *b64 = json_string_value(json_object_get(rq->api->body, "value"));
 	const char *file_name = json_string_value(json_object_get(rq->api->body, "fileName"));
 	_cleanup_secret_ uint8_t *value = NULL;
-	_cleanup_secret_ void *material = NULL;
 	_cleanup_free_ uint8_t *wrapped = NULL;
 	_cleanup_free_ uint8_t *sealed = NULL;
 	struct store_settings st = {};
 	struct secret_txn t = {};
-	size_t size, msize = 0, wsize = 0, ssize;
+	size_t size, wsize = 0, ssize;
 	char context[2 * API_NAME_MAX + 16];
 	int r;
 
@@ -178,14 +150,14 @@ int handle_vm_secret_put(struct request *rq, struct reply *rep)
 	t.secret.created = now();
 
 	if (st.kek[0]) {
-		struct store_key key = {};
-		enum vault_kty kty;
+		struct vault_key *key = NULL;
 		enum vault_alg alg;
+		bool owned = false;
 
 		r = vault_alg_from_string(st.kek_algorithm, &alg, NULL);
 		if (r < 0)
 			return reply_error(rep, -EIO, "settings of VM '%s' name an unknown algorithm", vmname);
-		r = kek_load(srv, st.kek, 0, &key, &kty, &material, &msize);
+		r = keycache_get(srv, st.kek, 0, &t.secret.kek_version, &key, &owned);
 		if (r == -EKEYEXPIRED || r == -ENOENT) {
 			(void)audit_event(srv, rq->who->actor, "secret.write", rq->object, "denied: KEK disabled or missing");
 			return reply_error(rep, -EKEYEXPIRED,
@@ -195,12 +167,14 @@ int handle_vm_secret_put(struct request *rq, struct reply *rep)
 		}
 		if (r < 0)
 			return reply_error(rep, r, "could not load the key-encryption key");
-		r = vault_wrap(kty, material, msize, alg, value, size, &wrapped, &wsize);
-		t.secret.kek_version = key.version;
-		store_key_done(&key);
+		r = vault_key_wrap(key, alg, value, size, &wrapped, &wsize);
 		if (r == -EMSGSIZE)
-			return reply_error(rep, -EMSGSIZE, "the secret is too long for the %s key '%s' with %s",
-					   kty == VAULT_KTY_RSA ? "RSA" : "AES", st.kek, st.kek_algorithm);
+			(void)reply_error(rep, -EMSGSIZE, "the secret is too long for the %s key '%s' with %s",
+					  vault_key_type(key) == VAULT_KTY_RSA ? "RSA" : "AES", st.kek, st.kek_algorithm);
+		if (owned)
+			vault_key_free(key);
+		if (r == -EMSGSIZE)
+			return r;
 		if (r < 0)
 			return reply_error(rep, r, "could not wrap the secret");
 		snprintf(t.secret.content_type, sizeof(t.secret.content_type), "Wrapped BEK");
@@ -232,9 +206,8 @@ int handle_vm_secret_put(struct request *rq, struct reply *rep)
 int secret_open(struct server *srv, const struct store_secret *sec, struct reply *rep, void **ret, size_t *ret_size)
 {
 	_cleanup_secret_ void *inner = NULL;
-	_cleanup_secret_ void *material = NULL;
 	char context[2 * API_NAME_MAX + 16];
-	size_t isize, msize;
+	size_t isize;
 	int r;
 
 	snprintf(context, sizeof(context), "secret:%s:%s", sec->vm, sec->volume);
@@ -245,14 +218,15 @@ int secret_open(struct server *srv, const struct store_secret *sec, struct reply
 		return reply_error(rep, -EIO, "the stored secret is damaged; see the vmcryptd log");
 	}
 	if (sec->kek[0]) {
-		struct store_key key = {};
-		enum vault_kty kty;
+		struct vault_key *key = NULL;
 		enum vault_alg alg;
+		uint32_t version;
+		bool owned = false;
 
 		r = vault_alg_from_string(sec->kek_algorithm, &alg, NULL);
 		if (r < 0)
 			return reply_error(rep, -EIO, "the stored secret names an unknown algorithm");
-		r = kek_load(srv, sec->kek, sec->kek_version, &key, &kty, &material, &msize);
+		r = keycache_get(srv, sec->kek, sec->kek_version, &version, &key, &owned);
 		if (r == -EKEYEXPIRED || r == -ENOENT)
 			return reply_error(rep, -EKEYEXPIRED,
 					   "the secret is wrapped with key '%s' version %u, which is disabled or gone; "
@@ -260,8 +234,9 @@ int secret_open(struct server *srv, const struct store_secret *sec, struct reply
 					   sec->kek, sec->kek_version);
 		if (r < 0)
 			return reply_error(rep, r, "could not load the key-encryption key");
-		store_key_done(&key);
-		r = vault_unwrap(kty, material, msize, alg, inner, isize, ret, ret_size);
+		r = vault_key_unwrap(key, alg, inner, isize, ret, ret_size);
+		if (owned)
+			vault_key_free(key);
 		if (r < 0) {
 			log_error_errno(r, "Secret %s/%s version %u does not unwrap with key %s version %u: %m", sec->vm,
 					sec->volume, sec->version, sec->kek, sec->kek_version);

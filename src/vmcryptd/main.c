@@ -242,6 +242,7 @@ int main(int argc, char **argv)
 	log_info("Stopping on %s.", strsignal(sig));
 	http_stop(&srv);
 	(void)unlink(listen_path);
+	keycache_clear();
 	store_close(srv.store);
 	vault_free(srv.vault);
 	log_info("Stopped.");

@@ -119,3 +119,9 @@ void model_text_free(void *p);
  * rep->message is set. */
 int secret_open(struct server *srv, const struct store_secret *sec, struct reply *rep, void **ret, size_t *ret_size);
 int secret_reply(struct store_secret *sec, const void *value, size_t size, struct reply *rep);
+
+/* keycache.c: the enabled KEK name at version (0: newest), parsed. Returns 0 with *ret_key
+ * (free it with vault_key_free only when *ret_owned), -ENOENT, -EKEYEXPIRED (disabled), -EIO. */
+int keycache_get(struct server *srv, const char *name, uint32_t version, uint32_t *ret_version,
+		 struct vault_key **ret_key, bool *ret_owned);
+void keycache_clear(void);
