@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -545,6 +546,110 @@ static int finish_encrypt(struct ctx *c)
 	return 0;
 }
 
+/* Copies the first size bytes of from into to (created 0600 with O_EXCL), leaving holes where
+ * the source reads as zeros, then fsyncs. Returns 0 or -errno. */
+static int copy_region(const char *from, const char *to, uint64_t size, bool create)
+{
+	_cleanup_close_ int in = -1, out = -1;
+	_cleanup_free_ char *buf = NULL;
+	const size_t chunk = 1 << 20;
+	uint64_t off = 0;
+
+	in = open(from, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return negative_errno();
+	out = open(to, O_WRONLY | O_CLOEXEC | (create ? O_CREAT | O_EXCL | O_NOFOLLOW : 0), 0600);
+	if (out < 0)
+		return negative_errno();
+	buf = malloc(chunk);
+	if (!buf)
+		return -ENOMEM;
+	while (off < size) {
+		size_t want = (size_t)MIN((uint64_t)chunk, size - off), i;
+		ssize_t n = pread(in, buf, want, (off_t)off);
+
+		if (n < 0)
+			return negative_errno();
+		if ((size_t)n != want)
+			return -EIO;
+		for (i = 0; i < want && !buf[i]; i++)
+			;
+		/* A new backup file keeps zero chunks as holes; restoring writes them all. */
+		if (i < want || !create) {
+			ssize_t w = pwrite(out, buf, want, (off_t)off);
+			if (w < 0)
+				return negative_errno();
+			if ((size_t)w != want)
+				return -EIO;
+		}
+		off += want;
+	}
+	if (create && ftruncate(out, (off_t)size) < 0)
+		return negative_errno();
+	if (fsync(out) < 0)
+		return negative_errno();
+	return 0;
+}
+
+/* e2fsprogs 1.47.0's undo file breaks resize2fs on filesystems with 1 KiB blocks and a resize
+ * inode ("Resize inode is corrupt"). For those (small: mkfs picks 1 KiB blocks below 512 MiB)
+ * the safety net is a full copy of the filesystem in the state directory instead: made and
+ * fsynced before resize2fs runs, restored by resume if the shrink is cut short. */
+static int shrink_with_backup(struct ctx *c, uint64_t new_fs_size, char *msg, size_t msg_len)
+{
+	char backup[PATH_MAX], tmp[PATH_MAX + 8], dir[PATH_MAX];
+	struct statvfs sv;
+	int r;
+
+	if ((r = convstate_path(c->st.uuid, "backup.img", backup, sizeof(backup))) < 0 ||
+	    (r = convstate_path(c->st.uuid, NULL, dir, sizeof(dir))) < 0)
+		return r;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", backup);
+	if (statvfs(dir, &sv) < 0)
+		return negative_errno();
+	if ((uint64_t)sv.f_bavail * sv.f_frsize < c->st.fs_size + MIB(64)) {
+		snprintf(msg, msg_len, "the state directory %.900s has no room for the %llu MiB safety copy "
+			 "that a 1 KiB-block filesystem needs", dir, (unsigned long long)(c->st.fs_size >> 20));
+		return -ENOSPC;
+	}
+	(void)unlink(tmp);
+	r = copy_region(c->dev.path, tmp, c->st.fs_size, true);
+	if (r >= 0 && rename(tmp, backup) < 0)
+		r = negative_errno();
+	if (r >= 0)
+		r = fsync_parent_dir(backup);
+	if (r < 0) {
+		(void)unlink(tmp);
+		snprintf(msg, msg_len, "cannot make the safety copy %.900s (%s)", backup, strerror(-r));
+		return r;
+	}
+	test_kill_point("shrink-backup");
+	r = extfs_resize(c->dev.path, new_fs_size, NULL, msg, msg_len);
+	if (r < 0) {
+		int u = copy_region(backup, c->dev.path, c->st.fs_size, false);
+		(void)restore_file_size(c);
+		if (u < 0)
+			return u;
+	}
+	return r;
+}
+
+/* Puts back the safety copy of shrink_with_backup(), if one was completed. Returns 1 when it
+ * restored, 0 when there was none, or -errno. */
+static int restore_backup(struct ctx *c)
+{
+	char backup[PATH_MAX];
+	int r;
+
+	if ((r = convstate_path(c->st.uuid, "backup.img", backup, sizeof(backup))) < 0)
+		return r;
+	if (access(backup, F_OK) < 0)
+		return 0;
+	(void)restore_file_size(c);
+	r = copy_region(backup, c->dev.path, c->st.fs_size, false);
+	return r < 0 ? r : 1;
+}
+
 int convert_encrypt(const struct convert_request *req, struct convert_result *res)
 {
 	struct ctx c = { .req = req, .res = res };
@@ -649,8 +754,17 @@ int convert_encrypt(const struct convert_request *req, struct convert_result *re
 				return fail(&c, r, "Run 'vmcrypt resume --key-file FILE TARGET'; it retries the undo.",
 					    "%s: shrinking the filesystem failed (%s) and so did undoing it (%s)",
 					    c.dev.path, msg, umsg);
+			if (r == -EILSEQ && extfs_check(c.dev.path, umsg, sizeof(umsg)) == 0) {
+				log_debug("%s: resize2fs with an undo file failed (%s); shrinking with a safety copy",
+					  c.dev.path, msg);
+				r = shrink_with_backup(&c, new_fs_size, msg, sizeof(msg));
+			}
+		}
+		if (r < 0) {
 			(void)convstate_remove(c.st.uuid);
-			return fail(&c, r, "Free space on the filesystem or use --header FILE.",
+			return fail(&c, r,
+				    r == -ENOSPC ? "Free space on the filesystem (or in the state directory) or use --header FILE."
+						 : "Check the filesystem with 'e2fsck -f DEVICE', or use --header FILE.",
 				    "%s: shrinking the filesystem failed and was undone: %s", c.dev.path, msg);
 		}
 		r = restore_file_size(&c);
@@ -661,6 +775,8 @@ int convert_encrypt(const struct convert_request *req, struct convert_result *re
 	}
 	if ((r = save_phase(&c, PHASE_SHRUNK)) < 0)
 		return r;
+	if (convstate_path(c.st.uuid, "backup.img", undo, sizeof(undo)) == 0)
+		(void)unlink(undo); /* the shrink is done: its safety copy is not needed any more */
 	if (report(&c, CONVERT_PHASE_SHRINK, 1, 1) < 0)
 		return stopped(&c);
 	r = encrypt_from_shrunk(&c);
@@ -926,7 +1042,13 @@ static int resume_from_state(struct ctx *c)
 			r = convstate_path(c->st.uuid, "undo.e2undo", path, sizeof(path));
 			if (r < 0)
 				return fail(c, r, NULL, "%s: state path too long", c->dev.path);
-			r = extfs_undo(path, c->dev.path, msg, sizeof(msg));
+			r = restore_backup(c);
+			if (r < 0)
+				return fail(c, r, "Run 'vmcrypt resume' again.",
+					    "%s: cannot restore the filesystem from its safety copy (%s)", c->dev.path,
+					    strerror(-r));
+			if (r == 0)
+				r = extfs_undo(path, c->dev.path, msg, sizeof(msg));
 			(void)restore_file_size(c);
 			if (r < 0 && access(path, F_OK) == 0) {
 				/* e2undo refuses an undo file that never got its header, i.e. resize2fs

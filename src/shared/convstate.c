@@ -186,7 +186,7 @@ int convstate_find(const struct device_info *d, struct convstate *ret)
 
 int convstate_remove(const char *uuid)
 {
-	static const char *const files[] = { "state.json", "header.img", "undo.e2undo" };
+	static const char *const files[] = { "state.json", "header.img", "undo.e2undo", "backup.img", "backup.img.tmp" };
 	char path[PATH_MAX];
 	int r;
 

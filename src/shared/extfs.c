@@ -222,8 +222,10 @@ int extfs_resize(const char *dev, uint64_t new_size, const char *undo_path, char
 	int n = 0, r;
 
 	argv[n++] = "resize2fs";
+	/* Forced: extfs_shrink_room() replaces resize2fs's minimum-size estimate, and callers run
+	 * extfs_check() first, which is what resize2fs's own "run e2fsck -f first" rule asks. */
+	argv[n++] = "-f";
 	if (undo_path) {
-		argv[n++] = "-f";
 		argv[n++] = "-z";
 		argv[n++] = (char *)undo_path;
 	}
@@ -237,8 +239,19 @@ int extfs_resize(const char *dev, uint64_t new_size, const char *undo_path, char
 	if (r < 0)
 		return r;
 	if (r != 0) {
-		tail_lines(msg, msg_len, out, 3);
-		return strstr(out, "No space left") ? -ENOSPC : -EIO;
+		/* resize2fs prints its error on stderr, which reaches the pipe before its buffered
+		 * stdout: pick the "resize2fs: ..." line when there is one. */
+		const char *e = strstr(out, "\nresize2fs: ");
+
+		if (e)
+			snprintf(msg, msg_len, "%.*s", (int)strcspn(e + 1, "\n"), e + 1);
+		else
+			tail_lines(msg, msg_len, out, 3);
+		if (strstr(out, "No space left"))
+			return -ENOSPC;
+		if (strstr(out, "Resize inode is corrupt"))
+			return -EILSEQ;
+		return -EIO;
 	}
 	return 0;
 }

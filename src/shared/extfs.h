@@ -53,10 +53,12 @@ int extfs_check(const char *dev, char *msg, size_t msg_len);
 /* Reads the layout through dumpe2fs. Returns 0 or -errno (-EINVAL: unparsable). */
 int extfs_read_layout(const char *dev, struct extfs_layout *ret);
 
-/* resize2fs to new_size bytes (0: grow to fill the device). With undo_path, resize2fs first
- * writes an undo file there (e2undo restores the filesystem from it) and the shrink is forced
- * past resize2fs's estimate, which extfs_shrink_room() has replaced. Returns 0, -ENOSPC
- * when resize2fs ran out of room, or -EIO (output in msg). */
+/* resize2fs -f to new_size bytes (0: grow to fill the device): forced past resize2fs's estimate,
+ * which extfs_shrink_room() replaces; call extfs_check() first. With undo_path, resize2fs first
+ * writes an undo file there (e2undo restores the filesystem from it). Returns 0, -ENOSPC
+ * when resize2fs ran out of room, -EILSEQ when it reported "Resize inode is corrupt" (what
+ * e2fsprogs 1.47.0 says with an undo file on a 1 KiB-block filesystem; the filesystem itself
+ * is fine after e2undo), or -EIO (its error in msg). */
 int extfs_resize(const char *dev, uint64_t new_size, const char *undo_path, char *msg, size_t msg_len);
 
 /* e2undo: puts back every block resize2fs changed. Returns 0 or -EIO. */

@@ -42,6 +42,23 @@ for step in backup wiping converting convert-50 growing; do
 	check "decrypt killed at '$step': files intact" sums_match "$img" "$sums"
 done
 
+# --- a kill during the shrink of a 1 KiB-block filesystem, protected by a safety copy ----------
+small=$WORK/small.img
+make_ext4 "$small" 160M 60
+rm -rf "$img" "$VMCRYPT_STATE_DIR/volumes"
+cp --sparse=always "$small" "$img"
+VMCRYPT_TEST_KILL_AT=shrink-backup "$VMCRYPT" encrypt --key-file "$KEY" "$img" >/dev/null 2>&1
+check_eq "1 KiB blocks, killed after the safety copy: died by SIGKILL" 137 $?
+check "1 KiB blocks: the safety copy is in the state directory" ls "$VMCRYPT_STATE_DIR"/volumes/*/backup.img
+# Make the worst of it: scribble over the filesystem as a half-done resize2fs might have.
+dd if=/dev/urandom of="$img" bs=1k seek=2000 count=4000 conv=notrunc status=none
+resume
+check_eq "1 KiB blocks: resume exits 0" 0 $?
+check_eq "1 KiB blocks: encrypted" encrypted "$(state)"
+"$VMCRYPT" decrypt --key-file "$KEY" "$img" >/dev/null 2>&1
+check "1 KiB blocks: e2fsck clean" fsck_clean "$img"
+check "1 KiB blocks: files intact" sums_match "$img" "$small.sums"
+
 # --- random moments --------------------------------------------------------------------------
 # Measure each direction once, then kill at a uniformly random time within it, until at least
 # ten kills per direction landed while the operation was still running.
