@@ -92,7 +92,8 @@ struct conn_state {
 	bool too_big;
 };
 
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *body)
+/* www_authenticate: the challenge for a 401 (RFC 6750 3), or NULL. */
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *body, const char *www_authenticate)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
@@ -110,6 +111,8 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (www_authenticate)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, www_authenticate);
 	ret = MHD_queue_response(c, status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -126,7 +129,8 @@ static enum MHD_Result send_error(struct MHD_Connection *c, int error, const cha
 	body = json_pack("{s:{s:i,s:s}}", "error", "code", (int)status, "message", message);
 	if (!body)
 		return MHD_NO;
-	ret = send_json(c, status, body);
+	ret = send_json(c, status, body,
+			status == MHD_HTTP_UNAUTHORIZED ? "Bearer realm=\"vmcryptd\"" : NULL);
 	json_decref(body);
 	return ret;
 }
@@ -202,7 +206,9 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *c, co
 			log_error_errno(r, "%s %s failed: %m", method, rq.object);
 		ret = send_error(c, r, rep.message);
 	} else {
-		ret = send_json(c, rep.status ? rep.status : MHD_HTTP_OK, rep.body ? rep.body : json_object());
+		if (!rep.body)
+			rep.body = json_object();
+		ret = rep.body ? send_json(c, rep.status ? rep.status : MHD_HTTP_OK, rep.body, NULL) : MHD_NO;
 	}
 	json_decref(rep.body);
 	api_request_done(&api);

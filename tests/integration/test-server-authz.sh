@@ -75,6 +75,9 @@ for row in "${routes[@]}"; do
 	fi
 done
 
+curl -sS --cacert "$DATA/tls.crt" -o /dev/null -D "$WORK/headers" "https://$ADDR/v1/vm/goal"
+check "401 carries a Bearer challenge (RFC 6750)" grep -qi '^WWW-Authenticate: Bearer' "$WORK/headers"
+
 # Enrollment takes only an enrollment token.
 admin vm register late >"$WORK/late.enroll" 2>/dev/null
 auth_file late.enroll "$WORK/late.enroll"

@@ -4,7 +4,7 @@
 # between settings and the VM's last report, including stale and never-reported VMs.
 . "$(dirname "$0")/server-lib.sh"
 
-check "start (stale after 3 s)" start_server --stale-after 3
+check "start (stale after 5 s)" start_server --stale-after 5
 check "VM app1" new_vm app1
 show() { admin vm encryption show --vm app1; }
 drift() { show | sed -n 's/^Drift *: //p'; }
@@ -42,7 +42,7 @@ report app1 Encrypted NotEncrypted 2 "old sequence"
 check_contains "older sequence: pending, not drift" "pending" "$(drift)"
 report app1 EncryptionInProgress NotMounted 3 "OS disk encryption started"
 check_eq "in progress and no data mounted: no drift" none "$(drift)"
-sleep 4
+sleep 6
 check_contains "stale after --stale-after" "stale: no report since" "$(drift)"
 report app1 Encrypted Encrypted 3
 check_eq "fresh report: not stale" none "$(drift)"
