@@ -64,6 +64,13 @@ static void print_bar(struct progress *p, bool newline)
 	char eta[32] = "--", bar[31];
 	int fill = p->percent < 0 ? 0 : (int)(p->percent * 30 / 100);
 
+	if (p->percent < 0) {
+		/* A step without a measure (the filesystem check): its name is the news. */
+		progress_end(p);
+		fprintf(stderr, "%-8s %s\n", p->phase, p->target);
+		fflush(stderr);
+		return;
+	}
 	for (int i = 0; i < 30; i++)
 		bar[i] = i < fill ? '#' : '.';
 	bar[30] = 0;
