@@ -1,0 +1,28 @@
+/* libFuzzer harness for the dumpe2fs output parser and the room proof that consumes it. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "shared/extfs.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct extfs_layout l;
+	struct extfs_room room;
+	char *text;
+
+	if (size > (1 << 20))
+		return 0;
+	text = malloc(size + 1);
+	if (!text)
+		return 0;
+	memcpy(text, data, size);
+	text[size] = 0;
+	if (extfs_parse_dumpe2fs(text, &l) == 0) {
+		(void)extfs_shrink_room(&l, l.block_count - 1, &room);
+		(void)extfs_shrink_room(&l, l.block_count / 2, &room);
+		extfs_layout_done(&l);
+	}
+	free(text);
+	return 0;
+}
