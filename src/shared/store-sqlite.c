@@ -5,13 +5,18 @@
  * the whole queue, runs each function inside its own SAVEPOINT of a single BEGIN IMMEDIATE
  * transaction, commits once (one fsync of the WAL for the batch) and wakes the others. A caller
  * returns only after the commit that contains its changes, so acknowledged writes survive
- * kill -9 and power loss (synchronous=FULL). */
+ * kill -9 and power loss (synchronous=FULL).
+ *
+ * Checkpoints run in a background thread on their own connection (PASSIVE, every 100 ms), never
+ * inside a commit: an automatic checkpoint would make the unlucky committer copy the WAL into the
+ * database and fsync it while every other writer waits behind it. */
 #include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "basic/log.h"
 #include "basic/macro.h"
@@ -155,6 +160,11 @@ struct sqlite_store {
 	struct job *queue, **queue_tail;
 	bool leader;
 	struct conn *pool;
+
+	pthread_t checkpointer;
+	bool checkpointer_running;
+	bool stopping;             /* guarded by lock */
+	pthread_cond_t stop;
 };
 
 /* The writer connection while this thread runs a batch as leader: store calls made by the
@@ -308,12 +318,54 @@ fail:
 	return errno_from_sqlite(rc);
 }
 
+#define CHECKPOINT_INTERVAL_MS 100
+
+static void *checkpointer_main(void *p)
+{
+	struct sqlite_store *st = p;
+	struct conn *c = NULL;
+
+	if (conn_open(st->path, false, &c) < 0)
+		return NULL;
+	/* query_only does not forbid checkpoints; they copy committed pages only. */
+	pthread_mutex_lock(&st->lock);
+	while (!st->stopping) {
+		struct timespec ts;
+		int rc;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += CHECKPOINT_INTERVAL_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&st->stop, &st->lock, &ts);
+		if (st->stopping)
+			break;
+		pthread_mutex_unlock(&st->lock);
+		rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+			log_debug("SQLite: background checkpoint: %s", sqlite3_errmsg(c->db));
+		pthread_mutex_lock(&st->lock);
+	}
+	pthread_mutex_unlock(&st->lock);
+	conn_free(c);
+	return NULL;
+}
+
 static void store_sqlite_close(void *impl)
 {
 	struct sqlite_store *st = impl;
 
 	if (!st)
 		return;
+	if (st->checkpointer_running) {
+		pthread_mutex_lock(&st->lock);
+		st->stopping = true;
+		pthread_cond_broadcast(&st->stop);
+		pthread_mutex_unlock(&st->lock);
+		pthread_join(st->checkpointer, NULL);
+	}
 	while (st->pool) {
 		struct conn *c = st->pool;
 		st->pool = c->next;
@@ -322,6 +374,7 @@ static void store_sqlite_close(void *impl)
 	conn_free(st->writer);
 	pthread_mutex_destroy(&st->lock);
 	pthread_cond_destroy(&st->done);
+	pthread_cond_destroy(&st->stop);
 	free(st->path);
 	free(st);
 }
@@ -336,6 +389,7 @@ static int store_sqlite_open(const char *path, void **ret_impl)
 		return -ENOMEM;
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_cond_init(&st->done, NULL);
+	pthread_cond_init(&st->stop, NULL);
 	st->queue_tail = &st->queue;
 	st->path = strdup(path);
 	if (!st->path) {
@@ -345,10 +399,16 @@ static int store_sqlite_open(const char *path, void **ret_impl)
 	r = conn_open(path, true, &st->writer);
 	if (r >= 0)
 		r = migrate(st->writer);
+	if (r >= 0 && sqlite3_exec(st->writer->db, "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL) != SQLITE_OK)
+		r = -EIO;
 	if (r < 0) {
 		store_sqlite_close(st);
 		return r;
 	}
+	if (pthread_create(&st->checkpointer, NULL, checkpointer_main, st) == 0)
+		st->checkpointer_running = true;
+	else /* without the thread, let commits checkpoint, or the WAL would grow without bound */
+		(void)sqlite3_exec(st->writer->db, "PRAGMA wal_autocheckpoint=1000", NULL, NULL, NULL);
 	*ret_impl = st;
 	return 0;
 }
