@@ -27,6 +27,7 @@
 #include "convstate.h"
 #include "device.h"
 #include "extfs.h"
+#include "fssize.h"
 #include "luks.h"
 
 struct ctx {
@@ -334,10 +335,26 @@ static int plan_room(struct ctx *c, uint64_t *ret_new_fs_size)
 			    "%s: holds %s, which vmcrypt does not convert in place", d->path,
 			    streq(d->fs_type, "ambivalent") ? "two conflicting signatures" : d->fs_type);
 
+	/* A filesystem vmcrypt cannot shrink may still end early enough: after the device grew,
+	 * or after its owner shrank it (btrfs shrinks while mounted). */
+	{
+		uint64_t fs_size;
+
+		if (fs_size_bytes(d->path, d->fs_type, &fs_size) == 0) {
+			c->st.fs_size = fs_size;
+			if (fs_size <= limit)
+				return 0;
+		}
+	}
+	if (streq(d->fs_type, "btrfs"))
+		return fail(c, -EOPNOTSUPP,
+			    "Shrink it while mounted ('btrfs filesystem resize -32M MOUNTPOINT'), unmount it and "
+			    "retry; or use --header FILE to keep the LUKS2 header in a separate file (a detached "
+			    "header); or grow the device by 32 MiB.",
+			    "%s: btrfs can only shrink while mounted, so vmcrypt cannot make room for the LUKS2 "
+			    "header at its end", d->path);
 	return fail(c, -EOPNOTSUPP, remedy_both,
-		    "%s: %s cannot shrink to make room for the LUKS2 header on the device%s", d->path,
-		    d->fs_type,
-		    streq(d->fs_type, "btrfs") ? " while unmounted (shrink it yourself with 'btrfs filesystem resize -32M MOUNTPOINT' and retry, or)" : "");
+		    "%s: %s cannot shrink to make room for the LUKS2 header on the device", d->path, d->fs_type);
 }
 
 static uint32_t pick_sector_size(struct ctx *c, uint64_t data_size)

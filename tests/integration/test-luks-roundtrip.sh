@@ -92,6 +92,42 @@ check "xfs: decrypt exits 0" [ $? = 0 ]
 check "xfs: xfs_repair -n clean" not_cmd not_cmd xfs_repair -n "$dev"
 check "xfs: every file's SHA-256 matches" sums_match "$dev" "$img.sums"
 
+# --- xfs on a device grown by 32 MiB: the header goes on the device, no shrink needed -----------
+img=$WORK/xfs-grown.img
+make_xfs "$img" 300M 100
+truncate -s 332M "$img"
+"$VMCRYPT" encrypt --key-file "$KEY" "$img" >/dev/null 2>&1
+check "xfs on a grown device: encrypt without --header exits 0" [ $? = 0 ]
+check "xfs on a grown device: LUKS header on the device" cryptsetup isLuks "$img"
+"$VMCRYPT" decrypt --key-file "$KEY" "$img" >/dev/null 2>&1
+check "xfs on a grown device: decrypt exits 0" [ $? = 0 ]
+check "xfs on a grown device: every file's SHA-256 matches" sums_match "$img" "$img.sums"
+
+# --- btrfs that its owner shrank while mounted -------------------------------------------------
+if command -v mkfs.btrfs >/dev/null; then
+	img=$WORK/btrfs.img
+	truncate -s 400M "$img"
+	mkfs.btrfs -q "$img" >/dev/null 2>&1
+	mount -o loop "$img" "$MNT"
+	fill_random "$MNT" 100 5
+	tree_sums "$MNT" >"$img.sums"
+	umount "$MNT"
+	out=$("$VMCRYPT" encrypt --key-file "$KEY" "$img" 2>&1)
+	check_eq "btrfs unshrunk: refused with exit 11" 11 $?
+	check_contains "btrfs unshrunk: remedy" "btrfs filesystem resize -32M MOUNTPOINT" "$out"
+	mount -o loop "$img" "$MNT"
+	btrfs filesystem resize -32M "$MNT" >/dev/null
+	umount "$MNT"
+	"$VMCRYPT" encrypt --key-file "$KEY" "$img" >/dev/null 2>&1
+	check "btrfs shrunk by its owner: encrypt exits 0" [ $? = 0 ]
+	"$VMCRYPT" decrypt --key-file "$KEY" "$img" >/dev/null 2>&1
+	check "btrfs: decrypt exits 0" [ $? = 0 ]
+	check "btrfs: btrfs check clean" btrfs check --readonly "$img"
+	check "btrfs: every file's SHA-256 matches" sums_match "$img" "$img.sums"
+else
+	skip "btrfs: mkfs.btrfs not installed"
+fi
+
 # --- a raw device without a filesystem whose end is unused (zeros) ----------------------------
 img=$WORK/raw.img
 truncate -s 96M "$img"
