@@ -103,7 +103,8 @@ static double segments_progress(struct crypt_device *cd, bool encrypting, uint64
 			done += len;
 	}
 	json_decref(root);
-	if (total == 0)
+	/* A "dynamic" segment runs to the end of the device: the data area is the real total. */
+	if (data_size > total)
 		total = data_size;
 	if (total == 0)
 		return -1;

@@ -23,6 +23,10 @@ for step in shrinking shrunk init placing-header converting convert-50; do
 	rc=$?
 	check_eq "encrypt killed at '$step': died by SIGKILL" 137 "$rc"
 	check_eq "encrypt killed at '$step': status says interrupted" interrupted "$(state)"
+	if [ "$step" = convert-50 ]; then
+		pct=$(status_field "$img" percent)
+		check "encrypt killed at 50%: status shows ${pct}% (40-65)" awk -v p="$pct" 'BEGIN { exit !(p >= 40 && p <= 65) }'
+	fi
 	resume
 	check_eq "encrypt killed at '$step': resume exits 0" 0 $?
 	check_eq "encrypt killed at '$step': encrypted" encrypted "$(state)"
@@ -35,6 +39,10 @@ for step in backup wiping converting convert-50 growing; do
 	VMCRYPT_TEST_KILL_AT=$step "$VMCRYPT" decrypt --key-file "$KEY" "$img" >/dev/null 2>&1
 	check_eq "decrypt killed at '$step': died by SIGKILL" 137 $?
 	check_eq "decrypt killed at '$step': status says interrupted" interrupted "$(state)"
+	if [ "$step" = convert-50 ]; then
+		pct=$(status_field "$img" percent)
+		check "decrypt killed at 50%: status shows ${pct}% (40-65)" awk -v p="$pct" 'BEGIN { exit !(p >= 40 && p <= 65) }'
+	fi
 	resume
 	check_eq "decrypt killed at '$step': resume exits 0" 0 $?
 	check_eq "decrypt killed at '$step': plain" plain "$(state)"
