@@ -9,7 +9,12 @@
  *
  * Checkpoints run in a background thread on their own connection (PASSIVE, every 100 ms), never
  * inside a commit: an automatic checkpoint would make the unlucky committer copy the WAL into the
- * database and fsync it while every other writer waits behind it. */
+ * database and fsync it while every other writer waits behind it. Under constant writes a passive
+ * checkpoint never catches up with the end of the WAL, so the WAL would never restart and grow
+ * without bound. Past WAL_RESTART_FRAMES the thread asks the next batch leader, the only writer, to
+ * run a RESTART checkpoint before its transaction: it copies the few frames the passive ones have
+ * not, and the WAL starts over. (The thread cannot do it itself: the writer lock has no fairness,
+ * and back-to-back batches would starve it.) */
 #include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -165,6 +170,7 @@ struct sqlite_store {
 	bool checkpointer_running;
 	bool stopping;             /* guarded by lock */
 	pthread_cond_t stop;
+	bool restart_wanted;       /* atomic: the WAL is long, the next leader restarts it */
 };
 
 /* The writer connection while this thread runs a batch as leader: store calls made by the
@@ -319,6 +325,7 @@ fail:
 }
 
 #define CHECKPOINT_INTERVAL_MS 100
+#define WAL_RESTART_FRAMES 1024 /* 4 MiB of 4 KiB pages */
 
 static void *checkpointer_main(void *p)
 {
@@ -327,11 +334,14 @@ static void *checkpointer_main(void *p)
 
 	if (conn_open(st->path, false, &c) < 0)
 		return NULL;
-	/* query_only does not forbid checkpoints; they copy committed pages only. */
+	/* A checkpoint writes the database file: query_only would refuse it (SQLITE_READONLY). A
+	 * connection learns that the database is in WAL mode only when it first reads it; until then
+	 * checkpoints are no-ops. */
+	(void)sqlite3_exec(c->db, "PRAGMA query_only=OFF; SELECT count(*) FROM sqlite_master", NULL, NULL, NULL);
 	pthread_mutex_lock(&st->lock);
 	while (!st->stopping) {
 		struct timespec ts;
-		int rc;
+		int rc, frames = 0;
 
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += CHECKPOINT_INTERVAL_MS * 1000000L;
@@ -343,7 +353,9 @@ static void *checkpointer_main(void *p)
 		if (st->stopping)
 			break;
 		pthread_mutex_unlock(&st->lock);
-		rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+		rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_PASSIVE, &frames, NULL);
+		if (rc == SQLITE_OK && frames > WAL_RESTART_FRAMES)
+			__atomic_store_n(&st->restart_wanted, true, __ATOMIC_RELAXED);
 		if (rc != SQLITE_OK && rc != SQLITE_BUSY)
 			log_debug("SQLite: background checkpoint: %s", sqlite3_errmsg(c->db));
 		pthread_mutex_lock(&st->lock);
@@ -399,7 +411,8 @@ static int store_sqlite_open(const char *path, void **ret_impl)
 	r = conn_open(path, true, &st->writer);
 	if (r >= 0)
 		r = migrate(st->writer);
-	if (r >= 0 && sqlite3_exec(st->writer->db, "PRAGMA wal_autocheckpoint=0", NULL, NULL, NULL) != SQLITE_OK)
+	if (r >= 0 && sqlite3_exec(st->writer->db, "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=8388608",
+				   NULL, NULL, NULL) != SQLITE_OK)
 		r = -EIO;
 	if (r < 0) {
 		store_sqlite_close(st);
@@ -450,6 +463,11 @@ static void run_batch(struct sqlite_store *st, struct job *batch)
 	struct conn *c = st->writer;
 	int r;
 
+	if (__atomic_exchange_n(&st->restart_wanted, false, __ATOMIC_RELAXED)) {
+		int rc = sqlite3_wal_checkpoint_v2(c->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+		if (rc != SQLITE_OK)
+			log_debug("SQLite: WAL restart: %s", sqlite3_errmsg(c->db));
+	}
 	txn_conn = c;
 	r = exec_id(c, S_BEGIN);
 	for (struct job *j = batch; j; j = j->next) {

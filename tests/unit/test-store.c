@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -400,6 +401,27 @@ static void test_persistence_and_schema(void **state)
 	assert_int_equal(store_open("sqlite::memory:", &f->s), 0);
 }
 
+static void test_wal_stays_bounded(void **state)
+{
+	struct fixture *f = *state;
+	char wal[160];
+	struct stat st;
+
+	/* 3,000 back-to-back commits of a few pages each would leave a WAL of 30 MB or more without
+	 * checkpoints; the background checkpointer restarts it past 4 MiB even under constant writes. */
+	for (int i = 0; i < 3000; i++) {
+		struct store_audit e = { .time = i };
+		snprintf(e.actor, sizeof(e.actor), "admin");
+		snprintf(e.action, sizeof(e.action), "x");
+		snprintf(e.object, sizeof(e.object), "object-%d-%0200d", i, i);
+		snprintf(e.result, sizeof(e.result), "ok");
+		assert_int_equal(store_audit_append(f->s, &e), 0);
+	}
+	snprintf(wal, sizeof(wal), "%s-wal", f->path);
+	assert_int_equal(stat(wal, &st), 0);
+	assert_true(st.st_size < 10 * 1024 * 1024);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -411,6 +433,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_transaction_rollback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_concurrency, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_persistence_and_schema, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_wal_stays_bounded, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
