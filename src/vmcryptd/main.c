@@ -226,7 +226,7 @@ int main(int argc, char **argv)
 	if (r < 0) {
 		store_close(srv.store);
 		vault_free(srv.vault);
-		return r == -EADDRNOTAVAIL ? EXIT_BUSY : EXIT_ERROR;
+		return r == -EADDRNOTAVAIL ? EXIT_BUSY : r == -EINVAL ? EXIT_USAGE : EXIT_ERROR;
 	}
 	snprintf(port_text, sizeof(port_text), "%s:%u\n", listen_host, port);
 	r = write_file_atomic(listen_path, port_text, strlen(port_text), 0644);

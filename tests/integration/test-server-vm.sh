@@ -88,6 +88,10 @@ check_eq "a secret over 4096 bytes: 400" 400 "$STATUS"
 api GET /v1/vm/secrets/data0 "$WORK/vm1.hdr"
 check_eq "older secrets keep their own KEK" "$(b64 "$v1")" "$(json_field value)"
 
+admin vm encryption enable --vm vm1 --volume-type All --kek aes1 --encrypt-format-all >/dev/null
+api GET /v1/vm/goal "$WORK/vm1.hdr"
+check_contains "goal: --encrypt-format-all" '"EncryptionOperation":"EnableEncryptionFormatAll"' "$BODY"
+
 # A disabled KEK stops wrap and unwrap.
 admin key disable aes1 >/dev/null
 api GET /v1/vm/secrets/data2 "$WORK/vm1.hdr"
@@ -99,9 +103,9 @@ check_eq "store with a disabled KEK: 409" 409 "$STATUS"
 check_contains "disabled KEK: next command" "vmcrypt-admin vm encryption enable --vm vm1" "$BODY"
 
 # Status reports.
-api POST /v1/vm/status "$WORK/vm1.hdr" '{"OsVolumeEncrypted":"EncryptionInProgress","DataVolumesEncrypted":"Encrypted","ProgressMessage":"OS disk encryption started","AgentVersion":"0.2","SequenceVersion":3,"Volumes":[{"name":"data0","device":"/dev/vdb","mountPoint":"/data","volumeType":"Data","state":"Encrypted","progress":100},{"name":"os","volumeType":"OS","state":"EncryptionInProgress","progress":12}]}'
+api POST /v1/vm/status "$WORK/vm1.hdr" '{"OsVolumeEncrypted":"EncryptionInProgress","DataVolumesEncrypted":"Encrypted","ProgressMessage":"OS disk encryption started","AgentVersion":"0.2","SequenceVersion":4,"Volumes":[{"name":"data0","device":"/dev/vdb","mountPoint":"/data","volumeType":"Data","state":"Encrypted","progress":100},{"name":"os","volumeType":"OS","state":"EncryptionInProgress","progress":12}]}'
 check_eq "status report: 200" 200 "$STATUS"
-check_contains "status report acknowledges the current sequence" '"sequence":3' "$BODY"
+check_contains "status report acknowledges the current sequence" '"sequence":4' "$BODY"
 out=$(admin vm encryption show --vm vm1 --json)
 check_contains "report stored: ProgressMessage" '"ProgressMessage": "OS disk encryption started"' "$out"
 check_contains "report stored: per-volume table" '"mountPoint": "/data"' "$out"
