@@ -479,6 +479,14 @@ static void run_batch(struct sqlite_store *st, struct job *batch)
 		if (j->result < 0)
 			continue;
 		j->result = j->fn(j->s, j->userdata);
+		if (sqlite3_get_autocommit(c->db)) {
+			/* SQLite rolled the whole transaction back (I/O error, disk full): nothing of
+			 * this batch will commit, so no job of it may report success. */
+			r = j->result < 0 ? j->result : -EIO;
+			for (struct job *k = batch; k != j->next; k = k->next)
+				k->result = r;
+			continue;
+		}
 		if (j->result < 0)
 			(void)exec_id(c, S_ROLLBACK_TO);
 		(void)exec_id(c, S_RELEASE);
