@@ -6,6 +6,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -179,6 +181,22 @@ int main(int argc, char **argv)
 	if (r < 0) {
 		log_error_errno(r, "Could not create %s: %m", srv.data_dir);
 		return EXIT_ERROR;
+	}
+	/* One vmcryptd per data directory: a second one would clobber vmcryptd.listen and race the
+	 * first start's initialization. The lock dies with the process, kill -9 included. */
+	{
+		_cleanup_free_ char *lock_path = path_join(srv.data_dir, "vmcryptd.lock");
+		int fd = lock_path ? open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
+
+		if (fd < 0) {
+			log_error_errno(negative_errno(), "Could not open %s: %m", lock_path ? lock_path : srv.data_dir);
+			return EXIT_ERROR;
+		}
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			log_error("Another vmcryptd is serving %s.", srv.data_dir);
+			return EXIT_LOCKED;
+		}
+		/* fd stays open (and locked) until exit. */
 	}
 	master_path = path_join(srv.data_dir, "master.key");
 	db_path = path_join(srv.data_dir, "vmcryptd.db");

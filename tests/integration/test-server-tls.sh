@@ -34,6 +34,10 @@ check_eq "clean stop" 0 "$SERVER_RC"
 check_eq "bad --listen: usage error exit" 2 "$?"
 check_contains "bad --listen: message" "expected ADDRESS:PORT" "$(cat "$WORK/err")"
 check "start on the self-signed default" start_server
+"$VMCRYPTD" --data-dir "$DATA" --listen 127.0.0.1:0 >/dev/null 2>"$WORK/err"
+check_eq "a second vmcryptd on the same data directory: exit 9" 9 "$?"
+check_contains "second vmcryptd: message" "Another vmcryptd is serving" "$(cat "$WORK/err")"
+check "the first one still serves" "$VMCRYPT_ADMIN" --server "https://$ADDR" --ca-file "$DATA/tls.crt" --token-file "$DATA/admin.token" vm list
 "$VMCRYPTD" --data-dir "$WORK/data2" --listen "$ADDR" >/dev/null 2>"$WORK/err"
 check_eq "address in use: exit 3" 3 "$?"
 "$VMCRYPTD" >/dev/null 2>&1
