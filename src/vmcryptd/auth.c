@@ -1,4 +1,4 @@
-/* Authentication of vmcryptd requests and the audit trail. Each route names the one kind of
+/* Authentication of vmcryptd requests. Each route names the one kind of
  * credential it accepts (api.c's table); any other kind is refused, so the admin token never
  * works as a VM credential and a VM credential never reaches an admin route. */
 #include <errno.h>
@@ -9,29 +9,6 @@
 #include "basic/log.h"
 #include "basic/string-util.h"
 #include "vmcryptd.h"
-
-void audit_fill(struct store_audit *e, const char *actor, const char *action, const char *object,
-		const char *result)
-{
-	memset(e, 0, sizeof(*e));
-	e->time = (int64_t)time(NULL);
-	snprintf(e->actor, sizeof(e->actor), "%s", actor);
-	snprintf(e->action, sizeof(e->action), "%s", action);
-	snprintf(e->object, sizeof(e->object), "%s", object);
-	snprintf(e->result, sizeof(e->result), "%s", result);
-}
-
-int audit_event(struct server *srv, const char *actor, const char *action, const char *object, const char *result)
-{
-	struct store_audit e;
-	int r;
-
-	audit_fill(&e, actor, action, object, result);
-	r = store_audit_append(srv->store, &e);
-	if (r < 0)
-		log_error_errno(r, "Could not record audit event %s %s %s: %m", actor, action, object);
-	return r;
-}
 
 static const char *kind_name(enum token_kind k)
 {
@@ -53,7 +30,7 @@ static int deny(struct server *srv, const struct api_route_def *def, const char 
 
 	snprintf(result, sizeof(result), "denied: %.200s", why);
 	(void)audit_event(srv, actor, def->action, object, result);
-	return reply_error(rep, error, "%s", why);
+	return http_reply_error(rep, error, "%s", why);
 }
 
 int auth_check(struct server *srv, const char *authorization, const struct api_route_def *def,
@@ -100,7 +77,7 @@ int auth_check(struct server *srv, const char *authorization, const struct api_r
 	if (r == -ENOENT)
 		return deny(srv, def, object, "anonymous", rep, -EKEYREJECTED, "invalid credential");
 	if (r < 0)
-		return reply_error(rep, r, "store unavailable");
+		return http_reply_error(rep, r, "store unavailable");
 
 	if (kind == TOKEN_ENROLL) {
 		/* A used or revoked enrollment token must fail exactly like a wrong one. */

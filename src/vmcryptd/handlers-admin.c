@@ -87,8 +87,8 @@ static int run_admin_txn(struct request *rq, struct reply *rep, store_txn_fn fn,
 
 	if (r < 0) {
 		if (t->message[0])
-			return reply_error(rep, r, "%s", t->message);
-		return reply_error(rep, r, "the change could not be stored");
+			return http_reply_error(rep, r, "%s", t->message);
+		return http_reply_error(rep, r, "the change could not be stored");
 	}
 	return 0;
 }
@@ -131,7 +131,7 @@ int handle_admin_vm_register(struct request *rq, struct reply *rep)
 	if (r >= 0)
 		r = token_generate(TOKEN_ENROLL, vm.id, &token, vm.enroll_hash);
 	if (r < 0)
-		return reply_error(rep, r, "could not generate an enrollment token");
+		return http_reply_error(rep, r, "could not generate an enrollment token");
 	vm.state = STORE_VM_REGISTERED;
 	vm.created = now();
 	r = run_admin_txn(rq, rep, register_txn, &t);
@@ -157,7 +157,7 @@ int handle_admin_vm_list(struct request *rq, struct reply *rep)
 	r = store_vm_list(rq->srv->store, list_vm_cb, a);
 	if (r < 0) {
 		json_decref(a);
-		return reply_error(rep, r, "store unavailable");
+		return http_reply_error(rep, r, "store unavailable");
 	}
 	rep->body = json_pack("{s:o}", "vms", a);
 	return rep->body ? 0 : -ENOMEM;
@@ -171,7 +171,7 @@ int handle_admin_vm_show(struct request *rq, struct reply *rep)
 
 	r = store_vm_get(rq->srv->store, rq->api->vm, &vm);
 	if (r < 0)
-		return reply_error(rep, r, "no VM named '%s'; see `vmcrypt-admin vm list`", rq->api->vm);
+		return http_reply_error(rep, r, "no VM named '%s'; see `vmcrypt-admin vm list`", rq->api->vm);
 	r = load_settings(rq->srv->store, vm.name, &st);
 	if (r >= 0) {
 		rep->body = model_vm(&vm);
@@ -180,7 +180,7 @@ int handle_admin_vm_show(struct request *rq, struct reply *rep)
 	}
 	store_vm_done(&vm);
 	if (r < 0)
-		return reply_error(rep, r, "store unavailable");
+		return http_reply_error(rep, r, "store unavailable");
 	return rep->body ? 0 : -ENOMEM;
 }
 
@@ -365,9 +365,9 @@ int handle_admin_encryption_enable(struct request *rq, struct reply *rep)
 
 		r = vault_alg_from_string(alg_text, &alg, &why);
 		if (r < 0)
-			return reply_error(rep, -EINVAL, "--kek-algorithm %.32s: %s", alg_text, why);
+			return http_reply_error(rep, -EINVAL, "--kek-algorithm %.32s: %s", alg_text, why);
 		if (!t.kek)
-			return reply_error(rep, -EINVAL, "--kek-algorithm needs --kek KEY");
+			return http_reply_error(rep, -EINVAL, "--kek-algorithm needs --kek KEY");
 		t.alg = vault_alg_to_string(alg);
 	}
 	if (t.kek) {
@@ -377,22 +377,22 @@ int handle_admin_encryption_enable(struct request *rq, struct reply *rep)
 
 		r = store_key_get(rq->srv->store, t.kek, 0, &key);
 		if (r == -ENOENT)
-			return reply_error(rep, -ENOENT, "no key named '%s'; create it: vmcrypt-admin key create %s", t.kek,
+			return http_reply_error(rep, -ENOENT, "no key named '%s'; create it: vmcrypt-admin key create %s", t.kek,
 					   t.kek);
 		if (r < 0)
-			return reply_error(rep, r, "store unavailable");
+			return http_reply_error(rep, r, "store unavailable");
 		r = vault_kty_from_string(key.kty, &kty);
 		store_key_done(&key);
 		if (r < 0)
-			return reply_error(rep, -EIO, "key '%s' has an unknown type", t.kek);
+			return http_reply_error(rep, -EIO, "key '%s' has an unknown type", t.kek);
 		if (!key.enabled)
-			return reply_error(rep, -EKEYEXPIRED, "key '%s' is disabled; create a new one: vmcrypt-admin key create NAME",
+			return http_reply_error(rep, -EKEYEXPIRED, "key '%s' is disabled; create a new one: vmcrypt-admin key create NAME",
 					   t.kek);
 		if (!t.alg)
 			t.alg = kty == VAULT_KTY_RSA ? "RSA-OAEP-256" : "A256KW";
 		(void)vault_alg_from_string(t.alg, &alg, NULL);
 		if (!vault_alg_fits(alg, kty))
-			return reply_error(rep, -EINVAL, "algorithm %s does not fit the %s key '%s'; use %s", t.alg, key.kty,
+			return http_reply_error(rep, -EINVAL, "algorithm %s does not fit the %s key '%s'; use %s", t.alg, key.kty,
 					   t.kek, kty == VAULT_KTY_RSA ? "RSA-OAEP-256 or RSA-OAEP" : "A256KW");
 	}
 
@@ -538,7 +538,7 @@ int handle_admin_encryption_show(struct request *rq, struct reply *rep)
 
 	r = store_vm_get(srv->store, rq->api->vm, &vm);
 	if (r < 0)
-		return reply_error(rep, r, "no VM named '%s'; see `vmcrypt-admin vm list`", rq->api->vm);
+		return http_reply_error(rep, r, "no VM named '%s'; see `vmcrypt-admin vm list`", rq->api->vm);
 	r = load_settings(srv->store, vm.name, &st);
 	if (r < 0)
 		goto out;
@@ -595,7 +595,7 @@ out:
 	json_decref(secrets);
 	store_vm_done(&vm);
 	if (r < 0)
-		return reply_error(rep, r, "store unavailable");
+		return http_reply_error(rep, r, "store unavailable");
 	return 0;
 }
 
@@ -657,11 +657,11 @@ static int key_make(struct request *rq, struct reply *rep, const char *name, enu
 
 	r = vault_key_generate(kty, size, &material, &msize, &pem);
 	if (r < 0)
-		return reply_error(rep, r, "could not generate the key");
+		return http_reply_error(rep, r, "could not generate the key");
 	snprintf(context, sizeof(context), "key:%s:%u", name, version);
 	r = vault_seal(rq->srv->vault, context, material, msize, &sealed, &ssize);
 	if (r < 0)
-		return reply_error(rep, r, "could not seal the key");
+		return http_reply_error(rep, r, "could not seal the key");
 	snprintf(key.name, sizeof(key.name), "%s", name);
 	key.version = version;
 	snprintf(key.kty, sizeof(key.kty), "%s", vault_kty_to_string(kty));
@@ -673,7 +673,7 @@ static int key_make(struct request *rq, struct reply *rep, const char *name, enu
 	key.public_pem = pem;
 	r = store_transaction(rq->srv->store, key_insert_txn, &t);
 	if (r < 0)
-		return reply_error(rep, r, "%s", t.message[0] ? t.message : "the key could not be stored");
+		return http_reply_error(rep, r, "%s", t.message[0] ? t.message : "the key could not be stored");
 	log_info("Key '%s' version %u (%s %u) created.", name, version, key.kty, size);
 	rep->status = MHD_HTTP_CREATED;
 	rep->body = model_key(&key);
@@ -689,9 +689,9 @@ int handle_admin_key_create(struct request *rq, struct reply *rep)
 
 	snprintf(rq->object, sizeof(rq->object), "key/%s", name);
 	if (kty_text && vault_kty_from_string(kty_text, &kty) < 0)
-		return reply_error(rep, -EINVAL, "--kty must be RSA or AES");
+		return http_reply_error(rep, -EINVAL, "--kty must be RSA or AES");
 	if (vault_key_size_check(kty, &size) < 0)
-		return reply_error(rep, -EINVAL, "--size must be %s",
+		return http_reply_error(rep, -EINVAL, "--size must be %s",
 				   kty == VAULT_KTY_RSA ? "2048, 3072 or 4096 for RSA" : "256 for AES");
 	return key_make(rq, rep, name, kty, size, 1, "key.create");
 }
@@ -704,12 +704,12 @@ int handle_admin_key_rotate(struct request *rq, struct reply *rep)
 
 	r = store_key_get(rq->srv->store, rq->api->key, 0, &latest);
 	if (r < 0)
-		return reply_error(rep, r, "no key named '%s'; see `vmcrypt-admin key list`", rq->api->key);
+		return http_reply_error(rep, r, "no key named '%s'; see `vmcrypt-admin key list`", rq->api->key);
 	store_key_done(&latest);
 	if (!latest.enabled)
-		return reply_error(rep, -EKEYEXPIRED, "key '%s' is disabled; create a new key instead", rq->api->key);
+		return http_reply_error(rep, -EKEYEXPIRED, "key '%s' is disabled; create a new key instead", rq->api->key);
 	if (vault_kty_from_string(latest.kty, &kty) < 0)
-		return reply_error(rep, -EIO, "key '%s' has an unknown type", rq->api->key);
+		return http_reply_error(rep, -EIO, "key '%s' has an unknown type", rq->api->key);
 	return key_make(rq, rep, latest.name, kty, latest.size, latest.version + 1, "key.rotate");
 }
 
@@ -732,9 +732,9 @@ int handle_admin_key_disable(struct request *rq, struct reply *rep)
 	int r = store_transaction(rq->srv->store, key_disable_txn, &t);
 
 	if (r == -ENOENT)
-		return reply_error(rep, r, "no key named '%s'; see `vmcrypt-admin key list`", rq->api->key);
+		return http_reply_error(rep, r, "no key named '%s'; see `vmcrypt-admin key list`", rq->api->key);
 	if (r < 0)
-		return reply_error(rep, r, "the change could not be stored");
+		return http_reply_error(rep, r, "the change could not be stored");
 	log_info("Key '%s' disabled.", rq->api->key);
 	rep->body = json_pack("{s:s,s:b}", "name", rq->api->key, "enabled", 0);
 	return rep->body ? 0 : -ENOMEM;
@@ -758,7 +758,7 @@ int handle_admin_key_list(struct request *rq, struct reply *rep)
 	r = store_key_list(rq->srv->store, list_key_cb, a);
 	if (r < 0) {
 		json_decref(a);
-		return reply_error(rep, r, "store unavailable");
+		return http_reply_error(rep, r, "store unavailable");
 	}
 	rep->body = json_pack("{s:o}", "keys", a);
 	return rep->body ? 0 : -ENOMEM;
@@ -771,7 +771,7 @@ int handle_admin_key_show(struct request *rq, struct reply *rep)
 
 	r = store_key_get(rq->srv->store, rq->api->key, 0, &k);
 	if (r < 0)
-		return reply_error(rep, r, "no key named '%s'; see `vmcrypt-admin key list`", rq->api->key);
+		return http_reply_error(rep, r, "no key named '%s'; see `vmcrypt-admin key list`", rq->api->key);
 	rep->body = model_key(&k);
 	store_key_done(&k);
 	return rep->body ? 0 : -ENOMEM;
@@ -791,14 +791,14 @@ int handle_admin_secret_list(struct request *rq, struct reply *rep)
 	int r;
 
 	if (vm && !api_name_valid(vm))
-		return reply_error(rep, -EINVAL, "?vm= must be a VM name");
+		return http_reply_error(rep, -EINVAL, "?vm= must be a VM name");
 	a = json_array();
 	if (!a)
 		return -ENOMEM;
 	r = store_secret_list(rq->srv->store, vm, list_secret_cb, a);
 	if (r < 0) {
 		json_decref(a);
-		return reply_error(rep, r, "store unavailable");
+		return http_reply_error(rep, r, "store unavailable");
 	}
 	rep->body = json_pack("{s:o}", "secrets", a);
 	return rep->body ? 0 : -ENOMEM;
@@ -816,18 +816,18 @@ int handle_admin_secret_show(struct request *rq, struct reply *rep)
 	int r;
 
 	if (version_text && (parse_u64(version_text, &version) < 0 || version > UINT32_MAX))
-		return reply_error(rep, -EINVAL, "?version= must be a number");
+		return http_reply_error(rep, -EINVAL, "?version= must be a number");
 	r = store_secret_get(srv->store, rq->api->vm, rq->api->volume, (uint32_t)version, &sec);
 	if (r == -ENOENT)
-		return reply_error(rep, r, "no secret %s/%s; see `vmcrypt-admin secret list`", rq->api->vm, rq->api->volume);
+		return http_reply_error(rep, r, "no secret %s/%s; see `vmcrypt-admin secret list`", rq->api->vm, rq->api->volume);
 	if (r < 0)
-		return reply_error(rep, r, "store unavailable");
+		return http_reply_error(rep, r, "store unavailable");
 	if (!reveal) {
 		rep->body = model_secret(&sec);
 		store_secret_done(&sec);
 		return rep->body ? 0 : -ENOMEM;
 	}
-	r = secret_open(srv, &sec, rep, &value, &size);
+	r = handler_secret_open(srv, &sec, rep, &value, &size);
 	if (r < 0) {
 		(void)audit_event(srv, rq->who->actor, "secret.reveal", rq->object, "failed");
 		store_secret_done(&sec);
@@ -835,9 +835,9 @@ int handle_admin_secret_show(struct request *rq, struct reply *rep)
 	}
 	r = audit_event(srv, rq->who->actor, "secret.reveal", rq->object, "ok");
 	if (r >= 0)
-		r = secret_reply(&sec, value, size, rep);
+		r = handler_secret_reply(&sec, value, size, rep);
 	else
-		reply_error(rep, r, "could not record the reveal");
+		http_reply_error(rep, r, "could not record the reveal");
 	store_secret_done(&sec);
 	return r;
 }
@@ -856,9 +856,9 @@ int handle_admin_audit(struct request *rq, struct reply *rep)
 	int r;
 
 	if (vm && !api_name_valid(vm))
-		return reply_error(rep, -EINVAL, "?vm= must be a VM name");
+		return http_reply_error(rep, -EINVAL, "?vm= must be a VM name");
 	if (since_text && api_parse_time(since_text, now(), &since) < 0)
-		return reply_error(rep, -EINVAL, "?since= must be a time like 2026-11-29T10:00:00Z or an age like 30m, 2h, 1d");
+		return http_reply_error(rep, -EINVAL, "?since= must be a time like 2026-11-29T10:00:00Z or an age like 30m, 2h, 1d");
 	if (vm)
 		snprintf(prefix, sizeof(prefix), "vm/%s", vm);
 	a = json_array();
@@ -867,7 +867,7 @@ int handle_admin_audit(struct request *rq, struct reply *rep)
 	r = store_audit_list(rq->srv->store, vm ? prefix : NULL, since, list_audit_cb, a);
 	if (r < 0) {
 		json_decref(a);
-		return reply_error(rep, r, "store unavailable");
+		return http_reply_error(rep, r, "store unavailable");
 	}
 	rep->body = json_pack("{s:o}", "events", a);
 	return rep->body ? 0 : -ENOMEM;

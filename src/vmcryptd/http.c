@@ -75,7 +75,7 @@ unsigned http_status_from_errno(int error)
 	}
 }
 
-int reply_error(struct reply *rep, int error, const char *fmt, ...)
+int http_reply_error(struct reply *rep, int error, const char *fmt, ...)
 {
 	va_list ap;
 

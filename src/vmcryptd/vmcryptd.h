@@ -71,7 +71,7 @@ int handle_admin_secret_show(struct request *rq, struct reply *rep);
 int handle_admin_audit(struct request *rq, struct reply *rep);
 
 /* Sets rep->message and returns error. */
-int reply_error(struct reply *rep, int error, const char *fmt, ...) _printf_(3, 4);
+int http_reply_error(struct reply *rep, int error, const char *fmt, ...) _printf_(3, 4);
 
 /* auth.c: checks the Authorization header against what the route needs. Returns 0, -ENOKEY
  * (no credential: 401), -EKEYREJECTED (wrong credential: 401), -EACCES (right kind of
@@ -117,8 +117,8 @@ void model_text_free(void *p);
 /* handlers-vm.c, shared with the admin handlers: opens a stored secret into its plain value
  * (secret memory; the KEK must be enabled), and builds a reply carrying a value. On failure
  * rep->message is set. */
-int secret_open(struct server *srv, const struct store_secret *sec, struct reply *rep, void **ret, size_t *ret_size);
-int secret_reply(struct store_secret *sec, const void *value, size_t size, struct reply *rep);
+int handler_secret_open(struct server *srv, const struct store_secret *sec, struct reply *rep, void **ret, size_t *ret_size);
+int handler_secret_reply(struct store_secret *sec, const void *value, size_t size, struct reply *rep);
 
 /* keycache.c: the enabled KEK name at version (0: newest), parsed. Returns 0 with *ret_key
  * (free it with vault_key_free only when *ret_owned), -ENOENT, -EKEYEXPIRED (disabled), -EIO. */
