@@ -5,7 +5,9 @@
  * the whole queue, runs each function inside its own SAVEPOINT of a single BEGIN IMMEDIATE
  * transaction, commits once (one fsync of the WAL for the batch) and wakes the others. A caller
  * returns only after the commit that contains its changes, so acknowledged writes survive
- * kill -9 and power loss (synchronous=FULL).
+ * kill -9 and power loss (synchronous=FULL). A batch made only of read-audit events
+ * (audit_append_read) commits with synchronous=NORMAL: the WAL is written before the callers
+ * return, so a killed process loses nothing, and the next FULL commit flushes those frames too.
  *
  * Checkpoints run in a background thread on their own connection (PASSIVE, every 100 ms), never
  * inside a commit: an automatic checkpoint would make the unlucky committer copy the WAL into the
@@ -35,6 +37,8 @@ enum stmt_id {
 	S_SAVEPOINT,
 	S_RELEASE,
 	S_ROLLBACK_TO,
+	S_SYNC_FULL,
+	S_SYNC_NORMAL,
 	S_META_GET,
 	S_META_SET,
 	S_VM_INSERT,
@@ -77,6 +81,8 @@ static const char *const stmt_sql[_S_MAX] = {
 	[S_SAVEPOINT] = "SAVEPOINT job",
 	[S_RELEASE] = "RELEASE job",
 	[S_ROLLBACK_TO] = "ROLLBACK TO job",
+	[S_SYNC_FULL] = "PRAGMA synchronous=FULL",
+	[S_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
 	[S_META_GET] = "SELECT value FROM meta WHERE key = ?1",
 	[S_META_SET] = "INSERT INTO meta(key, value) VALUES (?1, ?2) "
 		       "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -151,6 +157,7 @@ struct job {
 	void *userdata;
 	int result;
 	bool done;
+	bool relaxed; /* a read-audit event: needs no flush of its own */
 	struct job *next;
 };
 
@@ -171,6 +178,7 @@ struct sqlite_store {
 	bool stopping;             /* guarded by lock */
 	pthread_cond_t stop;
 	bool restart_wanted;       /* atomic: the WAL is long, the next leader restarts it */
+	bool sync_normal;          /* the writer is at synchronous=NORMAL (only the leader touches it) */
 };
 
 /* The writer connection while this thread runs a batch as leader: store calls made by the
@@ -468,6 +476,20 @@ static void run_batch(struct sqlite_store *st, struct job *batch)
 		if (rc != SQLITE_OK)
 			log_debug("SQLite: WAL restart: %s", sqlite3_errmsg(c->db));
 	}
+	{
+		bool relaxed = true;
+
+		for (struct job *j = batch; j; j = j->next)
+			relaxed = relaxed && j->relaxed;
+		if (relaxed != st->sync_normal && exec_id(c, relaxed ? S_SYNC_NORMAL : S_SYNC_FULL) >= 0)
+			st->sync_normal = relaxed;
+		/* If switching back to FULL failed, the batch must not commit at NORMAL. */
+		if (!relaxed && st->sync_normal) {
+			for (struct job *j = batch; j; j = j->next)
+				j->result = -EIO;
+			return;
+		}
+	}
 	txn_conn = c;
 	r = exec_id(c, S_BEGIN);
 	for (struct job *j = batch; j; j = j->next) {
@@ -503,10 +525,9 @@ static void run_batch(struct sqlite_store *st, struct job *batch)
 	txn_conn = NULL;
 }
 
-static int store_sqlite_transaction(void *impl, struct store *s, store_txn_fn fn, void *userdata)
+static int transaction_run(struct sqlite_store *st, struct store *s, store_txn_fn fn, void *userdata, bool relaxed)
 {
-	struct sqlite_store *st = impl;
-	struct job me = { .fn = fn, .s = s, .userdata = userdata };
+	struct job me = { .fn = fn, .s = s, .userdata = userdata, .relaxed = relaxed };
 
 	/* Called from inside a batch: join the open transaction. */
 	if (txn_conn)
@@ -550,6 +571,11 @@ static int store_sqlite_transaction(void *impl, struct store *s, store_txn_fn fn
 	return me.result;
 }
 
+static int store_sqlite_transaction(void *impl, struct store *s, store_txn_fn fn, void *userdata)
+{
+	return transaction_run(impl, s, fn, userdata, false);
+}
+
 /* Runs fn(c, a, b, out) as its own transaction, or inside the open one. */
 typedef int (*write_fn)(struct conn *c, const void *a, const void *b, void *out);
 struct write_call {
@@ -570,7 +596,7 @@ static int run_write(struct sqlite_store *st, write_fn fn, const void *a, const 
 
 	if (txn_conn)
 		return fn(txn_conn, a, b, out);
-	return store_sqlite_transaction(st, NULL, write_call_run, &w);
+	return transaction_run(st, NULL, write_call_run, &w, false);
 }
 
 /* Column helpers. */
@@ -1113,6 +1139,15 @@ static int store_sqlite_audit_append(void *impl, const struct store_audit *event
 	return run_write(impl, do_audit_append, event, NULL, NULL);
 }
 
+static int store_sqlite_audit_append_read(void *impl, const struct store_audit *event)
+{
+	struct write_call w = { do_audit_append, event, NULL, NULL };
+
+	if (txn_conn)
+		return do_audit_append(txn_conn, event, NULL, NULL);
+	return transaction_run(impl, NULL, write_call_run, &w, true);
+}
+
 static int audit_row_cb(sqlite3_stmt *q, void *ud)
 {
 	struct list_ctx *l = ud;
@@ -1169,5 +1204,6 @@ const struct store_ops store_sqlite_ops = {
 	.secret_get = store_sqlite_secret_get,
 	.secret_list = store_sqlite_secret_list,
 	.audit_append = store_sqlite_audit_append,
+	.audit_append_read = store_sqlite_audit_append_read,
 	.audit_list = store_sqlite_audit_list,
 };

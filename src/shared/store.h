@@ -2,7 +2,9 @@
  *
  * Handlers see only this interface; a backend (store-sqlite.c; a PostgreSQL one would be
  * store-pg.c) fills a struct store_ops. Contract for every backend:
- *  - every write is durable when it returns 0 (a crash afterwards loses nothing);
+ *  - every write is durable when it returns 0 (a crash afterwards loses nothing), except
+ *    audit_append_read, which survives a crash of the process but may wait for the next durable
+ *    write to survive a power loss;
  *  - writes made inside store_transaction() become visible and durable together, or not at all;
  *    outside one, each write is its own transaction;
  *  - the ops are safe to call from many threads at once.
@@ -132,6 +134,10 @@ struct store_ops {
 	int (*secret_list)(void *impl, const char *vm, store_secret_cb cb, void *userdata); /* vm NULL: all */
 
 	int (*audit_append)(void *impl, const struct store_audit *event);
+	/* For events that record a read, not a change: committed before it returns, so it survives
+	 * the process dying (kill -9), but it need not wait for a disk flush; the next durable write
+	 * flushes it. Inside store_transaction() it joins the transaction like any write. */
+	int (*audit_append_read)(void *impl, const struct store_audit *event);
 	int (*audit_list)(void *impl, const char *object_prefix, int64_t since, store_audit_cb cb, void *userdata);
 };
 
@@ -228,6 +234,10 @@ static inline int store_secret_list(struct store *s, const char *vm, store_secre
 static inline int store_audit_append(struct store *s, const struct store_audit *e)
 {
 	return s->ops->audit_append(s->impl, e);
+}
+static inline int store_audit_append_read(struct store *s, const struct store_audit *e)
+{
+	return s->ops->audit_append_read(s->impl, e);
 }
 static inline int store_audit_list(struct store *s, const char *object_prefix, int64_t since, store_audit_cb cb,
 				   void *userdata)

@@ -29,3 +29,16 @@ int audit_event(struct server *srv, const char *actor, const char *action, const
 		log_error_errno(r, "Could not record audit event %s %s %s: %m", actor, action, object);
 	return r;
 }
+
+int audit_read_event(struct server *srv, const char *actor, const char *action, const char *object,
+		     const char *result)
+{
+	struct store_audit e;
+	int r;
+
+	audit_fill(&e, actor, action, object, result);
+	r = srv->durable_read_audit ? store_audit_append(srv->store, &e) : store_audit_append_read(srv->store, &e);
+	if (r < 0)
+		log_error_errno(r, "Could not record audit event %s %s %s: %m", actor, action, object);
+	return r;
+}

@@ -829,11 +829,11 @@ int handle_admin_secret_show(struct request *rq, struct reply *rep)
 	}
 	r = handler_secret_open(srv, &sec, rep, &value, &size);
 	if (r < 0) {
-		(void)audit_event(srv, rq->who->actor, "secret.reveal", rq->object, "failed");
+		(void)audit_read_event(srv, rq->who->actor, "secret.reveal", rq->object, "failed");
 		store_secret_done(&sec);
 		return r;
 	}
-	r = audit_event(srv, rq->who->actor, "secret.reveal", rq->object, "ok");
+	r = audit_read_event(srv, rq->who->actor, "secret.reveal", rq->object, "ok");
 	if (r >= 0)
 		r = handler_secret_reply(&sec, value, size, rep);
 	else

@@ -272,19 +272,19 @@ int handle_vm_secret_get(struct request *rq, struct reply *rep)
 
 	r = store_secret_get(srv->store, rq->who->vm.name, rq->api->volume, 0, &sec);
 	if (r == -ENOENT) {
-		(void)audit_event(srv, rq->who->actor, "secret.read", rq->object, "not found");
+		(void)audit_read_event(srv, rq->who->actor, "secret.read", rq->object, "not found");
 		return http_reply_error(rep, r, "VM '%s' has no secret for volume '%s'", rq->who->vm.name, rq->api->volume);
 	}
 	if (r < 0)
 		return http_reply_error(rep, r, "store unavailable");
 	r = handler_secret_open(srv, &sec, rep, &value, &size);
 	if (r < 0) {
-		(void)audit_event(srv, rq->who->actor, "secret.read", rq->object, "failed");
+		(void)audit_read_event(srv, rq->who->actor, "secret.read", rq->object, "failed");
 		store_secret_done(&sec);
 		return r;
 	}
 	/* The read is on record before the value leaves. */
-	r = audit_event(srv, rq->who->actor, "secret.read", rq->object, "ok");
+	r = audit_read_event(srv, rq->who->actor, "secret.read", rq->object, "ok");
 	if (r < 0) {
 		store_secret_done(&sec);
 		return http_reply_error(rep, r, "could not record the read");

@@ -31,6 +31,8 @@ static void help(void)
 	       "  --store LOCATION       store backend (default sqlite:DIR/vmcryptd.db)\n"
 	       "  --threads N            epoll worker threads; 0 = one thread per connection (default 0)\n"
 	       "  --stale-after SECONDS  a VM without a report for this long is shown stale (default 900)\n"
+	       "  --durable-read-audit   flush each secret-read audit event to disk before answering\n"
+	       "                         (default: committed first, flushed with the next change)\n"
 	       "  --verbose              debug messages\n"
 	       "  --version, --help\n");
 }
@@ -90,7 +92,7 @@ static int admin_token_setup(struct server *srv)
 int main(int argc, char **argv)
 {
 	enum { ARG_DATA_DIR = 0x100, ARG_LISTEN, ARG_TLS_CERT, ARG_TLS_KEY, ARG_STORE, ARG_THREADS, ARG_STALE,
-	       ARG_VERBOSE, ARG_VERSION, ARG_HELP };
+	       ARG_VERBOSE, ARG_VERSION, ARG_HELP, ARG_DURABLE_READ_AUDIT };
 	static const struct option options[] = {
 		{ "data-dir", required_argument, NULL, ARG_DATA_DIR },
 		{ "listen", required_argument, NULL, ARG_LISTEN },
@@ -99,6 +101,7 @@ int main(int argc, char **argv)
 		{ "store", required_argument, NULL, ARG_STORE },
 		{ "threads", required_argument, NULL, ARG_THREADS },
 		{ "stale-after", required_argument, NULL, ARG_STALE },
+		{ "durable-read-audit", no_argument, NULL, ARG_DURABLE_READ_AUDIT },
 		{ "verbose", no_argument, NULL, ARG_VERBOSE },
 		{ "version", no_argument, NULL, ARG_VERSION },
 		{ "help", no_argument, NULL, ARG_HELP },
@@ -145,6 +148,9 @@ int main(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			srv.stale_after = (int64_t)u;
+			break;
+		case ARG_DURABLE_READ_AUDIT:
+			srv.durable_read_audit = true;
 			break;
 		case ARG_VERBOSE:
 			log_set_max_level(LOG_LEVEL_DEBUG);

@@ -19,6 +19,7 @@ struct server {
 	uint8_t admin_hash[TOKEN_HASH_SIZE];
 	int64_t stale_after; /* seconds without a report before a VM counts as stale */
 	unsigned threads;    /* 0: one thread per connection */
+	bool durable_read_audit; /* flush read-audit events to disk before answering */
 	struct MHD_Daemon *daemon;
 };
 
@@ -83,6 +84,10 @@ int auth_check(struct server *srv, const char *authorization, const struct api_r
 int audit_event(struct server *srv, const char *actor, const char *action, const char *object,
 		const char *result);
 /* Fills an event for store_audit_append() inside a transaction. */
+/* For reads of secrets and refused requests: committed before the answer is sent (it survives kill -9), flushed to disk
+ * with the next change unless --durable-read-audit asks for a flush of its own. */
+int audit_read_event(struct server *srv, const char *actor, const char *action, const char *object,
+		     const char *result);
 void audit_fill(struct store_audit *e, const char *actor, const char *action, const char *object,
 		const char *result);
 

@@ -84,6 +84,16 @@ check "wrapped secrets survived (c2, A256KW)" grep -q 'A256KW' "$WORK/got/c2.vol
 c1_acks=$(grep -c '^201 ' "$WORK/c1.acks")
 c1_audit=$(admin audit --vm c1 | grep -c 'secret.write')
 check "every acknowledged write of c1 is in the audit trail ($c1_audit >= $c1_acks)" test "$c1_audit" -ge "$c1_acks"
+# A secret read's audit event is committed before the value is sent (without a disk flush of its
+# own): a kill -9 right after the answer keeps it.
+api GET /v1/vm/secrets/vol0 "$WORK/c4.hdr"
+check_eq "read before the second kill" 200 "$STATUS"
+before=$(admin audit --vm c4 | grep -c 'secret.read .*vm/c4/secret/vol0 ')
+stop_server KILL
+check "restart after the second kill -9" start_server
+after=$(admin audit --vm c4 | grep -c 'secret.read .*vm/c4/secret/vol0 ')
+check_eq "the read's audit event survived kill -9" "$before" "$after"
+check "the read is on record at all" test "$after" -ge 2
 stop_server TERM
 check_eq "clean stop" 0 "$SERVER_RC"
 finish
