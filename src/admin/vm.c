@@ -328,6 +328,22 @@ static int encryption_show(struct admin *a, int argc, char **argv)
 	printf("SequenceVersion            : %lld\n", (long long)json_integer_value(json_object_get(st, "SequenceVersion")));
 	printf("Extension                  : %s\n",
 	       json_is_false(json_object_get(st, "ExtensionInstalled")) ? "removed" : "installed");
+	if (json_array_size(json_object_get(resp, "volumes")) > 0) {
+		json_t *v;
+
+		printf("\n%-16s %-6s %-22s %-8s %-16s %s\n", "VOLUME", "TYPE", "STATE", "PROGRESS", "DEVICE", "MOUNTPOINT");
+		json_array_foreach(json_object_get(resp, "volumes"), i, v) {
+			char progress[16] = "-";
+			json_t *p = json_object_get(v, "progress");
+
+			if (json_is_integer(p))
+				snprintf(progress, sizeof(progress), "%lld%%", (long long)json_integer_value(p));
+			printf("%-16s %-6s %-22s %-8s %-16s %s\n", admin_str(v, "name"),
+			       admin_str(v, "volumeType")[0] ? admin_str(v, "volumeType") : "-", admin_str(v, "state"), progress,
+			       admin_str(v, "device")[0] ? admin_str(v, "device") : "-",
+			       admin_str(v, "mountPoint")[0] ? admin_str(v, "mountPoint") : "-");
+		}
+	}
 	json_decref(resp);
 	return EXIT_OK;
 }

@@ -109,6 +109,9 @@ check_contains "status report acknowledges the current sequence" '"sequence":4' 
 out=$(admin vm encryption show --vm vm1 --json)
 check_contains "report stored: ProgressMessage" '"ProgressMessage": "OS disk encryption started"' "$out"
 check_contains "report stored: per-volume table" '"mountPoint": "/data"' "$out"
+out=$(admin vm encryption show --vm vm1)
+check "show prints the per-volume table" grep -Eq '^data0 +Data +Encrypted +100% +/dev/vdb +/data$' <<<"$out"
+check "show: a row without device or mount point" grep -Eq '^os +OS +EncryptionInProgress +12% +- +-$' <<<"$out"
 check_contains "agent version recorded" '"agentVersion": "0.2"' "$(admin vm show vm1 --json)"
 
 # Secret values are sealed at rest.
