@@ -121,6 +121,14 @@ static int key_one(struct admin *a, int argc, char **argv, const char *method, c
 		printf("Key '%s' disabled: no wrap or unwrap with any of its versions.\n", name);
 	else
 		print_key(resp, streq(suffix, ""));
+	if (!a->json && json_object_get(resp, "rewrapped")) {
+		printf("Re-wrapped %lld secrets with the new version",
+		       (long long)json_integer_value(json_object_get(resp, "rewrapped")));
+		if (json_integer_value(json_object_get(resp, "rewrapFailed")) > 0)
+			printf("; %lld FAILED (see the vmcryptd log; they still unwrap with their old version)",
+			       (long long)json_integer_value(json_object_get(resp, "rewrapFailed")));
+		printf(".\n");
+	}
 	json_decref(resp);
 	return EXIT_OK;
 }
@@ -144,7 +152,7 @@ static const struct verb key_verbs[] = {
 	{ "create", key_create, "NAME [--kty RSA|AES] [--size N] (default RSA 2048)" },
 	{ "list", key_list, "every key, newest version" },
 	{ "show", key_show, "NAME: newest version and its public key" },
-	{ "rotate", key_rotate, "NAME: a new version for new wraps; old versions still unwrap" },
+	{ "rotate", key_rotate, "NAME: a new version; every secret is re-wrapped with it" },
 	{ "disable", key_disable, "NAME: every version stops wrapping and unwrapping" },
 	{},
 };

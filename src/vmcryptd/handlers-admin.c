@@ -696,6 +696,154 @@ int handle_admin_key_create(struct request *rq, struct reply *rep)
 	return key_make(rq, rep, name, kty, size, 1, "key.create");
 }
 
+/* --- re-wrapping on rotation --- */
+
+struct secret_ref {
+	char vm[API_NAME_MAX + 1];
+	char volume[API_NAME_MAX + 1];
+	uint32_t version;
+};
+
+struct rewrap_list {
+	const char *key;
+	uint32_t new_version;
+	struct secret_ref *refs;
+	size_t n, cap;
+};
+
+static int rewrap_collect(const struct store_secret *sec, void *userdata)
+{
+	struct rewrap_list *l = userdata;
+
+	if (!streq(sec->kek, l->key) || sec->kek_version >= l->new_version)
+		return 0;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 64;
+		struct secret_ref *n = reallocarray(l->refs, cap, sizeof(*n));
+		if (!n)
+			return -ENOMEM;
+		l->refs = n;
+		l->cap = cap;
+	}
+	snprintf(l->refs[l->n].vm, sizeof(l->refs[l->n].vm), "%s", sec->vm);
+	snprintf(l->refs[l->n].volume, sizeof(l->refs[l->n].volume), "%s", sec->volume);
+	l->refs[l->n].version = sec->version;
+	l->n++;
+	return 0;
+}
+
+struct rewrap_txn {
+	struct request *rq;
+	struct store_secret *secret; /* the new version to insert */
+	uint32_t expect;             /* the version it replaces, still the newest */
+	uint32_t version;            /* out */
+	char object[160];
+};
+
+static int rewrap_txn_run(struct store *s, void *userdata)
+{
+	struct rewrap_txn *t = userdata;
+	struct store_secret newest = {};
+	struct store_audit e;
+	char result[STORE_TEXT_MAX];
+	int r;
+
+	/* The VM may have stored a new value meanwhile: never shadow it with an older one. */
+	r = store_secret_get(s, t->secret->vm, t->secret->volume, 0, &newest);
+	if (r < 0)
+		return r;
+	store_secret_done(&newest);
+	if (newest.version != t->expect)
+		return -ESTALE;
+	r = store_secret_insert(s, t->secret, &t->version);
+	if (r < 0)
+		return r;
+	snprintf(result, sizeof(result), "ok: version %u -> %u, key %s version %u", t->expect, t->version,
+		 t->secret->kek, t->secret->kek_version);
+	audit_fill(&e, t->rq->who->actor, "secret.rewrap", t->object, result);
+	return store_audit_append(s, &e);
+}
+
+/* Re-wraps one secret under the new key version as a new secret version. Returns 0, 1 when the
+ * VM replaced the secret meanwhile (nothing to do), or -errno. */
+static int rewrap_one(struct request *rq, const struct secret_ref *ref, struct vault_key *key, uint32_t version)
+{
+	struct server *srv = rq->srv;
+	_cleanup_secret_ void *value = NULL;
+	_cleanup_free_ uint8_t *wrapped = NULL;
+	_cleanup_free_ uint8_t *sealed = NULL;
+	struct store_secret old = {}, fresh = {};
+	struct reply ignored = {};
+	struct rewrap_txn t = { .rq = rq, .secret = &fresh, .expect = ref->version };
+	enum vault_alg alg;
+	char context[2 * API_NAME_MAX + 16];
+	size_t size, wsize, ssize;
+	int r;
+
+	r = store_secret_get(srv->store, ref->vm, ref->volume, ref->version, &old);
+	if (r < 0)
+		return r;
+	r = vault_alg_from_string(old.kek_algorithm, &alg, NULL);
+	if (r >= 0)
+		r = handler_secret_open(srv, &old, &ignored, &value, &size);
+	if (r >= 0)
+		r = vault_key_wrap(key, alg, value, size, &wrapped, &wsize);
+	snprintf(context, sizeof(context), "secret:%s:%s", old.vm, old.volume);
+	if (r >= 0)
+		r = vault_seal(srv->vault, context, wrapped, wsize, &sealed, &ssize);
+	if (r < 0) {
+		store_secret_done(&old);
+		return r;
+	}
+	fresh = old;
+	fresh.sealed = sealed;
+	fresh.sealed_size = ssize;
+	fresh.kek_version = version;
+	fresh.created = (int64_t)time(NULL);
+	snprintf(t.object, sizeof(t.object), "vm/%s/secret/%s", old.vm, old.volume);
+	r = store_transaction(srv->store, rewrap_txn_run, &t);
+	store_secret_done(&old);
+	return r == -ESTALE ? 1 : r;
+}
+
+/* After a rotation, moves every secret whose newest version is wrapped by an older version of
+ * the key onto the new version, so no secret depends on an old version any more. Failures are
+ * logged and counted; the rotation itself stands. Adds "rewrapped" and "rewrapFailed" to body. */
+static void rewrap_all(struct request *rq, const char *name, uint32_t version, json_t *body)
+{
+	struct rewrap_list l = { .key = name, .new_version = version };
+	struct vault_key *key = NULL;
+	bool owned = false;
+	uint32_t got;
+	size_t done = 0, failed = 0;
+	int r;
+
+	r = store_secret_list(rq->srv->store, NULL, rewrap_collect, &l);
+	if (r >= 0 && l.n > 0)
+		r = keycache_get(rq->srv, name, version, &got, &key, &owned);
+	if (r < 0) {
+		log_error_errno(r, "Could not re-wrap the secrets of key '%s' after its rotation: %m", name);
+		failed = l.n;
+	}
+	for (size_t i = 0; r >= 0 && i < l.n; i++) {
+		int q = rewrap_one(rq, &l.refs[i], key, version);
+		if (q < 0) {
+			log_error_errno(q, "Could not re-wrap secret %s/%s with key '%s' version %u: %m", l.refs[i].vm,
+					l.refs[i].volume, name, version);
+			failed++;
+		} else if (q == 0) {
+			done++;
+		}
+	}
+	if (owned)
+		vault_key_free(key);
+	free(l.refs);
+	if (done || failed)
+		log_info("Key '%s' version %u: re-wrapped %zu secrets, %zu failed.", name, version, done, failed);
+	json_object_set_new(body, "rewrapped", json_integer((json_int_t)done));
+	json_object_set_new(body, "rewrapFailed", json_integer((json_int_t)failed));
+}
+
 int handle_admin_key_rotate(struct request *rq, struct reply *rep)
 {
 	struct store_key latest = {};
@@ -710,7 +858,11 @@ int handle_admin_key_rotate(struct request *rq, struct reply *rep)
 		return http_reply_error(rep, -EKEYEXPIRED, "key '%s' is disabled; create a new key instead", rq->api->key);
 	if (vault_kty_from_string(latest.kty, &kty) < 0)
 		return http_reply_error(rep, -EIO, "key '%s' has an unknown type", rq->api->key);
-	return key_make(rq, rep, latest.name, kty, latest.size, latest.version + 1, "key.rotate");
+	r = key_make(rq, rep, latest.name, kty, latest.size, latest.version + 1, "key.rotate");
+	if (r < 0)
+		return r;
+	rewrap_all(rq, latest.name, latest.version + 1, rep->body);
+	return 0;
 }
 
 static int key_disable_txn(struct store *s, void *userdata)

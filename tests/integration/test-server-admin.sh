@@ -95,6 +95,11 @@ check_contains "audit --json" '"action": "secret.reveal"' "$(admin audit --vm db
 
 out=$(admin key rotate kek-rsa)
 check_contains "key rotate: version 2" "Version : 2" "$out"
+check_contains "key rotate re-wraps existing secrets" "Re-wrapped 1 secrets" "$out"
+out=$(admin secret show db1/data0)
+check_contains "re-wrapped secret: new version" "Version     : 2" "$out"
+check_contains "re-wrapped secret: under the new key version" "vmcryptd:keys/kek-rsa/2" "$out"
+check_contains "re-wrap is audited" "secret.rewrap" "$(admin audit --vm db1)"
 api PUT /v1/vm/secrets/data1 "$WORK/db1.hdr" "{\"value\":\"$(b64 'passphrase-db1-data1')\"}"
 check_contains "after rotation new secrets use version 2" "vmcryptd:keys/kek-rsa/2" "$BODY"
 api GET /v1/vm/secrets/data0 "$WORK/db1.hdr"
