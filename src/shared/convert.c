@@ -29,6 +29,7 @@
 #include "extfs.h"
 #include "fssize.h"
 #include "luks.h"
+#include "secret.h"
 
 struct ctx {
 	const struct convert_request *req;
@@ -172,6 +173,182 @@ static int reencrypt_progress(uint64_t size, uint64_t offset, void *usrptr)
 	return report(c, CONVERT_PHASE_DATA, offset, size) < 0 ? 1 : 0;
 }
 
+/* libcryptsetup 2.6.1 cannot finish a data-shift conversion killed after its last hotzone but
+ * before it cleaned up its metadata. Resuming an encryption then fails ("Failed to set device
+ * segments for next reencryption hotzone"); resuming a decryption runs the moved segment again
+ * over data already decrypted and destroys the start of the volume (stock `cryptsetup reencrypt
+ * --resume-only` does the same). vmcrypt recognises that state in the segments and finishes the
+ * job itself, through the public API.
+ *
+ * The state: a "backup-moved-segment" exists and the live (non-backup) segments are exactly one,
+ * of the final type (crypt when encrypting, linear when decrypting). At the start and in the
+ * middle of a conversion there are always segments of both types. Returns 1 in that state (with
+ * the moved segment's offset and size), 0 otherwise, or -errno. */
+static int moved_conversion_complete(struct crypt_device *cd, bool encrypting, uint64_t *ret_offset,
+				     uint64_t *ret_size)
+{
+	const char *text = NULL, *key;
+	json_t *root, *segs, *seg;
+	unsigned live = 0, live_final = 0;
+	bool moved = false;
+
+	if (crypt_dump_json(cd, &text, 0) < 0 || !text)
+		return -EINVAL;
+	root = json_loads(text, 0, NULL);
+	if (!root)
+		return -EINVAL;
+	segs = json_object_get(root, "segments");
+	json_object_foreach(segs, key, seg) {
+		const char *type = json_string_value(json_object_get(seg, "type"));
+		json_t *flags = json_object_get(seg, "flags"), *f;
+		bool backup = false, is_moved = false;
+		size_t i;
+
+		json_array_foreach(flags, i, f) {
+			const char *fs = json_string_value(f);
+			if (fs && startswith(fs, "backup-"))
+				backup = true;
+			if (fs && streq(fs, "backup-moved-segment"))
+				is_moved = true;
+			if (fs && streq(fs, "in-reencryption"))
+				live_final = 1000; /* a hotzone in flight is never complete */
+		}
+		if (is_moved) {
+			uint64_t off = 0, size = 0;
+
+			(void)parse_u64(json_string_value(json_object_get(seg, "offset")) ?: "", &off);
+			(void)parse_u64(json_string_value(json_object_get(seg, "size")) ?: "", &size);
+			*ret_offset = off;
+			*ret_size = size;
+			moved = true;
+		}
+		if (backup)
+			continue;
+		live++;
+		if (type && streq(type, encrypting ? "crypt" : "linear"))
+			live_final++;
+	}
+	json_decref(root);
+	return moved && live == 1 && live_final == 1;
+}
+
+/* Writes a clean header with the volume's own volume key, UUID, cipher, sector size and tokens
+ * to the state directory (header.img), for finalize_encrypt_moved(). */
+static int make_final_header(struct ctx *c, struct crypt_device *cd, const char *header_file)
+{
+	_cleanup_(crypt_freep) struct crypt_device *nd = NULL;
+	_cleanup_secret_ char *vk = NULL;
+	char *tokens[32] = {};
+	size_t vk_size = 64;
+	struct crypt_params_luks2 luks2 = {
+		.sector_size = (uint32_t)crypt_get_sector_size(cd),
+		.data_device = c->dev.path,
+		.pbkdf = &pbkdf_min,
+	};
+	_cleanup_close_ int fd = -1;
+	int r, keyslot;
+
+	vk = secret_alloc(vk_size);
+	if (!vk)
+		return -ENOMEM;
+	r = crypt_volume_key_get(cd, CRYPT_ANY_SLOT, vk, &vk_size, c->req->key, c->req->key_size);
+	if (r < 0)
+		return r == -ENOENT ? -EPERM : r;
+	for (int t = 0; t < 32; t++) {
+		const char *json;
+		if (crypt_token_json_get(cd, t, &json) >= 0)
+			tokens[t] = strdup(json);
+	}
+
+	(void)unlink(header_file);
+	fd = open(header_file, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (fd < 0 || posix_fallocate(fd, 0, 4096) != 0) {
+		r = fd < 0 ? negative_errno() : -EIO;
+		goto out;
+	}
+	fd = safe_close(fd);
+	r = crypt_init(&nd, header_file);
+	if (r >= 0)
+		r = crypt_set_data_offset(nd, crypt_get_data_offset(cd));
+	if (r >= 0)
+		r = crypt_set_pbkdf_type(nd, &pbkdf_min);
+	if (r >= 0)
+		r = crypt_format(nd, CRYPT_LUKS2, crypt_get_cipher(cd), crypt_get_cipher_mode(cd), crypt_get_uuid(cd),
+				 vk, vk_size, &luks2);
+	if (r < 0)
+		goto out;
+	keyslot = crypt_keyslot_add_by_volume_key(nd, CRYPT_ANY_SLOT, vk, vk_size, c->req->key, c->req->key_size);
+	if (keyslot < 0) {
+		r = keyslot;
+		goto out;
+	}
+	for (int t = 0; t < 32; t++)
+		if (tokens[t] && (r = crypt_token_json_set(nd, t, tokens[t])) < 0)
+			goto out;
+	crypt_free(TAKE_PTR(nd));
+	r = fsync_path(header_file);
+	if (r >= 0)
+		r = fsync_parent_dir(header_file);
+out:
+	for (int t = 0; t < 32; t++)
+		free(tokens[t]);
+	return r;
+}
+
+static int place_header(struct ctx *c, const char *header_file);
+
+/* Finishes an encryption whose data is all encrypted (moved_conversion_complete()): wipes the
+ * moved segment's old copy of the first data with random bytes, as libcryptsetup would, and
+ * replaces the header with a clean one holding the same volume key. */
+static int finalize_encrypt_moved(struct ctx *c, struct crypt_device *cd, uint64_t moved_offset,
+				  uint64_t moved_size)
+{
+	char header_file[PATH_MAX];
+	int r;
+
+	log_info("%s: all data is encrypted; finishing the conversion", c->dev.path);
+	if (!*c->st.uuid) {
+		/* Started by cryptsetup or with its state lost: record it now. */
+		snprintf(c->st.uuid, sizeof(c->st.uuid), "%s", crypt_get_uuid(cd));
+		snprintf(c->st.target, sizeof(c->st.target), "%s", c->dev.path);
+		device_identity(&c->dev, c->st.identity, sizeof(c->st.identity));
+		c->st.device_size = c->dev.size;
+		c->st.op = VOLUME_OP_ENCRYPT;
+		c->st.data_shift = crypt_get_data_offset(cd) * 512;
+		c->st.started = (int64_t)time(NULL);
+	}
+	r = convstate_path(c->st.uuid, "header.img", header_file, sizeof(header_file));
+	if (r < 0)
+		return fail(c, r, NULL, "%s: state path too long", c->dev.path);
+	if (moved_size) {
+		r = crypt_wipe(cd, NULL, CRYPT_WIPE_RANDOM, moved_offset, moved_size, 1 << 20, 0, NULL, NULL);
+		if (r < 0)
+			return fail(c, r, "Run 'vmcrypt resume --key-file FILE TARGET' again; the data is safe.",
+				    "%s: cannot wipe the old copy of the first data segment (%s)%s", c->dev.path,
+				    strerror(-r), crypt_reason());
+	}
+	{
+		char dir[PATH_MAX];
+
+		if (convstate_path(c->st.uuid, NULL, dir, sizeof(dir)) < 0 || (r = mkdir_p(dir, 0700)) < 0)
+			return fail(c, -EIO, NULL, "%s: cannot create the state directory for %s", c->dev.path, c->st.uuid);
+	}
+	r = make_final_header(c, cd, header_file);
+	if (r == -EPERM)
+		return fail(c, r, "Give the key file this volume was encrypted with.",
+			    "%s: the key does not open this volume", c->dev.path);
+	if (r < 0)
+		return fail(c, r, "Run 'vmcrypt resume --key-file FILE TARGET' again; the data is safe.",
+			    "%s: cannot make the final LUKS2 header (%s)%s", c->dev.path, strerror(-r), crypt_reason());
+	if ((r = save_phase(c, PHASE_FINALIZING)) < 0)
+		return r;
+	r = place_header(c, header_file);
+	if (r < 0)
+		return r;
+	(void)unlink(header_file);
+	return 0;
+}
+
 /* Runs (or recovers and runs) the reencryption whose metadata is in header (NULL: on the
  * device) to its end. Returns 0 when finished, -EINTR when stopped at a safe point. */
 static int run_reencrypt(struct ctx *c, const char *header)
@@ -219,6 +396,28 @@ static int run_reencrypt(struct ctx *c, const char *header)
 	if (ri != CRYPT_REENCRYPT_CLEAN)
 		return fail(c, -EINVAL, "Inspect the header with 'cryptsetup luksDump'.",
 			    "%s: the reencryption metadata is invalid%s", c->dev.path, crypt_reason());
+
+	{
+		bool encrypting = params.mode == CRYPT_REENCRYPT_ENCRYPT;
+		uint64_t moved_offset = 0, moved_size = 0;
+
+		if (moved_conversion_complete(cd, encrypting, &moved_offset, &moved_size) == 1) {
+			/* Verify the key before anything else: the caller must own this volume. */
+			r = crypt_activate_by_passphrase(cd, NULL, CRYPT_ANY_SLOT, c->req->key, c->req->key_size, 0);
+			if (r < 0)
+				goto key_or_io;
+			if (!encrypting) {
+				/* Every byte is decrypted and in place; only the header (in the state
+				 * directory) still says otherwise, and it is dropped when we finish. */
+				log_info("%s: all data is decrypted; finishing the conversion", c->dev.path);
+				return 0;
+			}
+			if (header)
+				return fail(c, -EOPNOTSUPP, "Finish it with a newer cryptsetup.",
+					    "%s: a detached-header encryption stopped after its last step", c->dev.path);
+			return finalize_encrypt_moved(c, cd, moved_offset, moved_size);
+		}
+	}
 
 	/* Resume exactly what the metadata describes: as cryptsetup does, hand back only the
 	 * mode, direction and shift, and let the library keep its resilience and sizes. */
@@ -1081,6 +1280,13 @@ static int resume_from_state(struct ctx *c)
 			r = convert_encrypt(c->req, c->res);
 			c->res->resumed = true;
 			return r;
+		}
+		if (c->st.phase == PHASE_FINALIZING) {
+			r = convstate_path(c->st.uuid, "header.img", path, sizeof(path));
+			if (r < 0)
+				return fail(c, r, NULL, "%s: state path too long", c->dev.path);
+			r = place_header(c, path);
+			return r < 0 ? r : finish_encrypt(c);
 		}
 		if (c->st.phase == PHASE_SHRUNK || c->st.phase == PHASE_INIT || c->st.phase == PHASE_PLACING_HEADER) {
 			r = restore_file_size(c);

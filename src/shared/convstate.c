@@ -1,6 +1,7 @@
 /* The state of a conversion in flight, in the state directory. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,6 +21,7 @@ static const char *const phase_names[] = {
 	[PHASE_INIT] = "init",             [PHASE_PLACING_HEADER] = "placing-header",
 	[PHASE_BACKUP] = "backup",         [PHASE_WIPING] = "wiping",
 	[PHASE_CONVERTING] = "converting", [PHASE_GROWING] = "growing",
+	[PHASE_FINALIZING] = "finalizing",
 };
 
 const char *convstate_phase_to_string(enum convstate_phase p)
@@ -186,19 +188,29 @@ int convstate_find(const struct device_info *d, struct convstate *ret)
 
 int convstate_remove(const char *uuid)
 {
-	static const char *const files[] = { "state.json", "header.img", "undo.e2undo", "backup.img", "backup.img.tmp" };
-	char path[PATH_MAX];
+	char dir[PATH_MAX];
+	struct dirent *de;
+	DIR *dp;
 	int r;
 
-	for (size_t i = 0; i < ELEMENTSOF(files); i++) {
-		if ((r = convstate_path(uuid, files[i], path, sizeof(path))) < 0)
-			return r;
-		if (unlink(path) < 0 && errno != ENOENT)
-			return negative_errno();
-	}
-	if ((r = convstate_path(uuid, NULL, path, sizeof(path))) < 0)
+	if ((r = convstate_path(uuid, NULL, dir, sizeof(dir))) < 0)
 		return r;
-	if (rmdir(path) < 0 && errno != ENOENT)
+	dp = opendir(dir);
+	if (!dp)
+		return errno == ENOENT ? 0 : negative_errno();
+	/* Everything in it is ours: state.json, header.img, undo.e2undo, backup.img, and the
+	 * temporary files a kill in the middle of an atomic write leaves behind. */
+	while ((de = readdir(dp))) {
+		if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+			continue;
+		if (unlinkat(dirfd(dp), de->d_name, 0) < 0 && errno != ENOENT) {
+			r = negative_errno();
+			closedir(dp);
+			return r;
+		}
+	}
+	closedir(dp);
+	if (rmdir(dir) < 0 && errno != ENOENT)
 		return negative_errno();
-	return fsync_parent_dir(path);
+	return fsync_parent_dir(dir);
 }

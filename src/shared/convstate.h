@@ -25,6 +25,8 @@ enum convstate_phase {
 	/* both */
 	PHASE_CONVERTING,     /* libcryptsetup reencryption owns the state (LUKS2 metadata) */
 	PHASE_GROWING,        /* decrypt done, filesystem being grown back */
+	/* encrypt, header on the device, when libcryptsetup cannot finish (see convert.c) */
+	PHASE_FINALIZING,     /* data all encrypted; a clean header.img being written: redo it */
 };
 
 struct convstate {
