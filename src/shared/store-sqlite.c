@@ -141,7 +141,9 @@ static const char schema_v1[] =
 	"  content_type TEXT NOT NULL, file_name TEXT NOT NULL, kek TEXT NOT NULL, kek_version INTEGER NOT NULL, "
 	"  kek_algorithm TEXT NOT NULL, created INTEGER NOT NULL, sealed BLOB NOT NULL, "
 	"  PRIMARY KEY(vm, volume, version));"
-	"CREATE TABLE audit(id INTEGER PRIMARY KEY AUTOINCREMENT, time INTEGER NOT NULL, actor TEXT NOT NULL, "
+	/* No AUTOINCREMENT: events are never deleted, so rowids only grow anyway, and every insert
+	 * would also rewrite the sqlite_sequence page. */
+	"CREATE TABLE audit(id INTEGER PRIMARY KEY, time INTEGER NOT NULL, actor TEXT NOT NULL, "
 	"  action TEXT NOT NULL, object TEXT NOT NULL, result TEXT NOT NULL);"
 	"CREATE INDEX audit_time ON audit(time);";
 
@@ -333,7 +335,8 @@ fail:
 }
 
 #define CHECKPOINT_INTERVAL_MS 100
-#define WAL_RESTART_FRAMES 1024 /* 4 MiB of 4 KiB pages */
+/* 32 MiB of 4 KiB pages: a restart makes writers wait for a flush, so it should be rare. */
+#define WAL_RESTART_FRAMES 8192
 
 static void *checkpointer_main(void *p)
 {
@@ -419,7 +422,7 @@ static int store_sqlite_open(const char *path, void **ret_impl)
 	r = conn_open(path, true, &st->writer);
 	if (r >= 0)
 		r = migrate(st->writer);
-	if (r >= 0 && sqlite3_exec(st->writer->db, "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=8388608",
+	if (r >= 0 && sqlite3_exec(st->writer->db, "PRAGMA wal_autocheckpoint=0; PRAGMA journal_size_limit=33554432",
 				   NULL, NULL, NULL) != SQLITE_OK)
 		r = -EIO;
 	if (r < 0) {

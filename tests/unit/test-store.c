@@ -459,19 +459,20 @@ static void test_wal_stays_bounded(void **state)
 	char wal[160];
 	struct stat st;
 
-	/* 3,000 back-to-back commits of a few pages each would leave a WAL of 30 MB or more without
-	 * checkpoints; the background checkpointer restarts it past 4 MiB even under constant writes. */
-	for (int i = 0; i < 3000; i++) {
+	/* 20,000 back-to-back commits of two pages or more each would leave a WAL of 160 MiB or more
+	 * without checkpoints; the background checkpointer has it restarted past 32 MiB even under
+	 * constant writes. (Read-audit commits: no flush each, so the test is quick.) */
+	for (int i = 0; i < 20000; i++) {
 		struct store_audit e = { .time = i };
 		snprintf(e.actor, sizeof(e.actor), "admin");
 		snprintf(e.action, sizeof(e.action), "x");
 		snprintf(e.object, sizeof(e.object), "object-%d-%0200d", i, i);
 		snprintf(e.result, sizeof(e.result), "ok");
-		assert_int_equal(store_audit_append(f->s, &e), 0);
+		assert_int_equal(store_audit_append_read(f->s, &e), 0);
 	}
 	snprintf(wal, sizeof(wal), "%s-wal", f->path);
 	assert_int_equal(stat(wal, &st), 0);
-	assert_true(st.st_size < 10 * 1024 * 1024);
+	assert_true(st.st_size < 64 * 1024 * 1024);
 }
 
 int main(void)
