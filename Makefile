@@ -97,6 +97,16 @@ $(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(FUZZ_MAIN) $(LIB)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) $(FUZZ_FLAGS) -o $@ $^ $(LDLIBS)
 
+# The version is compiled into the programs' main files: rebuild them when `git describe`
+# changes, and only then.
+VERSION_STAMP := $(BUILD)/version.stamp
+$(VERSION_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' >$@
+$(BUILD)/obj/vmcrypt/vmcrypt.o $(BUILD)/obj/vmcryptd/main.o $(BUILD)/obj/admin/admin.o: $(VERSION_STAMP)
+.PHONY: FORCE
+FORCE:
+
 # Every test: unit (cmocka), fuzz corpus replay, integration on loop devices, QEMU end-to-end.
 # All of them run against the ASan+UBSan build; the summary line is "N passed, N failed".
 test:

@@ -33,6 +33,7 @@ struct run {
 	struct progress progress;
 	struct vm_lock *lock;
 	double last_journal;
+	double last_lock_update;
 };
 
 static bool json_mode;
@@ -103,7 +104,13 @@ static int on_progress(enum convert_phase phase, uint64_t done, uint64_t total, 
 	if (phase == CONVERT_PHASE_DATA && run->progress.percent >= 0) {
 		double t = progress_elapsed(&run->progress);
 
-		(void)vm_lock_set_progress(run->lock, run->progress.percent);
+		/* Both records are fsynced files: every 2 and 5 seconds, not every hotzone (an
+		 * fsync per 16 MiB cost 5-17% of the conversion's speed, bench/inplace). The
+		 * durable progress is libcryptsetup's, in the LUKS2 metadata. */
+		if (t - run->last_lock_update >= 2.0) {
+			run->last_lock_update = t;
+			(void)vm_lock_set_progress(run->lock, run->progress.percent);
+		}
 		if (t - run->last_journal >= 5.0) {
 			run->last_journal = t;
 			(void)journal_progress(run->target, NULL, run->progress.percent,
