@@ -86,3 +86,13 @@ report() {
 	api POST /v1/vm/status "$WORK/$1.hdr" \
 		"{\"OsVolumeEncrypted\":\"$2\",\"DataVolumesEncrypted\":\"$3\",\"ProgressMessage\":\"${5:-test}\"$seq}"
 }
+
+# no_leak PATTERN-FILE FILE...: passes when none of the fixed strings in PATTERN-FILE (one a line)
+# occurs in any FILE. Patterns stay in a file: secrets never go on a command line.
+no_leak() {
+	local patterns=$1; shift
+	! cat "$@" | grep -a -q -F -f "$patterns"
+}
+
+# secret_pattern FILE TEXT: appends TEXT to the pattern file FILE (mode 0600).
+secret_pattern() { (umask 077; printf '%s\n' "$2" >>"$1"); }

@@ -145,8 +145,15 @@ check_eq "admin token kept across restarts" "$token_before" "$(sha256sum <"$DATA
 check_contains "VMs kept across restarts" "db1" "$(admin vm list)"
 api GET /v1/vm/secrets/data1 "$WORK/db1.hdr"
 check_contains "VM credential and secrets kept across restarts" "$(b64 passphrase-db1-data1)" "$BODY"
-check "no secret value or token in the log" sh -c "! grep -q -e '$(b64 passphrase-db1-data0)' -e '$(cut -c1-40 "$WORK/db1.cred")' -e '$(cut -c1-30 "$DATA/admin.token")' '$WORK/vmcryptd.log'"
-check "no secret value in the database files" sh -c "! cat '$DATA'/vmcryptd.db* | grep -a -q -e passphrase-db1 -e '$(b64 passphrase-db1-data0)'"
+secret_pattern "$WORK/leak" "$(b64 passphrase-db1-data0)"
+secret_pattern "$WORK/leak" "$(b64 passphrase-db1-data1)"
+secret_pattern "$WORK/leak" "$(cut -d- -f4 "$WORK/db1.cred")"       # the credential's secret part
+secret_pattern "$WORK/leak" "$(cut -d- -f3 "$DATA/admin.token")"     # the admin token's secret part
+secret_pattern "$WORK/leak" "$(cut -d- -f4 "$WORK/db1.enroll")"     # the enrollment token's
+check "no secret value or token in the log" no_leak "$WORK/leak" "$WORK/vmcryptd.log"
+check "no secret value or token in the database files" no_leak "$WORK/leak" "$DATA"/vmcryptd.db*
+secret_pattern "$WORK/leak2" passphrase-db1
+check "no plaintext passphrase in the database files" no_leak "$WORK/leak2" "$DATA"/vmcryptd.db*
 stop_server TERM
 check_eq "final SIGTERM" 0 "$SERVER_RC"
 finish

@@ -107,7 +107,7 @@ out=$(admin audit)
 check_contains "auth failures are audited" "denied: missing credential" "$out"
 check_contains "revoked access is audited" "denied: the credential of VM 'vmr' is revoked" "$out"
 check_contains "wrong admin tokens are audited" "denied: invalid admin token" "$out"
-check "no token text in the audit trail" not_contains "$(cut -c1-40 "$WORK/vma.cred")" "$(admin audit --json)"
+check "no token text in the audit trail" not_contains "$(cut -d- -f4 "$WORK/vma.cred")" "$(admin audit --json)"
 stop_server TERM
 check_eq "clean stop" 0 "$SERVER_RC"
 finish

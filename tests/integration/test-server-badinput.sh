@@ -73,7 +73,8 @@ head -c 5000 /dev/urandom | timeout 5 bash -c "cat >/dev/tcp/127.0.0.1/${ADDR##*
 curl -sS --max-time 5 --cacert "$DATA/tls.crt" -o /dev/null "https://$ADDR/v1/vm/goal" -H "@$H" --http1.1 -H "Content-Length: 10" -X POST --data-binary "abc" >/dev/null 2>&1
 api GET /v1/vm/goal "$H"
 check_eq "still serving after all of it" 200 "$STATUS"
-check "no secret in the server log" sh -c "! grep -q -F '$secret' '$WORK/vmcryptd.log'"
+secret_pattern "$WORK/leak" "$secret"
+check "no secret in the server log" no_leak "$WORK/leak" "$WORK/vmcryptd.log"
 stop_server TERM
 check_eq "clean stop" 0 "$SERVER_RC"
 finish

@@ -115,7 +115,12 @@ check "show: a row without device or mount point" grep -Eq '^os +OS +EncryptionI
 check_contains "agent version recorded" '"agentVersion": "0.2"' "$(admin vm show vm1 --json)"
 
 # Secret values are sealed at rest.
-check "values are not stored in clear" sh -c "! cat '$DATA'/vmcryptd.db* | grep -a -q -F -e '$v0' -e '$(b64 "$v1")' -e '$v3'"
+secret_pattern "$WORK/leak" "$v0"
+secret_pattern "$WORK/leak" "$v1"
+secret_pattern "$WORK/leak" "$(b64 "$v1")"
+secret_pattern "$WORK/leak" "$v3"
+check "values are not stored in clear" no_leak "$WORK/leak" "$DATA"/vmcryptd.db*
+check "values are not in the log" no_leak "$WORK/leak" "$WORK/vmcryptd.log"
 check_contains "every secret read is audited" "secret.read" "$(admin audit --vm vm1)"
 check_contains "failed reads are audited" "failed" "$(admin audit --vm vm1 | grep secret.read)"
 stop_server TERM
