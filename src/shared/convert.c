@@ -173,18 +173,20 @@ static int reencrypt_progress(uint64_t size, uint64_t offset, void *usrptr)
 	return report(c, CONVERT_PHASE_DATA, offset, size) < 0 ? 1 : 0;
 }
 
-/* libcryptsetup 2.6.1 cannot finish a data-shift conversion killed after its last hotzone but
- * before it cleaned up its metadata. Resuming an encryption then fails ("Failed to set device
- * segments for next reencryption hotzone"); resuming a decryption runs the moved segment again
- * over data already decrypted and destroys the start of the volume (stock `cryptsetup reencrypt
- * --resume-only` does the same). vmcrypt recognises that state in the segments and finishes the
- * job itself, through the public API.
+/* libcryptsetup 2.6.1 cannot finish a conversion killed after its last hotzone but before it
+ * cleaned up its metadata (the last hotzone can be the whole device with a detached header).
+ * Resuming then recomputes a hotzone from segments that are all final already: an encryption
+ * with a moved segment fails ("Failed to set device segments for next reencryption hotzone"),
+ * every other kind processes the data a second time and destroys it (stock `cryptsetup
+ * reencrypt --resume-only` does the same). vmcrypt recognises that state in the segments and
+ * finishes the job itself, through the public API.
  *
- * The state: a "backup-moved-segment" exists and the live (non-backup) segments are exactly one,
- * of the final type (crypt when encrypting, linear when decrypting). At the start and in the
- * middle of a conversion there are always segments of both types. Returns 1 in that state (with
- * the moved segment's offset and size), 0 otherwise, or -errno. */
-static int moved_conversion_complete(struct crypt_device *cd, bool encrypting, uint64_t *ret_offset,
+ * The state: the live (non-backup) segments are exactly one, of the final type (crypt when
+ * encrypting, linear when decrypting), not in reencryption. At the start and in the middle of a
+ * conversion there are always live segments of both types, or one of the old type. Returns 1 in
+ * that state (with the moved segment's offset and size, 0/0 when there is none), 0 otherwise,
+ * or -errno. */
+static int conversion_complete(struct crypt_device *cd, bool encrypting, uint64_t *ret_offset,
 				     uint64_t *ret_size)
 {
 	const char *text = NULL, *key;
@@ -229,7 +231,50 @@ static int moved_conversion_complete(struct crypt_device *cd, bool encrypting, u
 			live_final++;
 	}
 	json_decref(root);
-	return moved && live == 1 && live_final == 1;
+	if (!moved)
+		*ret_offset = *ret_size = 0;
+	return live == 1 && live_final == 1;
+}
+
+/* The cipher ("aes" + "xts-plain64"), sector size and offset of the segment a conversion ends
+ * with (flag "backup-final"). Returns 0 or -EINVAL. */
+static int final_segment(struct crypt_device *cd, char *cipher, size_t cipher_len, char *mode,
+			 size_t mode_len, uint32_t *ret_sector, uint64_t *ret_offset)
+{
+	const char *text = NULL, *key;
+	json_t *root, *seg;
+	int r = -EINVAL;
+
+	if (crypt_dump_json(cd, &text, 0) < 0 || !text)
+		return -EINVAL;
+	root = json_loads(text, 0, NULL);
+	if (!root)
+		return -EINVAL;
+	json_object_foreach(json_object_get(root, "segments"), key, seg) {
+		json_t *f;
+		size_t i;
+		bool final = false;
+		const char *enc, *dash;
+
+		json_array_foreach(json_object_get(seg, "flags"), i, f)
+			if (streq_ptr(json_string_value(f), "backup-final"))
+				final = true;
+		if (!final)
+			continue;
+		enc = json_string_value(json_object_get(seg, "encryption"));
+		dash = enc ? strchr(enc, '-') : NULL;
+		if (!dash || (size_t)(dash - enc) >= cipher_len || strlen(dash + 1) >= mode_len)
+			break;
+		snprintf(cipher, cipher_len, "%.*s", (int)(dash - enc), enc);
+		snprintf(mode, mode_len, "%s", dash + 1);
+		*ret_sector = (uint32_t)json_integer_value(json_object_get(seg, "sector_size"));
+		if (parse_u64(json_string_value(json_object_get(seg, "offset")) ?: "", ret_offset) == 0 &&
+		    (*ret_sector == 512 || *ret_sector == 4096))
+			r = 0;
+		break;
+	}
+	json_decref(root);
+	return r;
 }
 
 /* Writes a clean header with the volume's own volume key, UUID, cipher, sector size and tokens
@@ -241,13 +286,20 @@ static int make_final_header(struct ctx *c, struct crypt_device *cd, const char 
 	char *tokens[32] = {};
 	size_t vk_size = 64;
 	struct crypt_params_luks2 luks2 = {
-		.sector_size = (uint32_t)crypt_get_sector_size(cd),
 		.data_device = c->dev.path,
 		.pbkdf = &pbkdf_min,
 	};
 	_cleanup_close_ int fd = -1;
 	int r, keyslot;
 
+	char cipher[32], mode[64];
+	uint64_t offset;
+
+	/* The final layout is the "backup-final" segment's: the live header still describes the
+	 * old one in places (crypt_get_cipher() and friends). */
+	r = final_segment(cd, cipher, sizeof(cipher), mode, sizeof(mode), &luks2.sector_size, &offset);
+	if (r < 0)
+		return r;
 	vk = secret_alloc(vk_size);
 	if (!vk)
 		return -ENOMEM;
@@ -269,12 +321,11 @@ static int make_final_header(struct ctx *c, struct crypt_device *cd, const char 
 	fd = safe_close(fd);
 	r = crypt_init(&nd, header_file);
 	if (r >= 0)
-		r = crypt_set_data_offset(nd, crypt_get_data_offset(cd));
+		r = crypt_set_data_offset(nd, offset / 512);
 	if (r >= 0)
 		r = crypt_set_pbkdf_type(nd, &pbkdf_min);
 	if (r >= 0)
-		r = crypt_format(nd, CRYPT_LUKS2, crypt_get_cipher(cd), crypt_get_cipher_mode(cd), crypt_get_uuid(cd),
-				 vk, vk_size, &luks2);
+		r = crypt_format(nd, CRYPT_LUKS2, cipher, mode, crypt_get_uuid(cd), vk, vk_size, &luks2);
 	if (r < 0)
 		goto out;
 	keyslot = crypt_keyslot_add_by_volume_key(nd, CRYPT_ANY_SLOT, vk, vk_size, c->req->key, c->req->key_size);
@@ -297,7 +348,7 @@ out:
 
 static int place_header(struct ctx *c, const char *header_file);
 
-/* Finishes an encryption whose data is all encrypted (moved_conversion_complete()): wipes the
+/* Finishes an encryption whose data is all encrypted (conversion_complete()): wipes the
  * moved segment's old copy of the first data with random bytes, as libcryptsetup would, and
  * replaces the header with a clean one holding the same volume key. */
 static int finalize_encrypt_moved(struct ctx *c, struct crypt_device *cd, uint64_t moved_offset,
@@ -346,6 +397,53 @@ static int finalize_encrypt_moved(struct ctx *c, struct crypt_device *cd, uint64
 	if (r < 0)
 		return r;
 	(void)unlink(header_file);
+	return 0;
+}
+
+/* Overwrites a file with zeros and fsyncs it: a detached header after decryption. */
+static int wipe_file(const char *path)
+{
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+	_cleanup_free_ char *zeros = calloc(1, 1 << 20);
+	struct stat st;
+
+	if (fd < 0)
+		return negative_errno();
+	if (!zeros)
+		return -ENOMEM;
+	if (fstat(fd, &st) < 0)
+		return negative_errno();
+	for (off_t off = 0; off < st.st_size; off += 1 << 20) {
+		size_t n = (size_t)MIN((off_t)(1 << 20), st.st_size - off);
+		if (pwrite(fd, zeros, n, off) != (ssize_t)n)
+			return -EIO;
+	}
+	return fsync(fd) < 0 ? negative_errno() : 0;
+}
+
+/* Finishes a detached-header encryption whose data is all encrypted: a clean header with the
+ * same volume key replaces the detached header file atomically (new file, fsync, rename). */
+static int finalize_encrypt_detached(struct ctx *c, struct crypt_device *cd, const char *header)
+{
+	char tmp[PATH_MAX + 16];
+	int r;
+
+	log_info("%s: all data is encrypted; finishing the conversion", c->dev.path);
+	snprintf(tmp, sizeof(tmp), "%s.vmcrypt-new", header);
+	r = make_final_header(c, cd, tmp);
+	if (r == -EPERM)
+		return fail(c, r, "Give the key file this volume was encrypted with.",
+			    "%s: the key does not open this volume", c->dev.path);
+	if (r >= 0 && rename(tmp, header) < 0)
+		r = negative_errno();
+	if (r >= 0)
+		r = fsync_parent_dir(header);
+	if (r < 0) {
+		(void)unlink(tmp);
+		return fail(c, r, "Run 'vmcrypt resume --key-file FILE --header FILE TARGET' again; the data is safe.",
+			    "%s: cannot write the final LUKS2 header to %s (%s)%s", c->dev.path, header,
+			    strerror(-r), crypt_reason());
+	}
 	return 0;
 }
 
@@ -401,20 +499,28 @@ static int run_reencrypt(struct ctx *c, const char *header)
 		bool encrypting = params.mode == CRYPT_REENCRYPT_ENCRYPT;
 		uint64_t moved_offset = 0, moved_size = 0;
 
-		if (moved_conversion_complete(cd, encrypting, &moved_offset, &moved_size) == 1) {
+		if (conversion_complete(cd, encrypting, &moved_offset, &moved_size) == 1) {
 			/* Verify the key before anything else: the caller must own this volume. */
 			r = crypt_activate_by_passphrase(cd, NULL, CRYPT_ANY_SLOT, c->req->key, c->req->key_size, 0);
 			if (r < 0)
 				goto key_or_io;
 			if (!encrypting) {
-				/* Every byte is decrypted and in place; only the header (in the state
-				 * directory) still says otherwise, and it is dropped when we finish. */
+				/* Every byte is decrypted and in place; only the header says otherwise. A
+				 * header in the state directory goes with it when we finish; a detached
+				 * header of the user's holds nothing of use any more but its keyslots,
+				 * which are wiped (a normal finish leaves it without keyslots too). */
 				log_info("%s: all data is decrypted; finishing the conversion", c->dev.path);
+				if (c->st.detached && header) {
+					crypt_free(TAKE_PTR(cd));
+					r = wipe_file(header);
+					if (r < 0)
+						return fail(c, r, NULL, "%s: decrypted, but cannot wipe the old header %s (%s)",
+							    c->dev.path, header, strerror(-r));
+				}
 				return 0;
 			}
 			if (header)
-				return fail(c, -EOPNOTSUPP, "Finish it with a newer cryptsetup.",
-					    "%s: a detached-header encryption stopped after its last step", c->dev.path);
+				return finalize_encrypt_detached(c, cd, header);
 			return finalize_encrypt_moved(c, cd, moved_offset, moved_size);
 		}
 	}
@@ -866,6 +972,30 @@ static int restore_backup(struct ctx *c)
 	return r < 0 ? r : 1;
 }
 
+/* Encrypts with a detached header, from the start or from a recorded step. The device is not
+ * written until the data moves, so a header cut short during init is simply made again (the
+ * file is ours: encrypt refused to start when it existed). */
+static int encrypt_detached(struct ctx *c)
+{
+	int r;
+
+	if (c->st.phase <= PHASE_INIT) {
+		(void)unlink(c->st.header);
+		if ((r = save_phase(c, PHASE_INIT)) < 0)
+			return r;
+		r = encrypt_init(c, c->st.header, false);
+		if (r < 0) {
+			(void)unlink(c->st.header);
+			(void)convstate_remove(c->st.uuid);
+			return r;
+		}
+		if ((r = save_phase(c, PHASE_CONVERTING)) < 0)
+			return r;
+	}
+	r = run_reencrypt(c, c->st.header);
+	return r < 0 ? r : finish_encrypt(c);
+}
+
 int convert_encrypt(const struct convert_request *req, struct convert_result *res)
 {
 	struct ctx c = { .req = req, .res = res };
@@ -930,18 +1060,8 @@ int convert_encrypt(const struct convert_request *req, struct convert_result *re
 		} else
 			snprintf(abs, sizeof(abs), "%s", req->header);
 		snprintf(c.st.header, sizeof(c.st.header), "%s", abs);
-		if ((r = save_phase(&c, PHASE_INIT)) < 0)
-			return r;
-		r = encrypt_init(&c, c.st.header, false);
-		if (r < 0) {
-			(void)unlink(c.st.header);
-			(void)convstate_remove(c.st.uuid);
-			return r;
-		}
-		if ((r = save_phase(&c, PHASE_CONVERTING)) < 0)
-			return r;
-		r = run_reencrypt(&c, c.st.header);
-		return r < 0 ? r : finish_encrypt(&c);
+		c.st.phase = PHASE_INIT;
+		return encrypt_detached(&c);
 	}
 
 	r = plan_room(&c, &new_fs_size);
@@ -1115,6 +1235,50 @@ static int decrypt_from_backup(struct ctx *c)
 	return finish_decrypt(c);
 }
 
+/* Decrypts with a detached header, from the start or from a recorded step: "init" until the
+ * reencryption metadata is in the header, "converting" after. The device is not written before
+ * the data moves. */
+static int decrypt_detached(struct ctx *c)
+{
+	int r;
+
+	if (c->st.phase <= PHASE_INIT) {
+		_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+		struct crypt_params_reencrypt params = {
+			.mode = CRYPT_REENCRYPT_DECRYPT,
+			.direction = CRYPT_REENCRYPT_BACKWARD,
+			.resilience = "checksum",
+			.hash = "sha256",
+			.flags = CRYPT_REENCRYPT_INITIALIZE_ONLY,
+		};
+
+		if ((r = save_phase(c, PHASE_INIT)) < 0)
+			return r;
+		r = luks_load(c->st.header, c->dev.path, &cd);
+		if (r < 0)
+			return fail(c, r, NULL, "%s: cannot load the header %s%s", c->dev.path, c->st.header,
+				    crypt_reason());
+		if (crypt_reencrypt_status(cd, NULL) == CRYPT_REENCRYPT_NONE) {
+			r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->req->key, c->req->key_size,
+							       CRYPT_ANY_SLOT, CRYPT_ANY_SLOT, NULL, NULL, &params);
+			if (r < 0) {
+				if (crypt_reencrypt_status(cd, NULL) == CRYPT_REENCRYPT_NONE)
+					(void)convstate_remove(c->st.uuid);
+				return fail(c, r, NULL, "%s: cannot initialize the decryption (%s)%s", c->dev.path,
+					    strerror(-r), crypt_reason());
+			}
+			r = fsync_path(c->st.header);
+			if (r < 0)
+				return fail(c, r, NULL, "%s: cannot flush %s (%s)", c->dev.path, c->st.header,
+					    strerror(-r));
+		}
+		if ((r = save_phase(c, PHASE_CONVERTING)) < 0)
+			return r;
+	}
+	r = run_reencrypt(c, c->st.header);
+	return r < 0 ? r : finish_decrypt(c);
+}
+
 int convert_decrypt(const struct convert_request *req, struct convert_result *res)
 {
 	struct ctx c = { .req = req, .res = res };
@@ -1172,33 +1336,15 @@ int convert_decrypt(const struct convert_request *req, struct convert_result *re
 	c.st.fs_size = vi.fs_size;
 
 	if (vi.header_detached) {
-		struct crypt_params_reencrypt params = {
-			.mode = CRYPT_REENCRYPT_DECRYPT,
-			.direction = vi.data_offset ? CRYPT_REENCRYPT_FORWARD : CRYPT_REENCRYPT_BACKWARD,
-			.resilience = "checksum",
-			.hash = "sha256",
-			.flags = CRYPT_REENCRYPT_INITIALIZE_ONLY,
-		};
-
 		if (!realpath(req->header, c.st.header))
 			return fail(&c, negative_errno(), NULL, "%s: cannot resolve %s (%m)", c.dev.path, req->header);
 		if (vi.data_offset)
 			return fail(&c, -EOPNOTSUPP, "Decrypt it with cryptsetup.",
 				    "%s: a detached header with a data offset is not a layout vmcrypt creates",
 				    c.dev.path);
-		if ((r = save_phase(&c, PHASE_CONVERTING)) < 0)
-			return r;
-		r = crypt_reencrypt_init_by_passphrase(cd, NULL, req->key, req->key_size, CRYPT_ANY_SLOT,
-						       CRYPT_ANY_SLOT, NULL, NULL, &params);
-		if (r < 0) {
-			if (crypt_reencrypt_status(cd, NULL) == CRYPT_REENCRYPT_NONE)
-				(void)convstate_remove(c.st.uuid);
-			return fail(&c, r, NULL, "%s: cannot initialize the decryption (%s)%s", c.dev.path,
-				    strerror(-r), crypt_reason());
-		}
 		crypt_free(TAKE_PTR(cd));
-		r = run_reencrypt(&c, c.st.header);
-		return r < 0 ? r : finish_decrypt(&c);
+		c.st.phase = PHASE_INIT;
+		return decrypt_detached(&c);
 	}
 
 	/* Header on the device: it must leave before the data moves back over it. It goes to the
@@ -1239,20 +1385,8 @@ static int resume_from_state(struct ctx *c)
 		 convstate_phase_to_string(c->st.phase));
 
 	if (c->st.op == VOLUME_OP_ENCRYPT) {
-		if (c->st.detached) {
-			if (c->st.phase == PHASE_INIT) {
-				/* The header may be incomplete; the device is untouched until the
-				 * data conversion runs: start over. */
-				(void)unlink(c->st.header);
-				r = encrypt_init(c, c->st.header, false);
-				if (r < 0)
-					return r;
-				if ((r = save_phase(c, PHASE_CONVERTING)) < 0)
-					return r;
-			}
-			r = run_reencrypt(c, c->st.header);
-			return r < 0 ? r : finish_encrypt(c);
-		}
+		if (c->st.detached)
+			return encrypt_detached(c);
 		if (c->st.phase == PHASE_SHRINKING) {
 			/* resize2fs may have stopped anywhere: put every block back first. */
 			r = convstate_path(c->st.uuid, "undo.e2undo", path, sizeof(path));
@@ -1298,10 +1432,8 @@ static int resume_from_state(struct ctx *c)
 		return r < 0 ? r : finish_encrypt(c);
 	}
 
-	if (c->st.detached) {
-		r = run_reencrypt(c, c->st.header);
-		return r < 0 ? r : finish_decrypt(c);
-	}
+	if (c->st.detached)
+		return decrypt_detached(c);
 	if (c->st.phase == PHASE_BACKUP) {
 		/* The backup may be incomplete, the device is untouched: start over. */
 		(void)convstate_remove(c->st.uuid);

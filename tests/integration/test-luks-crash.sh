@@ -50,6 +50,24 @@ for step in backup wiping converting convert-50 convert-97 growing; do
 	check "decrypt killed at '$step': files intact" sums_match "$img" "$sums"
 done
 
+# --- a detached header (xfs): every step of encrypt and decrypt -----------------------------------
+xfs=$WORK/xfs.img
+make_xfs "$xfs" 300M 100
+hdr=$WORK/xfs.hdr
+for step in init converting convert-50; do
+	rm -f "$hdr"
+	VMCRYPT_TEST_KILL_AT=$step "$VMCRYPT" encrypt --key-file "$KEY" --header "$hdr" "$xfs" >/dev/null 2>&1
+	check_eq "detached encrypt killed at '$step': died by SIGKILL" 137 $?
+	"$VMCRYPT" resume --key-file "$KEY" "$xfs" >>"$WORK/resume.log" 2>&1
+	check_eq "detached encrypt killed at '$step': resume finds the header on its own" 0 $?
+	check_eq "detached encrypt killed at '$step': encrypted" encrypted "$(status_field "$xfs" state --header "$hdr")"
+	VMCRYPT_TEST_KILL_AT=$step "$VMCRYPT" decrypt --key-file "$KEY" --header "$hdr" "$xfs" >/dev/null 2>&1
+	check_eq "detached decrypt killed at '$step': died by SIGKILL" 137 $?
+	"$VMCRYPT" resume --key-file "$KEY" --header "$hdr" "$xfs" >>"$WORK/resume.log" 2>&1
+	check_eq "detached decrypt killed at '$step': resume exits 0" 0 $?
+	check "detached, killed at '$step': every file intact" sums_match "$xfs" "$xfs.sums"
+done
+
 # --- killed after the last hotzone, then again while vmcrypt finishes what libcryptsetup 2.6.1
 # cannot (see moved_conversion_complete() in src/shared/convert.c) ----------------------------
 fresh
