@@ -166,3 +166,6 @@ base xfs-readonly
 sed -i 's| /data rw,relatime shared:31 - ext4 | /data rw,relatime shared:31 - xfs |' xfs-readonly/proc/self/mountinfo
 udev xfs-readonly 8 17 TYPE=xfs
 echo 1 >xfs-readonly/sys/devices/block/sdc/ro
+
+# git keeps no empty directory: record them for tests/run to recreate.
+find . -type d -empty | sort >empty-dirs.txt
