@@ -324,7 +324,8 @@ int convert_cli_run(enum convert_verb verb, int argc, char **argv)
 	if (r < 0 && new_key_file) {
 		struct volume_info vi;
 
-		if (luks_inspect(run.target, header, &vi) == 0 && vi.state == VOLUME_PLAIN)
+		if (luks_inspect(run.target, header && access(header, F_OK) == 0 ? header : NULL, &vi) == 0 &&
+		    vi.state == VOLUME_PLAIN)
 			(void)unlink(new_key_file);
 	}
 out:

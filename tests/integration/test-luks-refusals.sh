@@ -26,6 +26,10 @@ make_ext4 "$img" 128M 40
 dev=$(new_loop "$img")
 mount -o ro "$dev" "$MNT"
 refuses "mounted" 3 "$dev: in use: mounted on $MNT" "$img" encrypt --key-file "$KEY" "$dev"
+refuses "mounted, new key file, detached header" 3 "$dev: in use: mounted on $MNT" "$img" \
+	encrypt --new-key-file "$WORK/fresh.key" --header "$WORK/fresh.hdr" "$dev"
+check "refused: the new key file is removed again" [ ! -e "$WORK/fresh.key" ]
+check "refused: no header file was made" [ ! -e "$WORK/fresh.hdr" ]
 umount "$MNT"
 
 # Attached to a loop device (the file is then in use, whoever holds the loop device).
