@@ -29,7 +29,7 @@ static void help(void)
 	       "  --tls-cert FILE        PEM certificate (default DIR/tls.crt, self-signed on first start)\n"
 	       "  --tls-key FILE         PEM private key (default DIR/tls.key)\n"
 	       "  --store LOCATION       store backend (default sqlite:DIR/vmcryptd.db)\n"
-	       "  --threads N            epoll worker threads; 0 = one thread per connection (default 0)\n"
+	       "  --threads N            epoll worker threads; 0 = one thread per connection (default 2)\n"
 	       "  --stale-after SECONDS  a VM without a report for this long is shown stale (default 900)\n"
 	       "  --durable-read-audit   flush each secret-read audit event to disk before answering\n"
 	       "                         (default: committed first, flushed with the next change)\n"
@@ -107,7 +107,10 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, ARG_HELP },
 		{},
 	};
-	struct server srv = { .stale_after = 900 };
+	/* An epoll pool of 2 threads by default: in bench/server its p99 beat a thread per
+	 * connection in every case measured (status reports 3.6 against 26.8 ms on a quiet
+	 * machine, 9.9 against 13.0 under load). */
+	struct server srv = { .stale_after = 900, .threads = 2 };
 	const char *listen = "127.0.0.1:8443", *tls_cert = NULL, *tls_key = NULL, *store_loc = NULL;
 	_cleanup_free_ char *cert_path = NULL, *key_path = NULL, *db_path = NULL, *master_path = NULL,
 			    *listen_path = NULL, *cert = NULL;
