@@ -250,28 +250,41 @@ static int final_segment(struct crypt_device *cd, char *cipher, size_t cipher_le
 	root = json_loads(text, 0, NULL);
 	if (!root)
 		return -EINVAL;
+	/* The "backup-final" segment, or, when libcryptsetup's cleanup already erased the backup
+	 * segments, the one live crypt segment (conversion_complete() made sure there is one). */
+	json_t *pick = NULL, *live = NULL;
+
 	json_object_foreach(json_object_get(root, "segments"), key, seg) {
 		json_t *f;
 		size_t i;
-		bool final = false;
-		const char *enc, *dash;
+		bool final = false, backup = false;
 
-		json_array_foreach(json_object_get(seg, "flags"), i, f)
-			if (streq_ptr(json_string_value(f), "backup-final"))
+		json_array_foreach(json_object_get(seg, "flags"), i, f) {
+			const char *fs = json_string_value(f);
+			if (streq_ptr(fs, "backup-final"))
 				final = true;
-		if (!final)
-			continue;
-		enc = json_string_value(json_object_get(seg, "encryption"));
-		dash = enc ? strchr(enc, '-') : NULL;
-		if (!dash || (size_t)(dash - enc) >= cipher_len || strlen(dash + 1) >= mode_len)
-			break;
-		snprintf(cipher, cipher_len, "%.*s", (int)(dash - enc), enc);
-		snprintf(mode, mode_len, "%s", dash + 1);
-		*ret_sector = (uint32_t)json_integer_value(json_object_get(seg, "sector_size"));
-		if (parse_u64(json_string_value(json_object_get(seg, "offset")) ?: "", ret_offset) == 0 &&
-		    (*ret_sector == 512 || *ret_sector == 4096))
-			r = 0;
-		break;
+			if (fs && startswith(fs, "backup-"))
+				backup = true;
+		}
+		if (final)
+			pick = seg;
+		else if (!backup && streq_ptr(json_string_value(json_object_get(seg, "type")), "crypt"))
+			live = seg;
+	}
+	if (!pick)
+		pick = live;
+	if (pick) {
+		const char *enc = json_string_value(json_object_get(pick, "encryption"));
+		const char *dash = enc ? strchr(enc, '-') : NULL;
+
+		if (dash && (size_t)(dash - enc) < cipher_len && strlen(dash + 1) < mode_len) {
+			snprintf(cipher, cipher_len, "%.*s", (int)(dash - enc), enc);
+			snprintf(mode, mode_len, "%s", dash + 1);
+			*ret_sector = (uint32_t)json_integer_value(json_object_get(pick, "sector_size"));
+			if (parse_u64(json_string_value(json_object_get(pick, "offset")) ?: "", ret_offset) == 0 &&
+			    (*ret_sector == 512 || *ret_sector == 4096))
+				r = 0;
+		}
 	}
 	json_decref(root);
 	return r;
@@ -500,12 +513,10 @@ static int run_reencrypt(struct ctx *c, const char *header)
 		uint64_t moved_offset = 0, moved_size = 0;
 
 		if (conversion_complete(cd, encrypting, &moved_offset, &moved_size) == 1) {
-			/* Verify the key before anything else: the caller must own this volume. */
-			r = crypt_activate_by_passphrase(cd, NULL, CRYPT_ANY_SLOT, c->req->key, c->req->key_size, 0);
-			if (r < 0)
-				goto key_or_io;
 			if (!encrypting) {
-				/* Every byte is decrypted and in place; only the header says otherwise. A
+				/* No key check: libcryptsetup's cleanup may already have destroyed the
+				 * keyslots, and a finished decryption has nothing left to protect.
+				 * Every byte is decrypted and in place; only the header says otherwise. A
 				 * header in the state directory goes with it when we finish; a detached
 				 * header of the user's holds nothing of use any more but its keyslots,
 				 * which are wiped (a normal finish leaves it without keyslots too). */
@@ -519,6 +530,10 @@ static int run_reencrypt(struct ctx *c, const char *header)
 				}
 				return 0;
 			}
+			/* The key must open the volume: the final header is built from it. */
+			r = crypt_activate_by_passphrase(cd, NULL, CRYPT_ANY_SLOT, c->req->key, c->req->key_size, 0);
+			if (r < 0)
+				goto key_or_io;
 			if (header)
 				return finalize_encrypt_detached(c, cd, header);
 			return finalize_encrypt_moved(c, cd, moved_offset, moved_size);
