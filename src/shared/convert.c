@@ -187,53 +187,35 @@ static int reencrypt_progress(uint64_t size, uint64_t offset, void *usrptr)
  * that state (with the moved segment's offset and size, 0/0 when there is none), 0 otherwise,
  * or -errno. */
 static int conversion_complete(struct crypt_device *cd, bool encrypting, uint64_t *ret_offset,
-				     uint64_t *ret_size)
+			       uint64_t *ret_size)
 {
-	const char *text = NULL, *key;
-	json_t *root, *segs, *seg;
+	json_t *segs, *seg;
+	const char *key;
 	unsigned live = 0, live_final = 0;
-	bool moved = false;
+	bool hot = false;
 
-	if (crypt_dump_json(cd, &text, 0) < 0 || !text)
+	*ret_offset = *ret_size = 0;
+	segs = luks_segments(cd);
+	if (!segs)
 		return -EINVAL;
-	root = json_loads(text, 0, NULL);
-	if (!root)
-		return -EINVAL;
-	segs = json_object_get(root, "segments");
 	json_object_foreach(segs, key, seg) {
 		const char *type = json_string_value(json_object_get(seg, "type"));
-		json_t *flags = json_object_get(seg, "flags"), *f;
-		bool backup = false, is_moved = false;
-		size_t i;
+		unsigned flags = luks_segment_flags(seg);
 
-		json_array_foreach(flags, i, f) {
-			const char *fs = json_string_value(f);
-			if (fs && startswith(fs, "backup-"))
-				backup = true;
-			if (fs && streq(fs, "backup-moved-segment"))
-				is_moved = true;
-			if (fs && streq(fs, "in-reencryption"))
-				live_final = 1000; /* a hotzone in flight is never complete */
+		if (flags & LUKS_SEGMENT_HOT)
+			hot = true; /* a hotzone in flight is never complete */
+		if (flags & LUKS_SEGMENT_MOVED) {
+			(void)parse_u64(json_string_value(json_object_get(seg, "offset")) ?: "", ret_offset);
+			(void)parse_u64(json_string_value(json_object_get(seg, "size")) ?: "", ret_size);
 		}
-		if (is_moved) {
-			uint64_t off = 0, size = 0;
-
-			(void)parse_u64(json_string_value(json_object_get(seg, "offset")) ?: "", &off);
-			(void)parse_u64(json_string_value(json_object_get(seg, "size")) ?: "", &size);
-			*ret_offset = off;
-			*ret_size = size;
-			moved = true;
-		}
-		if (backup)
+		if (flags & LUKS_SEGMENT_BACKUP)
 			continue;
 		live++;
 		if (type && streq(type, encrypting ? "crypt" : "linear"))
 			live_final++;
 	}
-	json_decref(root);
-	if (!moved)
-		*ret_offset = *ret_size = 0;
-	return live == 1 && live_final == 1;
+	json_decref(segs);
+	return !hot && live == 1 && live_final == 1;
 }
 
 /* The cipher ("aes" + "xts-plain64"), sector size and offset of the segment a conversion ends
@@ -241,34 +223,22 @@ static int conversion_complete(struct crypt_device *cd, bool encrypting, uint64_
 static int final_segment(struct crypt_device *cd, char *cipher, size_t cipher_len, char *mode,
 			 size_t mode_len, uint32_t *ret_sector, uint64_t *ret_offset)
 {
-	const char *text = NULL, *key;
-	json_t *root, *seg;
+	json_t *segs, *seg, *pick = NULL, *live = NULL;
+	const char *key;
 	int r = -EINVAL;
 
-	if (crypt_dump_json(cd, &text, 0) < 0 || !text)
-		return -EINVAL;
-	root = json_loads(text, 0, NULL);
-	if (!root)
+	segs = luks_segments(cd);
+	if (!segs)
 		return -EINVAL;
 	/* The "backup-final" segment, or, when libcryptsetup's cleanup already erased the backup
 	 * segments, the one live crypt segment (conversion_complete() made sure there is one). */
-	json_t *pick = NULL, *live = NULL;
+	json_object_foreach(segs, key, seg) {
+		unsigned flags = luks_segment_flags(seg);
 
-	json_object_foreach(json_object_get(root, "segments"), key, seg) {
-		json_t *f;
-		size_t i;
-		bool final = false, backup = false;
-
-		json_array_foreach(json_object_get(seg, "flags"), i, f) {
-			const char *fs = json_string_value(f);
-			if (streq_ptr(fs, "backup-final"))
-				final = true;
-			if (fs && startswith(fs, "backup-"))
-				backup = true;
-		}
-		if (final)
+		if (flags & LUKS_SEGMENT_BACKUP_FINAL)
 			pick = seg;
-		else if (!backup && streq_ptr(json_string_value(json_object_get(seg, "type")), "crypt"))
+		else if (!(flags & LUKS_SEGMENT_BACKUP) &&
+			 streq_ptr(json_string_value(json_object_get(seg, "type")), "crypt"))
 			live = seg;
 	}
 	if (!pick)
@@ -286,7 +256,7 @@ static int final_segment(struct crypt_device *cd, char *cipher, size_t cipher_le
 				r = 0;
 		}
 	}
-	json_decref(root);
+	json_decref(segs);
 	return r;
 }
 

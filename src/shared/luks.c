@@ -63,46 +63,70 @@ static uint64_t json_u64_string(json_t *v)
 	return s && parse_u64(s, &x) == 0 ? x : 0;
 }
 
+json_t *luks_segments(struct crypt_device *cd)
+{
+	const char *text = NULL;
+	json_t *root, *segs;
+
+	if (crypt_dump_json(cd, &text, 0) < 0 || !text)
+		return NULL;
+	root = json_loads(text, 0, NULL);
+	if (!root)
+		return NULL;
+	segs = json_incref(json_object_get(root, "segments"));
+	json_decref(root);
+	return segs;
+}
+
+unsigned luks_segment_flags(json_t *segment)
+{
+	unsigned bits = 0;
+	size_t i;
+	json_t *f;
+
+	json_array_foreach(json_object_get(segment, "flags"), i, f) {
+		const char *fs = json_string_value(f);
+
+		if (!fs)
+			continue;
+		if (startswith(fs, "backup-"))
+			bits |= LUKS_SEGMENT_BACKUP;
+		if (streq(fs, "backup-final"))
+			bits |= LUKS_SEGMENT_BACKUP_FINAL;
+		if (streq(fs, "backup-moved-segment"))
+			bits |= LUKS_SEGMENT_MOVED;
+		if (streq(fs, "in-reencryption"))
+			bits |= LUKS_SEGMENT_HOT;
+	}
+	return bits;
+}
+
 /* Progress of a reencryption from the LUKS2 segments: the share of the data area already in
  * its final form (crypt segments while encrypting, linear ones while decrypting), ignoring the
  * backup segments that describe the before/after layouts. */
 static double segments_progress(struct crypt_device *cd, bool encrypting, uint64_t data_size)
 {
-	const char *text = NULL;
-	json_t *root, *segs, *seg;
+	json_t *segs, *seg;
 	const char *key;
 	uint64_t done = 0, total = 0;
 
-	if (crypt_dump_json(cd, &text, 0) < 0 || !text)
+	segs = luks_segments(cd);
+	if (!segs)
 		return -1;
-	root = json_loads(text, 0, NULL);
-	if (!root)
-		return -1;
-	segs = json_object_get(root, "segments");
 	json_object_foreach(segs, key, seg) {
 		const char *type = json_string_value(json_object_get(seg, "type"));
 		const char *size = json_string_value(json_object_get(seg, "size"));
-		json_t *flags = json_object_get(seg, "flags");
-		bool backup = false, hot = false;
-		size_t i;
-		json_t *f;
+		unsigned flags = luks_segment_flags(seg);
 		uint64_t len;
 
-		json_array_foreach(flags, i, f) {
-			const char *fs = json_string_value(f);
-			if (fs && startswith(fs, "backup-"))
-				backup = true;
-			if (fs && streq(fs, "in-reencryption"))
-				hot = true;
-		}
-		if (backup || !type || !size)
+		if ((flags & LUKS_SEGMENT_BACKUP) || !type || !size)
 			continue;
 		len = streq(size, "dynamic") ? 0 : json_u64_string(json_object_get(seg, "size"));
 		total += len;
-		if (!hot && streq(type, encrypting ? "crypt" : "linear"))
+		if (!(flags & LUKS_SEGMENT_HOT) && streq(type, encrypting ? "crypt" : "linear"))
 			done += len;
 	}
-	json_decref(root);
+	json_decref(segs);
 	/* A "dynamic" segment runs to the end of the device: the data area is the real total. */
 	if (data_size > total)
 		total = data_size;

@@ -2,6 +2,7 @@
  * libcryptsetup. No LUKS2 structure is written by hand. */
 #pragma once
 
+#include <jansson.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -67,6 +68,21 @@ int luks_load(const char *header, const char *data_device, struct crypt_device *
 /* Fills the header fields of ret (cipher, sizes, keyslots, tokens, reencryption state and
  * progress, the vmcrypt token) from a loaded header. Returns 0 or -errno. */
 int luks_describe(struct crypt_device *cd, struct volume_info *ret);
+
+/* A segment's flags in the LUKS2 metadata, as bits. */
+enum {
+	LUKS_SEGMENT_BACKUP = 1 << 0,       /* any "backup-*" flag: not a live segment */
+	LUKS_SEGMENT_BACKUP_FINAL = 1 << 1, /* "backup-final": the layout the conversion ends with */
+	LUKS_SEGMENT_MOVED = 1 << 2,        /* "backup-moved-segment" */
+	LUKS_SEGMENT_HOT = 1 << 3,          /* "in-reencryption": the hotzone */
+};
+
+/* The "segments" object of cd's LUKS2 metadata, read through crypt_dump_json(); free with
+ * json_decref(). Returns NULL when it cannot be read. */
+json_t *luks_segments(struct crypt_device *cd);
+
+/* The LUKS_SEGMENT_* bits of one segment object. */
+unsigned luks_segment_flags(json_t *segment);
 
 const char *volume_state_to_string(enum volume_state s);
 const char *volume_op_to_string(enum volume_op op);
