@@ -75,6 +75,13 @@ static inline void fclosep(FILE **f)
 }
 #define _cleanup_fclose_ _cleanup_(fclosep)
 
+#include <dirent.h>
+static inline void closedirp(DIR **d)
+{
+	if (*d)
+		closedir(*d);
+}
+
 /* errno as a negative value, never 0 (some libc paths leave errno unset). */
 static inline int negative_errno(void)
 {

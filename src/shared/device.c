@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <libmount.h>
 #include <linux/fs.h>
+#include <linux/loop.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,7 +34,8 @@ int device_probe(const char *target, struct device_info *ret)
 
 	if (!realpath(target, d.path))
 		return negative_errno();
-	fd = open(d.path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO given as the target must be refused, not wait for a writer forever. */
+	fd = open(d.path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0)
 		return negative_errno();
 	if (fstat(fd, &st) < 0)
@@ -97,7 +99,10 @@ char *device_identity(const struct device_info *d, char *buf, size_t len)
 	return buf;
 }
 
-/* Is d (or, for a regular file, a loop device backed by it) the source of a mount? */
+/* Is d the source of a mount? Block devices are matched by device number, twice: mountinfo's
+ * major:minor (the filesystem's own device) and the source's node (btrfs reports an anonymous
+ * device number there). Regular files are mounted through loop devices, which
+ * check_loop_devices() finds. */
 static int check_mounted(const struct device_info *d, struct device_usage *ret)
 {
 	_cleanup_(mnt_unref_tablep) struct libmnt_table *tb = NULL;
@@ -114,10 +119,15 @@ static int check_mounted(const struct device_info *d, struct device_usage *ret)
 	while (mnt_table_next_fs(tb, it, &fs) == 0) {
 		const char *src = mnt_fs_get_srcpath(fs);
 		struct stat st;
+		bool match;
 
-		if (d->is_block ? mnt_fs_get_devno(fs) == d->rdev
-				: (src && stat(src, &st) == 0 && S_ISREG(st.st_mode) &&
-				   st.st_dev == d->dev && st.st_ino == d->ino)) {
+		if (d->is_block)
+			match = mnt_fs_get_devno(fs) == d->rdev ||
+				(src && stat(src, &st) == 0 && S_ISBLK(st.st_mode) && st.st_rdev == d->rdev);
+		else
+			match = src && stat(src, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == d->dev &&
+				st.st_ino == d->ino;
+		if (match) {
 			snprintf(ret->what, sizeof(ret->what), "mounted on %s", mnt_fs_get_target(fs));
 			r = -EBUSY;
 			break;
@@ -131,9 +141,8 @@ static int check_mounted(const struct device_info *d, struct device_usage *ret)
 static int check_holders(const struct device_info *d, struct device_usage *ret)
 {
 	char path[128];
-	DIR *dir;
+	_cleanup_(closedirp) DIR *dir = NULL;
 	struct dirent *de;
-	int r = 0;
 
 	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/holders", major(d->rdev), minor(d->rdev));
 	dir = opendir(path);
@@ -143,55 +152,123 @@ static int check_holders(const struct device_info *d, struct device_usage *ret)
 		if (de->d_name[0] == '.')
 			continue;
 		snprintf(ret->what, sizeof(ret->what), "in use by %s (a device stacked on it)", de->d_name);
-		r = -EBUSY;
-		break;
+		return -EBUSY;
 	}
-	closedir(dir);
-	return r;
+	return 0;
 }
 
-/* A regular file attached to a loop device is in use, whoever holds the loop device. */
-static int check_loop_backing(const struct device_info *d, struct device_usage *ret)
-{
-	DIR *dir = opendir("/sys/block");
-	struct dirent *de;
-	int r = 0;
+/* What a loop device reads and writes, as the loop driver itself reports it: the backing file's
+ * filesystem and inode, and its device number when the backing file is a block device. The
+ * sysfs backing_file name is no identity: it can hold a newline, end in " (deleted)", or name
+ * another file by now. */
+struct loop_backing {
+	char name[32];  /* "loop3" */
+	dev_t rdev;     /* the loop device itself */
+	dev_t dev;      /* backing file: its filesystem ... */
+	ino_t ino;      /* ... and inode */
+	dev_t bdev;     /* backing block device, 0 when the backing file is a regular file */
+};
 
-	if (!dir)
-		return 0;
+/* The kernel encodes device numbers in loop_info64 as huge_encode_dev(): minor's low byte,
+ * major, then minor's high bits. */
+static dev_t loop_decode_dev(uint64_t v)
+{
+	return makedev((unsigned)((v >> 8) & 0xfff), (unsigned)((v & 0xff) | ((v >> 12) & 0xfff00)));
+}
+
+/* Returns 1 with *ret filled when /dev/NAME is an attached loop device, 0 when it is not
+ * attached, or -errno when it cannot be inspected (the caller then cannot prove anything). */
+static int loop_backing_read(const char *name, struct loop_backing *ret)
+{
+	char path[PATH_MAX];
+	struct loop_info64 info = {};
+	_cleanup_close_ int fd = -1;
+	struct stat st;
+
+	snprintf(path, sizeof(path), "/sys/block/%s/loop", name);
+	if (access(path, F_OK) < 0)
+		return 0; /* the loop/ attributes exist only while a file is attached */
+	snprintf(path, sizeof(path), "/dev/%s", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd < 0)
+		return negative_errno();
+	if (fstat(fd, &st) < 0)
+		return negative_errno();
+	if (!S_ISBLK(st.st_mode))
+		return -ENOTBLK;
+	if (ioctl(fd, LOOP_GET_STATUS64, &info) < 0)
+		return errno == ENXIO ? 0 : negative_errno(); /* detached meanwhile */
+	memset(ret, 0, sizeof(*ret));
+	snprintf(ret->name, sizeof(ret->name), "%s", name);
+	ret->rdev = st.st_rdev;
+	ret->dev = loop_decode_dev(info.lo_device);
+	ret->ino = (ino_t)info.lo_inode;
+	ret->bdev = loop_decode_dev(info.lo_rdevice);
+	return 1;
+}
+
+static bool loop_backed_by(const struct loop_backing *l, const struct device_info *d)
+{
+	if (d->is_block)
+		return l->bdev != 0 && l->bdev == d->rdev;
+	return l->bdev == 0 && l->dev == d->dev && l->ino == d->ino;
+}
+
+/* Every attached loop device, into *ret (free()). Returns the count or -errno. */
+static int loop_devices_list(struct loop_backing **ret)
+{
+	_cleanup_(closedirp) DIR *dir = NULL;
+	_cleanup_free_ struct loop_backing *list = NULL;
+	size_t n = 0, allocated = 0;
+	struct dirent *de;
+
+	dir = opendir("/sys/block");
+	if (!dir) {
+		*ret = NULL;
+		return errno == ENOENT ? 0 : negative_errno();
+	}
 	while ((de = readdir(dir))) {
-		char path[PATH_MAX], *backing = NULL;
-		size_t n;
-		struct stat st;
+		struct loop_backing l;
+		int r;
 
 		if (!startswith(de->d_name, "loop"))
 			continue;
-		snprintf(path, sizeof(path), "/sys/block/%s/loop/backing_file", de->d_name);
-		if (read_full_file(path, PATH_MAX, &backing, &n) < 0)
-			continue;
-		backing[strcspn(backing, "\n")] = 0;
-		if (stat(backing, &st) == 0 && st.st_dev == d->dev && st.st_ino == d->ino) {
-			snprintf(ret->what, sizeof(ret->what), "attached to /dev/%s (losetup -d /dev/%s)",
-				 de->d_name, de->d_name);
-			r = -EBUSY;
-		}
-		free(backing);
+		r = loop_backing_read(de->d_name, &l);
 		if (r < 0)
-			break;
+			return r;
+		if (r == 0)
+			continue;
+		if (n == allocated) {
+			size_t a = allocated ? allocated * 2 : 16;
+			struct loop_backing *p = reallocarray(list, a, sizeof(*p));
+
+			if (!p)
+				return -ENOMEM;
+			list = p;
+			allocated = a;
+		}
+		list[n++] = l;
 	}
-	closedir(dir);
-	return r;
+	*ret = TAKE_PTR(list);
+	return (int)n;
 }
 
 static int check_open_by_process(const struct device_info *d, struct device_usage *ret)
 {
 	_cleanup_proc_users_ struct proc_user *users = NULL;
-	struct stat st;
+	struct stat st = {};
 	size_t n = 0;
 	int r;
 
-	if (stat(d->path, &st) < 0)
-		return negative_errno();
+	/* The identity probed at the start, not a new look-up of the name. */
+	if (d->is_block) {
+		st.st_mode = S_IFBLK;
+		st.st_rdev = d->rdev;
+	} else {
+		st.st_mode = S_IFREG;
+		st.st_dev = d->dev;
+		st.st_ino = d->ino;
+	}
 	r = proc_users_of_device(&st, &users, &n);
 	if (r < 0 && r != -E2BIG)
 		return r;
@@ -202,11 +279,72 @@ static int check_open_by_process(const struct device_info *d, struct device_usag
 	return -EBUSY;
 }
 
-int device_check_unused(const struct device_info *d, struct device_usage *ret)
+/* Copies a kernel-supplied name for a message, with control characters (a newline in a file name)
+ * shown as '?'. */
+static void printable(const char *in, char *out, size_t len)
 {
+	size_t i;
+
+	for (i = 0; in[i] && i + 1 < len; i++)
+		out[i] = (unsigned char)in[i] < 0x20 || in[i] == 0x7f ? '?' : in[i];
+	out[i] = 0;
+}
+
+/* The name of what loop device l is backed by (sysfs: for messages only, never to decide). */
+static void loop_backing_name(const struct loop_backing *l, char *buf, size_t len)
+{
+	char path[PATH_MAX];
+	_cleanup_free_ char *name = NULL;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/sys/block/%s/loop/backing_file", l->name);
+	if (read_full_file(path, PATH_MAX, &name, &n) < 0) {
+		snprintf(buf, len, "of /dev/%s", l->name);
+		return;
+	}
+	while (n > 0 && name[n - 1] == '\n')
+		name[--n] = 0;
+	printable(name, buf, len);
+}
+
+/* A node for block device rdev to open: /dev/block/M:m (udev) or /dev/DEVNAME from sysfs, checked
+ * to be that very device. */
+static int block_node(dev_t rdev, char *buf, size_t len)
+{
+	char path[128];
+	_cleanup_free_ char *uevent = NULL;
+	const char *p;
+	struct stat st;
+	size_t n;
+
+	snprintf(buf, len, "/dev/block/%u:%u", major(rdev), minor(rdev));
+	if (stat(buf, &st) == 0 && S_ISBLK(st.st_mode) && st.st_rdev == rdev)
+		return 0;
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/uevent", major(rdev), minor(rdev));
+	if (read_full_file(path, 4096, &uevent, &n) < 0)
+		return -ENODEV;
+	p = strstr(uevent, "DEVNAME=");
+	if (!p)
+		return -ENODEV;
+	p += strlen("DEVNAME=");
+	snprintf(buf, len, "/dev/%.*s", (int)strcspn(p, "\n"), p);
+	if (stat(buf, &st) == 0 && S_ISBLK(st.st_mode) && st.st_rdev == rdev)
+		return 0;
+	return -ENODEV;
+}
+
+/* Loop devices stacked on loop devices: a chain deeper than this is refused as unprovable. */
+#define DEVICE_STACK_MAX 8
+
+/* d is unused when nothing but the loop device `via` (0: none) reads or writes its data. */
+static int check_unused(const struct device_info *d, const struct loop_backing *loops, size_t n_loops,
+			dev_t via, unsigned depth, struct device_usage *ret)
+{
+	const struct loop_backing *self = NULL;
 	int r;
 
-	memset(ret, 0, sizeof(*ret));
+	if (depth > DEVICE_STACK_MAX)
+		return -ELOOP;
 	r = check_mounted(d, ret);
 	if (r < 0)
 		return r;
@@ -216,20 +354,71 @@ int device_check_unused(const struct device_info *d, struct device_usage *ret)
 		r = check_holders(d, ret);
 		if (r < 0)
 			return r;
-		/* The kernel's own answer: an exclusive open fails while anything claims it. */
-		fd = open(d->path, O_RDONLY | O_EXCL | O_CLOEXEC);
+		/* The kernel's own answer: an exclusive open fails while anything claims it (a
+		 * filesystem mounted in any namespace, or lazily unmounted but still alive). */
+		fd = open(d->path, O_RDONLY | O_EXCL | O_CLOEXEC | O_NONBLOCK);
 		if (fd < 0) {
 			if (errno != EBUSY)
 				return negative_errno();
 			snprintf(ret->what, sizeof(ret->what), "claimed exclusively by the kernel or another program");
 			return -EBUSY;
 		}
-	} else {
-		r = check_loop_backing(d, ret);
-		if (r < 0)
-			return r;
 	}
-	return check_open_by_process(d, ret);
+	/* A loop device on top of d reads and writes d, whoever holds the loop device; loop
+	 * devices claim nothing, so only the driver's own record shows them. */
+	for (size_t i = 0; i < n_loops; i++)
+		if (loops[i].rdev != via && loop_backed_by(&loops[i], d)) {
+			snprintf(ret->what, sizeof(ret->what), "attached to /dev/%s (losetup -d /dev/%s)",
+				 loops[i].name, loops[i].name);
+			return -EBUSY;
+		}
+	r = check_open_by_process(d, ret);
+	if (r < 0)
+		return r;
+
+	/* d is itself a loop device: the file or device behind it holds the same data, and must be
+	 * unused by everything but d. */
+	if (d->is_block)
+		for (size_t i = 0; i < n_loops; i++)
+			if (loops[i].rdev == d->rdev)
+				self = &loops[i];
+	if (self) {
+		struct device_info b = {
+			.is_block = self->bdev != 0,
+			.rdev = self->bdev,
+			.dev = self->dev,
+			.ino = self->ino,
+		};
+		char name[400], why[sizeof(ret->what)];
+
+		if (b.is_block) {
+			r = block_node(b.rdev, b.path, sizeof(b.path));
+			if (r < 0)
+				return r;
+		}
+		r = check_unused(&b, loops, n_loops, self->rdev, depth + 1, ret);
+		if (r == -EBUSY) {
+			loop_backing_name(self, name, sizeof(name));
+			snprintf(why, sizeof(why), "%s", ret->what);
+			snprintf(ret->what, sizeof(ret->what), "its backing %s %s is %s%.500s",
+				 b.is_block ? "device" : "file", name, startswith(why, "attached") ? "also " : "",
+				 why);
+		}
+		return r;
+	}
+	return 0;
+}
+
+int device_check_unused(const struct device_info *d, struct device_usage *ret)
+{
+	_cleanup_free_ struct loop_backing *loops = NULL;
+	int n;
+
+	memset(ret, 0, sizeof(*ret));
+	n = loop_devices_list(&loops);
+	if (n < 0)
+		return n;
+	return check_unused(d, loops, (size_t)n, 0, 0, ret);
 }
 
 int device_tail_is_zero(const char *path, uint64_t device_size, uint64_t size)

@@ -22,12 +22,6 @@
 /* How many processes a message names before "and N more"; details carry up to this many too. */
 #define PF_LIST_MAX 10
 
-static void closedirp(DIR **d)
-{
-	if (*d)
-		closedir(*d);
-}
-
 static const char *describe(const struct volume *v, char *buf, size_t len)
 {
 	return volumes_describe(v, buf, len);

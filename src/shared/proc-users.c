@@ -25,12 +25,6 @@ struct scan {
 	bool fixture;        /* reading a fixture tree: its links point nowhere real, never stat() */
 };
 
-static void closedirp(DIR **d)
-{
-	if (*d)
-		closedir(*d);
-}
-
 static int scan_add(struct scan *s, pid_t pid, const char *comm, const char *path, const char *how)
 {
 	struct proc_user *u;

@@ -45,12 +45,6 @@ _printf_(3, 4) static bool fmt(char *buf, size_t len, const char *format, ...)
 	return n >= 0 && (size_t)n < len;
 }
 
-static void closedirp(DIR **d)
-{
-	if (*d)
-		closedir(*d);
-}
-
 bool volumes_path_is_under(const char *path, const char *dir)
 {
 	const char *rest;
