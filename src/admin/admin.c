@@ -125,7 +125,7 @@ static int connect_client(struct admin *a)
 	}
 	r = secret_read_file(a->token_file, (void **)&token, &size, &world);
 	if (r < 0) {
-		log_error_errno(r, "Could not read the token file %s: %m", a->token_file);
+		log_error_errno(r, "Could not read the token file %s: %s", a->token_file, secret_read_strerror(r));
 		return EXIT_KEY;
 	}
 	if (world)

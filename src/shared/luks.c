@@ -1,12 +1,16 @@
 /* Inspecting LUKS volumes through libcryptsetup: state, progress of a conversion, the vmcrypt
  * token. */
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <libcryptsetup.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "basic/log.h"
+#include "basic/macro.h"
 #include "basic/string-util.h"
 #include "convstate.h"
 #include "device.h"
@@ -42,6 +46,19 @@ int luks_load(const char *header, const char *data_device, struct crypt_device *
 	struct crypt_device *cd = NULL;
 	int r;
 
+	if (header) {
+		/* libcryptsetup would open a FIFO given as the header and wait for a writer forever;
+		 * a header is a file or a block device. */
+		_cleanup_close_ int fd = open(header, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+		struct stat st;
+
+		if (fd < 0)
+			return negative_errno();
+		if (fstat(fd, &st) < 0)
+			return negative_errno();
+		if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+			return -ENOTBLK;
+	}
 	luks_setup_logging();
 	r = crypt_init_data_device(&cd, header ? header : data_device, data_device);
 	if (r < 0)
@@ -262,6 +279,8 @@ int luks_inspect(const char *target, const char *header, struct volume_info *ret
 	}
 
 	r = luks_load(header, d.path, &cd);
+	if (r == -ENOTBLK)
+		return r; /* the header given is a FIFO or another special file */
 	if (r < 0) {
 		if (header) {
 			/* A detached header that is not (yet) LUKS: an encrypt cut short before

@@ -48,8 +48,8 @@ struct volume_info {
 
 /* Inspects target. header is a detached header file, or NULL: then the header on the target
  * is used, or the one vmcrypt parked in its state directory for this target during a decrypt.
- * Returns 0 (even for a plain target), or -ENOENT, -ENOTBLK (not a block device or regular file),
- * or another -errno. */
+ * Returns 0 (even for a plain target), or -ENOENT, -ENOTBLK (target or header not a block device
+ * or regular file), or another -errno. */
 int luks_inspect(const char *target, const char *header, struct volume_info *ret);
 
 struct crypt_device;
@@ -62,7 +62,8 @@ void luks_setup_logging(void);
 const char *luks_last_error(void);
 
 /* Opens the LUKS header at header (NULL: on data_device) for data_device and loads it.
- * Returns 0, -EINVAL when there is no valid LUKS header, or -errno. */
+ * Returns 0, -EINVAL when there is no valid LUKS header, -ENOTBLK when header is neither a
+ * regular file nor a block device (a FIFO would block), or -errno. */
 int luks_load(const char *header, const char *data_device, struct crypt_device **ret);
 
 /* Fills the header fields of ret (cipher, sizes, keyslots, tokens, reencryption state and

@@ -5,10 +5,12 @@
 #include <malloc.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <poll.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "basic/fileio.h"
@@ -84,28 +86,88 @@ int secret_random(void *buf, size_t size)
 	return 0;
 }
 
+/* Names that stand for a descriptor the caller opened ("/dev/fd/3", "/dev/stdin"): the one way a
+ * pipe may deliver a secret. A pipe with a name of its own (a FIFO) could be held by anyone. */
+static bool names_descriptor(const char *path)
+{
+	const char *p = NULL;
+
+	if (strcmp(path, "/dev/stdin") == 0)
+		return true;
+	if (strncmp(path, "/dev/fd/", 8) == 0)
+		p = path + 8;
+	else if (strncmp(path, "/proc/self/fd/", 14) == 0)
+		p = path + 14;
+	return p && *p && p[strspn(p, "0123456789")] == 0;
+}
+
+/* read(2) of up to size bytes until EOF, giving up at the deadline (a pipe whose writer never
+ * writes nor closes). Returns the byte count, -ETIMEDOUT or -errno. */
+static ssize_t read_until(int fd, void *buf, size_t size, const struct timespec *deadline)
+{
+	size_t done = 0;
+
+	while (done < size) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		struct timespec now;
+		long long left_ms;
+		ssize_t n;
+		int r;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left_ms = (deadline->tv_sec - now.tv_sec) * 1000LL + (deadline->tv_nsec - now.tv_nsec) / 1000000;
+		if (left_ms <= 0)
+			return -ETIMEDOUT;
+		r = poll(&pfd, 1, (int)MIN(left_ms, (long long)INT32_MAX));
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return negative_errno();
+		}
+		if (r == 0)
+			return -ETIMEDOUT;
+		n = read(fd, (char *)buf + done, size - done);
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			return negative_errno();
+		}
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
 int secret_read_file(const char *path, void **ret, size_t *ret_size, bool *ret_world_readable)
 {
 	_cleanup_close_ int fd = -1;
 	_cleanup_secret_ char *buf = NULL;
 	_cleanup_secret_ char *out = NULL;
+	struct timespec deadline;
 	struct stat st;
 	ssize_t n;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: opening a FIFO nobody writes to would otherwise wait forever. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return negative_errno();
 	if (fstat(fd, &st) < 0)
 		return negative_errno();
 	if (S_ISDIR(st.st_mode))
 		return -EISDIR;
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode) &&
+	    !((S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)) && names_descriptor(path)))
+		return -ESPIPE; /* a named FIFO, a terminal, /dev/zero ...: not a key */
 	if (S_ISREG(st.st_mode) && st.st_size > SECRET_FILE_MAX)
 		return -EFBIG;
 
 	buf = secret_alloc(SECRET_FILE_MAX + 1);
 	if (!buf)
 		return -ENOMEM;
-	n = read_all(fd, buf, SECRET_FILE_MAX + 1);
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += SECRET_READ_TIMEOUT_SEC;
+	n = read_until(fd, buf, SECRET_FILE_MAX + 1, &deadline);
 	if (n < 0)
 		return (int)n;
 	if (n > SECRET_FILE_MAX)
@@ -122,6 +184,23 @@ int secret_read_file(const char *path, void **ret, size_t *ret_size, bool *ret_w
 	*ret_size = (size_t)n;
 	*ret = TAKE_PTR(out);
 	return 0;
+}
+
+const char *secret_read_strerror(int error)
+{
+	switch (error) {
+	case -ENOKEY:
+		return "it is empty";
+	case -EFBIG:
+		return "larger than 8 KiB, not a key";
+	case -ESPIPE:
+		return "it is a named pipe (FIFO), a terminal or another special file; give a regular file, "
+		       "a block device, or a pipe as /dev/fd/N";
+	case -ETIMEDOUT:
+		return "nothing arrived through the pipe within 10 seconds";
+	default:
+		return strerror(-error);
+	}
 }
 
 int secret_generate_file(const char *path, size_t size, void **ret)

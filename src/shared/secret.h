@@ -27,12 +27,22 @@ static inline void secret_freep(void *p)
 }
 #define _cleanup_secret_ _cleanup_(secret_freep)
 
-/* Reads a key file into secret memory. path "-" is not accepted (a secret on a terminal is an
- * accident); /dev/fd/N is, so secrets can come from a file descriptor.
+/* How long a key may take to arrive through a pipe (/dev/fd/N) before the read gives up. */
+#define SECRET_READ_TIMEOUT_SEC 10
+
+/* Reads a key file into secret memory: a regular file, a block device, or a pipe named as a
+ * descriptor (/dev/fd/N, /proc/self/fd/N, /dev/stdin), so secrets can come from a file descriptor.
+ * path "-" is not accepted, nor is a terminal (a secret on a terminal is an accident), a named
+ * FIFO (anyone may hold its other end, and opening it would wait for a writer) or another
+ * special file. Never blocks for more than SECRET_READ_TIMEOUT_SEC.
  * Sets *ret_world_readable when the file's mode lets group or others read it (callers warn).
  * Returns 0, -ENOENT, -EACCES, -ENOKEY (empty), -EFBIG (larger than SECRET_FILE_MAX),
- * -EISDIR, or another -errno. */
+ * -EISDIR, -ESPIPE (a FIFO, terminal or other special file), -ETIMEDOUT (nothing arrived on a
+ * pipe in time), or another -errno. */
 int secret_read_file(const char *path, void **ret, size_t *ret_size, bool *ret_world_readable);
+
+/* Why secret_read_file() failed, for "PATH: cannot use the key file: <reason>". */
+const char *secret_read_strerror(int error);
 
 /* Fills buf with size cryptographically random bytes. Returns 0 or -EIO. */
 int secret_random(void *buf, size_t size);

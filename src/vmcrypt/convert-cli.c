@@ -239,7 +239,23 @@ int convert_cli_run(enum convert_verb verb, int argc, char **argv)
 		log_set_sink(json_log_sink, NULL);
 	progress_init(&run.progress, run.json, verb_names[verb], run.target);
 
-	/* One operation at a time on this VM, checked before anything else happens. */
+	/* The key first: whatever it takes to read it (a pipe, a slow disk) must not hold the VM
+	 * operation lock, which every other operation would find taken. */
+	if (key_file) {
+		r = secret_read_file(key_file, &key, &key_size, &world_readable);
+		if (r < 0) {
+			snprintf(res.message, sizeof(res.message), "%s: cannot use the key file: %s", key_file,
+				 secret_read_strerror(r));
+			snprintf(res.remedy, sizeof(res.remedy), "Give a readable, non-empty key file.");
+			status = EXIT_KEY;
+			print_result(&run, r, status, &res);
+			return status;
+		}
+		if (world_readable)
+			log_warning("%s: the key file can be read by group or others; run 'chmod 600 %s'", key_file, key_file);
+	}
+
+	/* One operation at a time on this VM, checked before anything changes. */
 	r = vm_lock_acquire(verb_names[verb], run.target, &run.lock, &holder);
 	if (r == -EAGAIN) {
 		char msg[1024];
@@ -268,17 +284,6 @@ int convert_cli_run(enum convert_verb verb, int argc, char **argv)
 			goto out;
 		}
 		key_size = 64;
-	} else {
-		r = secret_read_file(key_file, &key, &key_size, &world_readable);
-		if (r < 0) {
-			snprintf(res.message, sizeof(res.message), "%s: cannot use the key file: %s", key_file,
-				 r == -ENOKEY ? "it is empty" : r == -EFBIG ? "larger than 8 KiB, not a key" : strerror(-r));
-			snprintf(res.remedy, sizeof(res.remedy), "Give a readable, non-empty key file.");
-			status = EXIT_KEY;
-			goto out;
-		}
-		if (world_readable)
-			log_warning("%s: the key file can be read by group or others; run 'chmod 600 %s'", key_file, key_file);
 	}
 
 	sigaction(SIGINT, &sa, NULL);

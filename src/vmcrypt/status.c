@@ -83,7 +83,8 @@ int verb_status(int argc, char **argv)
 
 	r = luks_inspect(target, header, &vi);
 	if (r < 0) {
-		log_error("%s: cannot inspect it (%s)", target, strerror(-r));
+		log_error("%s: cannot inspect it (%s)", target,
+			  r == -ENOTBLK ? "it or its --header is neither a block device nor a regular file" : strerror(-r));
 		return r == -ENOENT ? EXIT_USAGE : EXIT_ERROR;
 	}
 	running = running_on(target, &live);

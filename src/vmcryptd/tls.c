@@ -154,7 +154,7 @@ int tls_load_or_create(const char *cert_path, const char *key_path, bool create,
 		return log_error_errno(r, "Could not read the TLS certificate %s: %m", cert_path);
 	r = secret_read_file(key_path, &key, &size, &world);
 	if (r < 0)
-		return log_error_errno(r, "Could not read the TLS key %s: %m", key_path);
+		return log_error_errno(r, "Could not read the TLS key %s: %s", key_path, secret_read_strerror(r));
 	if (world)
 		log_warning("TLS key %s is readable by group or others; chmod 600 it.", key_path);
 	key_text = secret_alloc(size + 1);

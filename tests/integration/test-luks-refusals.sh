@@ -11,7 +11,8 @@ refuses() {
 	local name=$1 code=$2 msg=$3 file=$4 before after out rc
 	shift 4
 	before=$(sha256sum <"$file")
-	out=$("$VMCRYPT" "$@" 2>&1)
+	# Bounded: a refusal that hangs (a FIFO waiting for a writer) fails instead of stalling.
+	out=$(timeout 60 "$VMCRYPT" "$@" 2>&1)
 	rc=$?
 	after=$(sha256sum <"$file")
 	check_eq "$name: exit code $code" "$code" "$rc"
@@ -54,6 +55,30 @@ cp "$KEY" "$WORK/existing.key"
 refuses "new key file exists" 12 "$WORK/existing.key: cannot create the new key file (it already exists; vmcrypt never overwrites a key)" \
 	"$img" encrypt --new-key-file "$WORK/existing.key" "$img"
 check "existing key file kept" cmp -s "$KEY" "$WORK/existing.key"
+
+# Key files and targets that are not files: a named FIFO would block the open forever while the
+# VM operation lock is held; a pipe given as /dev/fd/N or /dev/stdin is bounded in time.
+mkfifo "$WORK/fifo"
+refuses "key file is a FIFO" 5 "$WORK/fifo: cannot use the key file: it is a named pipe (FIFO), a terminal or another special file" \
+	"$img" encrypt --key-file "$WORK/fifo" "$img"
+refuses "target is a FIFO" 1 "$WORK/fifo: not a block device or regular file" "$img" encrypt --key-file "$KEY" "$WORK/fifo"
+refuses "detached header is a FIFO" 4 "$img: no valid LUKS header in $WORK/fifo" "$img" \
+	decrypt --key-file "$KEY" --header "$WORK/fifo" "$img"
+out=$(timeout 60 "$VMCRYPT" status --header "$WORK/fifo" "$img" 2>&1); rc=$?
+check_eq "status with a FIFO header: exit 1" 1 "$rc"
+check_contains "status with a FIFO header: message" "neither a block device nor a regular file" "$out"
+# A pipe that never delivers: the read gives up after 10 s, and the lock was never taken meanwhile.
+before=$(sha256sum <"$img")
+(sleep 30 | timeout 60 "$VMCRYPT" encrypt --key-file /dev/stdin "$img" >"$WORK/pipe.out" 2>&1; echo $? >"$WORK/pipe.rc") &
+waiter=$!
+at_exit "kill $waiter"
+sleep 1
+out=$(timeout 60 "$VMCRYPT" resume --key-file "$KEY" "$img" 2>&1); rc=$?
+check_eq "while a key is awaited the VM lock is free: exit 4, not 9" 4 "$rc"
+wait "$waiter"
+check_eq "silent pipe: exit 5" 5 "$(cat "$WORK/pipe.rc")"
+check_contains "silent pipe: message" "/dev/stdin: cannot use the key file: nothing arrived through the pipe within 10 seconds" "$(cat "$WORK/pipe.out")"
+check_eq "silent pipe: target unchanged" "$before" "$(sha256sum <"$img")"
 
 # Header file that already exists.
 echo precious >"$WORK/hdr"
