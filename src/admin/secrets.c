@@ -128,9 +128,10 @@ int verb_audit(struct admin *a, int argc, char **argv)
 	static const struct option opts[] = {
 		{ "vm", required_argument, NULL, 'v' },
 		{ "since", required_argument, NULL, 's' },
+		{ "result", required_argument, NULL, 'r' },
 		{},
 	};
-	const char *vm = NULL, *since = NULL;
+	const char *vm = NULL, *since = NULL, *result = NULL;
 	char path[256], esc[128];
 	json_t *resp = NULL, *e;
 	size_t i;
@@ -141,11 +142,15 @@ int verb_audit(struct admin *a, int argc, char **argv)
 			vm = optarg;
 		else if (c == 's')
 			since = optarg;
+		else if (c == 'r')
+			result = optarg;
 		else
 			return EXIT_USAGE;
 	}
-	if (optind != argc || (vm && !api_name_valid(vm)) || (since && strlen(since) > 40)) {
-		log_error("Usage: vmcrypt-admin audit [--vm NAME] [--since TIME|AGE] (TIME 2026-11-29T10:00:00Z, AGE 30m, 2h, 1d)");
+	if (optind != argc || (vm && !api_name_valid(vm)) || (since && strlen(since) > 40) ||
+	    (result && api_audit_result_from_string(result) < 0)) {
+		log_error("Usage: vmcrypt-admin audit [--vm NAME] [--since TIME|AGE] [--result ok|denied] "
+			  "(TIME 2026-11-29T10:00:00Z, AGE 30m, 2h, 1d; denied: any result but ok)");
 		return EXIT_USAGE;
 	}
 	snprintf(path, sizeof(path), "/v1/admin/audit");
@@ -153,18 +158,22 @@ int verb_audit(struct admin *a, int argc, char **argv)
 		snprintf(path + strlen(path), sizeof(path) - strlen(path), "?vm=%s", vm);
 	if (since) {
 		query_escape(since, esc, sizeof(esc));
-		snprintf(path + strlen(path), sizeof(path) - strlen(path), "%csince=%s", vm ? '&' : '?', esc);
+		snprintf(path + strlen(path), sizeof(path) - strlen(path), "%csince=%s", strchr(path, '?') ? '&' : '?', esc);
 	}
+	if (result)
+		snprintf(path + strlen(path), sizeof(path) - strlen(path), "%cresult=%s", strchr(path, '?') ? '&' : '?',
+			 api_audit_result_to_string(api_audit_result_from_string(result)));
 	r = admin_call(a, "GET", path, NULL, &resp);
 	if (r)
 		return r;
 	if (a->json)
 		admin_print_json(resp);
 	else {
-		printf("%-20s %-16s %-20s %-36s %s\n", "TIME", "ACTOR", "ACTION", "OBJECT", "RESULT");
+		printf("%-20s %-16s %-15s %-20s %-36s %s\n", "TIME", "ACTOR", "SOURCE", "ACTION", "OBJECT", "RESULT");
 		json_array_foreach(json_object_get(resp, "events"), i, e)
-			printf("%-20s %-16s %-20s %-36s %s\n", admin_str(e, "time"), admin_str(e, "actor"),
-			       admin_str(e, "action"), admin_str(e, "object"), admin_str(e, "result"));
+			printf("%-20s %-16s %-15s %-20s %-36s %s\n", admin_str(e, "time"), admin_str(e, "actor"),
+			       admin_str(e, "source")[0] ? admin_str(e, "source") : "-", admin_str(e, "action"),
+			       admin_str(e, "object"), admin_str(e, "result"));
 	}
 	json_decref(resp);
 	return EXIT_OK;

@@ -459,6 +459,30 @@ static bool data_state_matches(bool want, const char *s)
 	return streq(s, "NotEncrypted") || streq(s, "DecryptionInProgress");
 }
 
+static const char *const audit_result_table[_API_AUDIT_RESULT_MAX] = {
+	[API_AUDIT_ANY] = "any",
+	[API_AUDIT_OK] = "ok",
+	[API_AUDIT_DENIED] = "denied",
+};
+
+const char *api_audit_result_to_string(enum api_audit_result r)
+{
+	return r >= 0 && r < _API_AUDIT_RESULT_MAX ? audit_result_table[r] : NULL;
+}
+
+enum api_audit_result api_audit_result_from_string(const char *s)
+{
+	for (size_t i = 0; i < ELEMENTSOF(audit_result_table); i++)
+		if (streq(s, audit_result_table[i]))
+			return (enum api_audit_result)i;
+	return _API_AUDIT_RESULT_INVALID;
+}
+
+bool api_audit_result_is_ok(const char *result)
+{
+	return streq(result, "ok") || startswith(result, "ok:");
+}
+
 char *api_format_time(int64_t t, char *buf, size_t len)
 {
 	struct tm tm;

@@ -3,6 +3,7 @@
  * status values and the drift rule. Pure functions: no I/O. */
 #pragma once
 
+#include <errno.h>
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -117,6 +118,22 @@ struct api_drift_input {
  * and the report time) to buf. */
 enum api_drift api_drift_compute(const struct api_drift_input *in, char *buf, size_t len);
 const char *api_drift_to_string(enum api_drift d);
+
+/* The result filter of audit listings. An event's result is "ok", "ok: DETAIL", or a reason it
+ * was refused or failed ("denied: ...", "failed", "not found"): API_AUDIT_DENIED is any result
+ * that is not ok. */
+enum api_audit_result {
+	API_AUDIT_ANY,
+	API_AUDIT_OK,
+	API_AUDIT_DENIED,
+	_API_AUDIT_RESULT_MAX,
+	_API_AUDIT_RESULT_INVALID = -EINVAL,
+};
+/* "any", "ok", "denied" both ways; from_string returns _API_AUDIT_RESULT_INVALID for others. */
+const char *api_audit_result_to_string(enum api_audit_result r);
+enum api_audit_result api_audit_result_from_string(const char *s);
+/* Whether an event's result text counts as ok ("ok" or "ok: ..."). */
+bool api_audit_result_is_ok(const char *result);
 
 /* UTC "2026-11-29T10:00:00Z" for t into buf (at least 21 bytes). */
 char *api_format_time(int64_t t, char *buf, size_t len);

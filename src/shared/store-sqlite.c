@@ -64,6 +64,9 @@ enum stmt_id {
 	S_SECRET_LIST_VM,
 	S_AUDIT_APPEND,
 	S_AUDIT_LIST,
+	S_AUDIT_CUTOFF,
+	S_AUDIT_DROPPED,
+	S_AUDIT_DROP,
 	_S_MAX,
 };
 
@@ -118,11 +121,20 @@ static const char *const stmt_sql[_S_MAX] = {
 			  "secrets WHERE vm = s.vm AND volume = s.volume) ORDER BY vm, volume",
 	[S_SECRET_LIST_VM] = "SELECT " SECRET_COLUMNS " FROM secrets s WHERE vm = ?1 AND version = (SELECT "
 			     "MAX(version) FROM secrets WHERE vm = s.vm AND volume = s.volume) ORDER BY volume",
-	[S_AUDIT_APPEND] = "INSERT INTO audit(time, actor, action, object, result) VALUES (?1, ?2, ?3, ?4, ?5)",
-	/* The newest 10000 matching events, oldest first: the response has a hard cap. */
-	[S_AUDIT_LIST] = "SELECT * FROM (SELECT id, time, actor, action, object, result FROM audit WHERE "
+	[S_AUDIT_APPEND] = "INSERT INTO audit(time, actor, action, object, result, source) "
+			   "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+	/* The newest 10000 matching events, oldest first: the response has a hard cap. ?3: NULL any
+	 * result, 1 ok ("ok" or "ok: ..."), 0 anything else (api_audit_result_is_ok()). */
+	[S_AUDIT_LIST] = "SELECT * FROM (SELECT id, time, actor, action, object, result, source FROM audit WHERE "
 			 "time >= ?2 AND (?1 IS NULL OR object = ?1 OR substr(object, 1, length(?1) + 1) = ?1 || '/') "
+			 "AND (?3 IS NULL OR (result = 'ok' OR substr(result, 1, 3) = 'ok:') = ?3) "
 			 "ORDER BY id DESC LIMIT 10000) ORDER BY id",
+	/* Retention. ?1: drop events older than this time; ?2: drop ids below this one (the
+	 * max_rows-th newest). The newest event never goes, so a new rowid is always above the old ones. */
+	[S_AUDIT_CUTOFF] = "SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?1",
+	[S_AUDIT_DROPPED] = "SELECT count(*), min(time), max(time) FROM audit WHERE (time < ?1 OR id < ?2) "
+			    "AND id < (SELECT max(id) FROM audit)",
+	[S_AUDIT_DROP] = "DELETE FROM audit WHERE (time < ?1 OR id < ?2) AND id < (SELECT max(id) FROM audit)",
 };
 
 static const char schema_v1[] =
@@ -141,11 +153,17 @@ static const char schema_v1[] =
 	"  content_type TEXT NOT NULL, file_name TEXT NOT NULL, kek TEXT NOT NULL, kek_version INTEGER NOT NULL, "
 	"  kek_algorithm TEXT NOT NULL, created INTEGER NOT NULL, sealed BLOB NOT NULL, "
 	"  PRIMARY KEY(vm, volume, version));"
-	/* No AUTOINCREMENT: events are never deleted, so rowids only grow anyway, and every insert
-	 * would also rewrite the sqlite_sequence page. */
+	/* No AUTOINCREMENT: retention deletes only the oldest events and never the newest, so rowids
+	 * only grow anyway, and every insert would also rewrite the sqlite_sequence page. */
 	"CREATE TABLE audit(id INTEGER PRIMARY KEY, time INTEGER NOT NULL, actor TEXT NOT NULL, "
 	"  action TEXT NOT NULL, object TEXT NOT NULL, result TEXT NOT NULL);"
 	"CREATE INDEX audit_time ON audit(time);";
+
+/* Version 2: every audit event records the client's address (older events get ""). */
+static const char schema_v2[] = "ALTER TABLE audit ADD COLUMN source TEXT NOT NULL DEFAULT '';";
+
+/* schema_steps[i] takes the schema from version i to i + 1. */
+static const char *const schema_steps[STORE_SCHEMA_VERSION] = { schema_v1, schema_v2 };
 
 struct conn {
 	sqlite3 *db;
@@ -315,13 +333,17 @@ static int migrate(struct conn *c)
 		log_debug("SQLite: schema version %d is newer than this program's %d", version, STORE_SCHEMA_VERSION);
 		return -EPROTONOSUPPORT;
 	}
-	if (version == 0) {
+	/* Each step commits with its version, so a crash between steps resumes at the next one. */
+	for (; version < STORE_SCHEMA_VERSION; version++) {
+		char bump[80];
+
+		snprintf(bump, sizeof(bump), "INSERT INTO schema_version(version) VALUES (%d); COMMIT", version + 1);
 		rc = sqlite3_exec(c->db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
 		if (rc != SQLITE_OK)
 			goto fail;
-		rc = sqlite3_exec(c->db, schema_v1, NULL, NULL, &msg);
+		rc = sqlite3_exec(c->db, schema_steps[version], NULL, NULL, &msg);
 		if (rc == SQLITE_OK)
-			rc = sqlite3_exec(c->db, "INSERT INTO schema_version(version) VALUES (1); COMMIT", NULL, NULL, &msg);
+			rc = sqlite3_exec(c->db, bump, NULL, NULL, &msg);
 		if (rc != SQLITE_OK) {
 			sqlite3_exec(c->db, "ROLLBACK", NULL, NULL, NULL);
 			goto fail;
@@ -1135,6 +1157,7 @@ static int do_audit_append(struct conn *c, const void *a, const void *b, void *o
 	sqlite3_bind_text(q, 3, e->action, -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 4, e->object, -1, SQLITE_STATIC);
 	sqlite3_bind_text(q, 5, e->result, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 6, e->source, -1, SQLITE_STATIC);
 	return exec_stmt(c, q);
 }
 
@@ -1163,10 +1186,12 @@ static int audit_row_cb(sqlite3_stmt *q, void *ud)
 	copy_text(e.action, sizeof(e.action), q, 3);
 	copy_text(e.object, sizeof(e.object), q, 4);
 	copy_text(e.result, sizeof(e.result), q, 5);
+	copy_text(e.source, sizeof(e.source), q, 6);
 	return ((store_audit_cb)l->cb)(&e, l->userdata);
 }
 
-static int do_audit_list(struct conn *c, const char *prefix, int64_t since, struct list_ctx *l)
+static int do_audit_list(struct conn *c, const char *prefix, int64_t since, enum api_audit_result result,
+			 struct list_ctx *l)
 {
 	_cleanup_stmt_ sqlite3_stmt *q = NULL;
 	int r = stmt_get(c, S_AUDIT_LIST, &q);
@@ -1175,14 +1200,68 @@ static int do_audit_list(struct conn *c, const char *prefix, int64_t since, stru
 	if (prefix)
 		sqlite3_bind_text(q, 1, prefix, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(q, 2, since);
+	if (result != API_AUDIT_ANY)
+		sqlite3_bind_int(q, 3, result == API_AUDIT_OK);
 	return list_rows(c, q, audit_row_cb, l);
 }
 
-static int store_sqlite_audit_list(void *impl, const char *object_prefix, int64_t since, store_audit_cb cb,
-				   void *userdata)
+static int store_sqlite_audit_list(void *impl, const char *object_prefix, int64_t since,
+				   enum api_audit_result result, store_audit_cb cb, void *userdata)
 {
 	struct list_ctx l = { (void *)cb, userdata };
-	return WITH_READ_CONN(impl, c, do_audit_list(c, object_prefix, since, &l));
+
+	if (result < 0 || result >= _API_AUDIT_RESULT_MAX)
+		return -EINVAL;
+	return WITH_READ_CONN(impl, c, do_audit_list(c, object_prefix, since, result, &l));
+}
+
+static int do_audit_prune(struct conn *c, const void *a, const void *b, void *out)
+{
+	const int64_t before = *(const int64_t *)a;
+	const uint64_t max_rows = *(const uint64_t *)b;
+	struct store_audit_pruned *ret = out;
+	_cleanup_stmt_ sqlite3_stmt *qc = NULL;
+	_cleanup_stmt_ sqlite3_stmt *qd = NULL;
+	_cleanup_stmt_ sqlite3_stmt *qx = NULL;
+	int64_t cutoff = 0;
+	int r;
+
+	memset(ret, 0, sizeof(*ret));
+	if (max_rows > 0 && max_rows <= INT64_MAX) {
+		r = stmt_get(c, S_AUDIT_CUTOFF, &qc);
+		if (r < 0)
+			return r;
+		sqlite3_bind_int64(qc, 1, (sqlite3_int64)(max_rows - 1));
+		r = step_one(c, qc);
+		if (r >= 0)
+			cutoff = sqlite3_column_int64(qc, 0);
+		else if (r != -ENOENT) /* -ENOENT: no more rows than that */
+			return r;
+	}
+	r = stmt_get(c, S_AUDIT_DROPPED, &qd);
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(qd, 1, before);
+	sqlite3_bind_int64(qd, 2, cutoff);
+	r = step_one(c, qd);
+	if (r < 0)
+		return r;
+	ret->count = (uint64_t)sqlite3_column_int64(qd, 0);
+	ret->oldest = sqlite3_column_int64(qd, 1);
+	ret->newest = sqlite3_column_int64(qd, 2);
+	if (ret->count == 0)
+		return 0;
+	r = stmt_get(c, S_AUDIT_DROP, &qx);
+	if (r < 0)
+		return r;
+	sqlite3_bind_int64(qx, 1, before);
+	sqlite3_bind_int64(qx, 2, cutoff);
+	return exec_stmt(c, qx);
+}
+
+static int store_sqlite_audit_prune(void *impl, int64_t before, uint64_t max_rows, struct store_audit_pruned *ret)
+{
+	return run_write(impl, do_audit_prune, &before, &max_rows, ret);
 }
 
 const struct store_ops store_sqlite_ops = {
@@ -1210,4 +1289,5 @@ const struct store_ops store_sqlite_ops = {
 	.audit_append = store_sqlite_audit_append,
 	.audit_append_read = store_sqlite_audit_append_read,
 	.audit_list = store_sqlite_audit_list,
+	.audit_prune = store_sqlite_audit_prune,
 };

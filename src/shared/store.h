@@ -19,8 +19,9 @@
 #include "api.h"
 #include "token.h"
 
-#define STORE_SCHEMA_VERSION 1
+#define STORE_SCHEMA_VERSION 2
 #define STORE_TEXT_MAX 256
+#define STORE_SOURCE_MAX 48 /* an IPv6 address in text (INET6_ADDRSTRLEN) and a NUL */
 
 enum store_vm_state {
 	STORE_VM_REGISTERED, /* has an enrollment token, no credential yet */
@@ -87,6 +88,13 @@ struct store_audit {
 	char action[64];
 	char object[STORE_TEXT_MAX];
 	char result[STORE_TEXT_MAX];
+	char source[STORE_SOURCE_MAX]; /* the client's address; "" for the server's own events */
+};
+
+/* What audit_prune() dropped. */
+struct store_audit_pruned {
+	uint64_t count;
+	int64_t oldest, newest; /* times of the oldest and the newest dropped event; 0 when none */
 };
 
 /* List callbacks: return < 0 to stop the listing with that error. The object is only valid
@@ -138,7 +146,14 @@ struct store_ops {
 	 * the process dying (kill -9), but it need not wait for a disk flush; the next durable write
 	 * flushes it. Inside store_transaction() it joins the transaction like any write. */
 	int (*audit_append_read)(void *impl, const struct store_audit *event);
-	int (*audit_list)(void *impl, const char *object_prefix, int64_t since, store_audit_cb cb, void *userdata);
+	/* The newest 10,000 events matching all of: object is object_prefix or below it (NULL: any),
+	 * time >= since, result matches (see enum api_audit_result); oldest first. */
+	int (*audit_list)(void *impl, const char *object_prefix, int64_t since, enum api_audit_result result,
+			  store_audit_cb cb, void *userdata);
+	/* Retention: drops events older than before (0: none by age) and the oldest beyond the newest
+	 * max_rows (0: no limit). The newest event always stays, so ids keep growing. Says what it
+	 * dropped in *ret. */
+	int (*audit_prune)(void *impl, int64_t before, uint64_t max_rows, struct store_audit_pruned *ret);
 };
 
 struct store {
@@ -239,8 +254,13 @@ static inline int store_audit_append_read(struct store *s, const struct store_au
 {
 	return s->ops->audit_append_read(s->impl, e);
 }
-static inline int store_audit_list(struct store *s, const char *object_prefix, int64_t since, store_audit_cb cb,
-				   void *userdata)
+static inline int store_audit_list(struct store *s, const char *object_prefix, int64_t since,
+				   enum api_audit_result result, store_audit_cb cb, void *userdata)
 {
-	return s->ops->audit_list(s->impl, object_prefix, since, cb, userdata);
+	return s->ops->audit_list(s->impl, object_prefix, since, result, cb, userdata);
+}
+static inline int store_audit_prune(struct store *s, int64_t before, uint64_t max_rows,
+				    struct store_audit_pruned *ret)
+{
+	return s->ops->audit_prune(s->impl, before, max_rows, ret);
 }

@@ -1,6 +1,8 @@
 /* Authentication of vmcryptd requests. Each route names the one kind of
  * credential it accepts (api.c's table); any other kind is refused, so the admin token never
- * works as a VM credential and a VM credential never reaches an admin route. */
+ * works as a VM credential and a VM credential never reaches an admin route. Refusals are
+ * audited with the client's address and weighed by the throttle (throttle.c), which also locks
+ * out sources that keep failing. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -23,20 +25,34 @@ static const char *kind_name(enum token_kind k)
 	return "?";
 }
 
-static int deny(struct server *srv, const struct api_route_def *def, const char *object, const char *actor,
-		struct reply *rep, int error, const char *why)
+/* How a refusal weighs with the throttle. */
+enum weight {
+	WEIGHT_LOG,   /* logged only: a revoked or wrong-kind credential guesses nothing */
+	WEIGHT_COUNT, /* no credential, or a malformed one: counts toward the source's lockout */
+	WEIGHT_GUESS, /* a wrong secret for an existing token id: counts for the source and the id */
+};
+
+static int deny(struct server *srv, const struct client_addr *src, const struct api_route_def *def,
+		const char *object, struct caller *who, const char *actor, struct reply *rep, int error,
+		enum weight weight, const char *id, const char *why)
 {
 	char result[STORE_TEXT_MAX];
+	unsigned lockout;
 
-	snprintf(result, sizeof(result), "denied: %.200s", why);
+	snprintf(who->actor, sizeof(who->actor), "%s", actor);
+	lockout = throttle_failure(srv->throttle, src, weight == WEIGHT_GUESS ? id : NULL, weight != WEIGHT_LOG, why);
+	if (lockout > 0)
+		snprintf(result, sizeof(result), "denied: %.160s; source locked out for %u s", why, lockout);
+	else
+		snprintf(result, sizeof(result), "denied: %.200s", why);
 	/* A refusal changes nothing: recorded like a read, so a flood of bad tokens cannot force a
 	 * disk flush per request. */
-	(void)audit_read_event(srv, actor, def->action, object, result);
+	(void)audit_read_event(srv, who, def->action, object, result);
 	return http_reply_error(rep, error, "%s", why);
 }
 
-int auth_check(struct server *srv, const char *authorization, const struct api_route_def *def,
-	       const char *object, struct caller *ret, struct reply *rep)
+int auth_check(struct server *srv, const struct client_addr *src, const char *authorization,
+	       const struct api_route_def *def, const char *object, struct caller *ret, struct reply *rep)
 {
 	static const enum token_kind wanted[] = {
 		[API_AUTH_ENROLL] = TOKEN_ENROLL,
@@ -53,31 +69,48 @@ int auth_check(struct server *srv, const char *authorization, const struct api_r
 	enum token_kind kind;
 	struct store_vm vm = {};
 	char why[256];
+	unsigned wait;
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
 	ret->kind = def->auth;
+	snprintf(ret->source, sizeof(ret->source), "%s", src->text);
+
+	/* A locked-out source costs a table lookup: no parsing, no store, no audit row (the
+	 * lockout itself was audited, the refusals are counted in the log). */
+	wait = throttle_check(srv->throttle, src);
+	if (wait > 0) {
+		rep->retry_after = wait;
+		return http_reply_error(rep, -EUSERS,
+					"too many failed authentications from %s; retry in %u s", src->text[0] ? src->text : "this address", wait);
+	}
+
 	r = token_from_authorization(authorization, &kind, id, hash);
 	if (r == -ENOKEY)
-		return deny(srv, def, object, "anonymous", rep, -ENOKEY,
+		return deny(srv, src, def, object, ret, "anonymous", rep, -ENOKEY, WEIGHT_COUNT, NULL,
 			    "missing credential: send \"Authorization: Bearer <token>\"");
 	if (r < 0)
-		return deny(srv, def, object, "anonymous", rep, -EKEYREJECTED, "malformed credential");
+		return deny(srv, src, def, object, ret, "anonymous", rep, -EKEYREJECTED, WEIGHT_COUNT, NULL,
+			    "malformed credential");
 	if (kind != wanted[def->auth]) {
 		snprintf(why, sizeof(why), "%s; %s was presented", wanted_text[def->auth], kind_name(kind));
-		return deny(srv, def, object, "anonymous", rep, -EACCES, why);
+		return deny(srv, src, def, object, ret, "anonymous", rep, -EACCES, WEIGHT_LOG, NULL, why);
 	}
 
 	if (kind == TOKEN_ADMIN) {
 		if (!token_hash_equal(hash, srv->admin_hash))
-			return deny(srv, def, object, "anonymous", rep, -EKEYREJECTED, "invalid admin token");
+			return deny(srv, src, def, object, ret, "anonymous", rep, -EKEYREJECTED, WEIGHT_GUESS, "admin",
+				    "invalid admin token");
 		snprintf(ret->actor, sizeof(ret->actor), "admin");
 		return 0;
 	}
 
 	r = store_vm_get_by_id(srv->store, id, &vm);
+	/* An id nobody holds is counted for the source only: tracking made-up ids would just churn
+	 * the id table. */
 	if (r == -ENOENT)
-		return deny(srv, def, object, "anonymous", rep, -EKEYREJECTED, "invalid credential");
+		return deny(srv, src, def, object, ret, "anonymous", rep, -EKEYREJECTED, WEIGHT_COUNT, NULL,
+			    "invalid credential");
 	if (r < 0)
 		return http_reply_error(rep, r, "store unavailable");
 
@@ -85,7 +118,7 @@ int auth_check(struct server *srv, const char *authorization, const struct api_r
 		/* A used or revoked enrollment token must fail exactly like a wrong one. */
 		if (vm.state != STORE_VM_REGISTERED || !token_hash_equal(hash, vm.enroll_hash)) {
 			store_vm_done(&vm);
-			return deny(srv, def, object, "anonymous", rep, -EKEYREJECTED,
+			return deny(srv, src, def, object, ret, "anonymous", rep, -EKEYREJECTED, WEIGHT_GUESS, id,
 				    "invalid or already used enrollment token");
 		}
 	} else {
@@ -94,12 +127,13 @@ int auth_check(struct server *srv, const char *authorization, const struct api_r
 		snprintf(actor, sizeof(actor), "vm:%s", vm.name);
 		if (vm.state == STORE_VM_REGISTERED || !token_hash_equal(hash, vm.cred_hash)) {
 			store_vm_done(&vm);
-			return deny(srv, def, object, "anonymous", rep, -EKEYREJECTED, "invalid credential");
+			return deny(srv, src, def, object, ret, "anonymous", rep, -EKEYREJECTED, WEIGHT_GUESS, id,
+				    "invalid credential");
 		}
 		if (vm.state == STORE_VM_REVOKED) {
 			snprintf(why, sizeof(why), "the credential of VM '%s' is revoked", vm.name);
 			store_vm_done(&vm);
-			return deny(srv, def, object, actor, rep, -EKEYREVOKED, why);
+			return deny(srv, src, def, object, ret, actor, rep, -EKEYREVOKED, WEIGHT_LOG, NULL, why);
 		}
 	}
 	snprintf(ret->actor, sizeof(ret->actor), "vm:%s", vm.name);

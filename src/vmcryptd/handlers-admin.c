@@ -42,7 +42,7 @@ static int txn_audit(struct store *s, struct admin_txn *t, const char *action)
 	char result[STORE_TEXT_MAX];
 
 	snprintf(result, sizeof(result), "ok%s%s", t->audit_detail[0] ? ": " : "", t->audit_detail);
-	audit_fill(&e, t->rq->who->actor, action, t->rq->object, result);
+	audit_fill(&e, t->rq->who, action, t->rq->object, result);
 	return store_audit_append(s, &e);
 }
 

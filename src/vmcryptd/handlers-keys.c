@@ -61,7 +61,7 @@ static int key_insert_txn(struct store *s, void *userdata)
 	if (r < 0)
 		return r;
 	snprintf(result, sizeof(result), "ok: version %u", t->key->version);
-	audit_fill(&e, t->rq->who->actor, t->action, t->rq->object, result);
+	audit_fill(&e, t->rq->who, t->action, t->rq->object, result);
 	return store_audit_append(s, &e);
 }
 
@@ -182,7 +182,7 @@ static int rewrap_txn_run(struct store *s, void *userdata)
 		return r;
 	snprintf(result, sizeof(result), "ok: version %u -> %u, key %s version %u", t->expect, t->version,
 		 t->secret->kek, t->secret->kek_version);
-	audit_fill(&e, t->rq->who->actor, "secret.rewrap", t->object, result);
+	audit_fill(&e, t->rq->who, "secret.rewrap", t->object, result);
 	return store_audit_append(s, &e);
 }
 
@@ -287,31 +287,38 @@ int handle_admin_key_rotate(struct request *rq, struct reply *rep)
 	return 0;
 }
 
-static int key_disable_txn(struct store *s, void *userdata)
+static int key_set_enabled_txn(struct store *s, void *userdata)
 {
 	struct key_txn *t = userdata;
 	struct store_audit e;
 	int r;
 
-	r = store_key_set_enabled(s, t->rq->api->key, false);
+	r = store_key_set_enabled(s, t->rq->api->key, t->enabled);
 	if (r < 0)
 		return r;
-	audit_fill(&e, t->rq->who->actor, "key.disable", t->rq->object, "ok");
+	audit_fill(&e, t->rq->who, t->action, t->rq->object, "ok");
 	return store_audit_append(s, &e);
 }
 
-int handle_admin_key_disable(struct request *rq, struct reply *rep)
+/* Disabling and enabling act on every version of the key at once; the key cache re-reads the
+ * enabled flag on every use, so either takes effect with the next wrap or unwrap. */
+static int key_set_enabled(struct request *rq, struct reply *rep, bool enabled)
 {
-	struct key_txn t = { .rq = rq };
-	int r = store_transaction(rq->srv->store, key_disable_txn, &t);
+	struct key_txn t = { .rq = rq, .enabled = enabled, .action = enabled ? "key.enable" : "key.disable" };
+	int r = store_transaction(rq->srv->store, key_set_enabled_txn, &t);
 
 	if (r == -ENOENT)
 		return http_reply_error(rep, r, "no key named '%s'; see `vmcrypt-admin key list`", rq->api->key);
 	if (r < 0)
 		return http_reply_error(rep, r, "the change could not be stored");
-	log_info("Key '%s' disabled.", rq->api->key);
-	rep->body = json_pack("{s:s,s:b}", "name", rq->api->key, "enabled", 0);
+	log_info("Key '%s' %s.", rq->api->key, enabled ? "enabled" : "disabled");
+	rep->body = json_pack("{s:s,s:b}", "name", rq->api->key, "enabled", enabled);
 	return rep->body ? 0 : -ENOMEM;
+}
+
+int handle_admin_key_disable(struct request *rq, struct reply *rep)
+{
+	return key_set_enabled(rq, rep, false);
 }
 
 static int list_key_cb(const struct store_key *k, void *userdata)

@@ -73,11 +73,11 @@ int handle_admin_secret_show(struct request *rq, struct reply *rep)
 	}
 	r = handler_secret_open(srv, &sec, rep, &value, &size);
 	if (r < 0) {
-		(void)audit_read_event(srv, rq->who->actor, "secret.reveal", rq->object, "failed");
+		(void)audit_read_event(srv, rq->who, "secret.reveal", rq->object, "failed");
 		store_secret_done(&sec);
 		return r;
 	}
-	r = audit_read_event(srv, rq->who->actor, "secret.reveal", rq->object, "ok");
+	r = audit_read_event(srv, rq->who, "secret.reveal", rq->object, "ok");
 	if (r >= 0)
 		r = handler_secret_reply(&sec, value, size, rep);
 	else
@@ -93,7 +93,8 @@ static int list_audit_cb(const struct store_audit *e, void *userdata)
 
 int handle_admin_audit(struct request *rq, struct reply *rep)
 {
-	const char *vm = query(rq, "vm"), *since_text = query(rq, "since");
+	const char *vm = query(rq, "vm"), *since_text = query(rq, "since"), *result_text = query(rq, "result");
+	enum api_audit_result result = API_AUDIT_ANY;
 	char prefix[API_NAME_MAX + 4];
 	int64_t since = 0;
 	json_t *a;
@@ -103,12 +104,14 @@ int handle_admin_audit(struct request *rq, struct reply *rep)
 		return http_reply_error(rep, -EINVAL, "?vm= must be a VM name");
 	if (since_text && api_parse_time(since_text, now(), &since) < 0)
 		return http_reply_error(rep, -EINVAL, "?since= must be a time like 2026-11-29T10:00:00Z or an age like 30m, 2h, 1d");
+	if (result_text && (result = api_audit_result_from_string(result_text)) < 0)
+		return http_reply_error(rep, -EINVAL, "?result= must be ok, denied (any result but ok) or any");
 	if (vm)
 		snprintf(prefix, sizeof(prefix), "vm/%s", vm);
 	a = json_array();
 	if (!a)
 		return -ENOMEM;
-	r = store_audit_list(rq->srv->store, vm ? prefix : NULL, since, list_audit_cb, a);
+	r = store_audit_list(rq->srv->store, vm ? prefix : NULL, since, result, list_audit_cb, a);
 	if (r < 0) {
 		json_decref(a);
 		return http_reply_error(rep, r, "store unavailable");

@@ -21,7 +21,7 @@ struct enroll_txn {
 	const uint8_t *cred_hash;
 	const char *hostname;
 	const char *agent_version;
-	const char *actor;
+	const struct caller *who;
 	const char *object;
 };
 
@@ -50,8 +50,7 @@ static int enroll_txn_run(struct store *s, void *userdata)
 	store_vm_done(&vm);
 	if (r < 0)
 		return r;
-	audit_fill(&e, t->actor, "vm.enroll", t->object, "ok");
-	snprintf(e.actor, sizeof(e.actor), "vm:%s", t->actor);
+	audit_fill(&e, t->who, "vm.enroll", t->object, "ok");
 	return store_audit_append(s, &e);
 }
 
@@ -72,7 +71,7 @@ int handle_enroll(struct request *rq, struct reply *rep)
 		.cred_hash = cred_hash,
 		.hostname = json_string_value(json_object_get(rq->api->body, "hostname")),
 		.agent_version = json_string_value(json_object_get(rq->api->body, "agentVersion")),
-		.actor = vm->name,
+		.who = rq->who,
 		.object = rq->object,
 	};
 	r = store_transaction(rq->srv->store, enroll_txn_run, &t);
@@ -159,7 +158,7 @@ int handle_vm_secret_put(struct request *rq, struct reply *rep)
 			return http_reply_error(rep, -EIO, "settings of VM '%s' name an unknown algorithm", vmname);
 		r = keycache_get(srv, st.kek, 0, &t.secret.kek_version, &key, &owned);
 		if (r == -EKEYEXPIRED || r == -ENOENT) {
-			(void)audit_event(srv, rq->who->actor, "secret.write", rq->object, "denied: KEK disabled or missing");
+			(void)audit_event(srv, rq->who, "secret.write", rq->object, "denied: KEK disabled or missing");
 			return http_reply_error(rep, -EKEYEXPIRED,
 					   "the key-encryption key '%s' of VM '%s' is disabled or gone; choose another: "
 					   "vmcrypt-admin vm encryption enable --vm %s --volume-type %s --kek NEWKEY",
@@ -191,7 +190,7 @@ int handle_vm_secret_put(struct request *rq, struct reply *rep)
 		return http_reply_error(rep, r, "could not seal the secret");
 	t.secret.sealed = sealed;
 	t.secret.sealed_size = ssize;
-	audit_fill(&t.event, rq->who->actor, "secret.write", rq->object, "ok");
+	audit_fill(&t.event, rq->who, "secret.write", rq->object, "ok");
 
 	r = store_transaction(srv->store, secret_put_txn_run, &t);
 	if (r < 0)
@@ -272,19 +271,19 @@ int handle_vm_secret_get(struct request *rq, struct reply *rep)
 
 	r = store_secret_get(srv->store, rq->who->vm.name, rq->api->volume, 0, &sec);
 	if (r == -ENOENT) {
-		(void)audit_read_event(srv, rq->who->actor, "secret.read", rq->object, "not found");
+		(void)audit_read_event(srv, rq->who, "secret.read", rq->object, "not found");
 		return http_reply_error(rep, r, "VM '%s' has no secret for volume '%s'", rq->who->vm.name, rq->api->volume);
 	}
 	if (r < 0)
 		return http_reply_error(rep, r, "store unavailable");
 	r = handler_secret_open(srv, &sec, rep, &value, &size);
 	if (r < 0) {
-		(void)audit_read_event(srv, rq->who->actor, "secret.read", rq->object, "failed");
+		(void)audit_read_event(srv, rq->who, "secret.read", rq->object, "failed");
 		store_secret_done(&sec);
 		return r;
 	}
 	/* The read is on record before the value leaves. */
-	r = audit_read_event(srv, rq->who->actor, "secret.read", rq->object, "ok");
+	r = audit_read_event(srv, rq->who, "secret.read", rq->object, "ok");
 	if (r < 0) {
 		store_secret_done(&sec);
 		return http_reply_error(rep, r, "could not record the read");

@@ -66,6 +66,8 @@ unsigned http_status_from_errno(int error)
 		return MHD_HTTP_CONFLICT;
 	case EFBIG:
 		return MHD_HTTP_CONTENT_TOO_LARGE;
+	case EUSERS: /* a source locked out after failed authentications */
+		return MHD_HTTP_TOO_MANY_REQUESTS;
 	case EBUSY:
 	case EAGAIN:
 	case ETIMEDOUT:
@@ -157,6 +159,33 @@ static void object_for(const struct api_request *api, const char *url, char *out
 		sanitize(url, out, len);
 }
 
+/* 429 with Retry-After (RFC 6585 4): the lockout of a source after failed authentications. */
+static enum MHD_Result send_locked_out(struct MHD_Connection *c, unsigned retry_after, const char *message)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+	char seconds[16], *text;
+	json_t *body;
+
+	body = json_pack("{s:{s:i,s:s}}", "error", "code", MHD_HTTP_TOO_MANY_REQUESTS, "message", message);
+	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if (!text)
+		return MHD_NO;
+	resp = MHD_create_response_from_buffer_with_free_callback(strlen(text), text, model_text_free);
+	if (!resp) {
+		model_text_free(text);
+		return MHD_NO;
+	}
+	snprintf(seconds, sizeof(seconds), "%u", retry_after);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
+	ret = MHD_queue_response(c, MHD_HTTP_TOO_MANY_REQUESTS, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
 static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *c, const char *url, const char *method,
 				struct conn_state *cs)
 {
@@ -164,9 +193,13 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *c, co
 	struct caller who = {};
 	struct reply rep = {};
 	struct request rq = { .srv = srv, .connection = c, .api = &api, .who = &who };
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	struct client_addr src;
 	char err[512] = "";
 	enum MHD_Result ret;
 	int r, auth;
+
+	client_addr_from_sockaddr(ci ? ci->client_addr : NULL, &src);
 
 	r = api_request_parse(method, url, cs->body ? cs->body : "", cs->size, &api, err, sizeof(err));
 	if (r == -ENOENT || r == -ENOTSUP) {
@@ -177,8 +210,12 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *c, co
 	object_for(&api, url, rq.object, sizeof(rq.object));
 	/* Authenticate before saying anything about the body: an anonymous caller learns nothing
 	 * beyond whether the route exists. */
-	auth = auth_check(srv, MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+	auth = auth_check(srv, &src, MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
 			  api.def, rq.object, &who, &rep);
+	if (auth == -EUSERS) {
+		api_request_done(&api);
+		return send_locked_out(c, rep.retry_after, rep.message);
+	}
 	if (auth < 0) {
 		r = auth;
 		snprintf(err, sizeof(err), "%s", rep.message);

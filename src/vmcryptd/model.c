@@ -108,9 +108,9 @@ json_t *model_audit(const struct store_audit *e)
 {
 	char t[32];
 
-	return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s}", "id", (json_int_t)e->id, "time",
-			 api_format_time(e->time, t, sizeof(t)), "actor", e->actor, "action", e->action, "object",
-			 e->object, "result", e->result);
+	return json_pack("{s:I,s:s,s:s,s:s,s:s,s:s,s:s}", "id", (json_int_t)e->id, "time",
+			 api_format_time(e->time, t, sizeof(t)), "actor", e->actor, "source", e->source, "action",
+			 e->action, "object", e->object, "result", e->result);
 }
 
 void model_text_free(void *p)

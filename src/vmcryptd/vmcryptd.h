@@ -5,12 +5,34 @@
 #include <microhttpd.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "shared/api.h"
 #include "shared/store.h"
 #include "shared/token.h"
 #include "basic/macro.h"
 #include "shared/vault.h"
+
+/* A client's address: as text for audit events and logs, and as the key the throttle counts
+ * failures under. */
+struct client_addr {
+	char text[STORE_SOURCE_MAX]; /* "192.0.2.7", "2001:db8::7"; "" when unknown */
+	uint8_t key[16];             /* IPv4 as an IPv4-mapped IPv6 address; IPv6 by its /64 */
+};
+
+/* The failed-authentication throttle (throttle.c). */
+struct throttle_config {
+	unsigned free_failures; /* failures a source makes before its first lockout */
+	unsigned lockout_max;   /* seconds; the longest lockout */
+	unsigned log_interval;  /* seconds; at most one warning line per source per interval */
+};
+struct throttle;
+
+/* Audit retention (audit.c). */
+struct audit_retention {
+	unsigned max_age_days; /* 0: keep events of any age */
+	uint64_t max_rows;     /* 0: keep any number */
+};
 
 struct server {
 	char *data_dir;
@@ -20,13 +42,16 @@ struct server {
 	int64_t stale_after; /* seconds without a report before a VM counts as stale */
 	unsigned threads;    /* 0: one thread per connection */
 	bool durable_read_audit; /* flush read-audit events to disk before answering */
+	struct throttle *throttle;
+	struct audit_retention retention;
 	struct MHD_Daemon *daemon;
 };
 
 /* Who made the request, after authentication. */
 struct caller {
 	enum api_auth kind;
-	char actor[API_NAME_MAX + 8]; /* "admin" or "vm:NAME"; for audit events */
+	char actor[API_NAME_MAX + 8]; /* "admin", "vm:NAME" or "anonymous"; for audit events */
+	char source[STORE_SOURCE_MAX]; /* the client's address, for audit events */
 	struct store_vm vm;           /* the caller's VM for API_AUTH_VM and API_AUTH_ENROLL */
 };
 
@@ -34,6 +59,7 @@ struct reply {
 	unsigned status;    /* on success: 200 or 201 */
 	json_t *body;       /* on success */
 	char message[512];  /* on failure: said to the client; never holds secret values */
+	unsigned retry_after; /* on -EUSERS (429): seconds, for Retry-After */
 };
 
 /* Everything a handler sees. */
@@ -74,22 +100,52 @@ int handle_admin_audit(struct request *rq, struct reply *rep);
 /* Sets rep->message and returns error. */
 int http_reply_error(struct reply *rep, int error, const char *fmt, ...) _printf_(3, 4);
 
-/* auth.c: checks the Authorization header against what the route needs. Returns 0, -ENOKEY
- * (no credential: 401), -EKEYREJECTED (wrong credential: 401), -EACCES (right kind of
- * credential missing, or revoked: 403). Failures are audited here. */
-int auth_check(struct server *srv, const char *authorization, const struct api_route_def *def,
-	       const char *object, struct caller *ret, struct reply *rep);
+/* auth.c: checks the Authorization header from src against what the route needs. Returns 0,
+ * -ENOKEY (no credential: 401), -EKEYREJECTED (wrong credential: 401), -EACCES (right kind of
+ * credential missing, or revoked: 403), -EUSERS (src is locked out after failed
+ * authentications: 429, rep->retry_after set; nothing else was looked at). Failures are
+ * audited, counted by the throttle and logged (aggregated) here. */
+int auth_check(struct server *srv, const struct client_addr *src, const char *authorization,
+	       const struct api_route_def *def, const char *object, struct caller *ret, struct reply *rep);
 
-/* audit.c: records an event; result is "ok" or a short reason. Returns 0 or -errno. */
-int audit_event(struct server *srv, const char *actor, const char *action, const char *object,
+/* throttle.c. The table has a fixed size; all functions are thread-safe. */
+int throttle_new(const struct throttle_config *cfg, struct throttle **ret);
+/* Logs what is still pending, then frees. */
+void throttle_free(struct throttle *t);
+/* 0 when src may try to authenticate; otherwise the seconds its lockout has left (the refusal
+ * is counted for the log). */
+unsigned throttle_check(struct throttle *t, const struct client_addr *src);
+/* Records a refused authentication from src. counts: it presented no credential or a wrong one
+ * (a revoked or wrong-kind credential is logged but does not count toward a lockout). id: the
+ * existing token id (VM id, or "admin") whose secret was wrong, or NULL. reason: for the log,
+ * never token text. Returns the seconds of the lockout this failure started, or 0. */
+unsigned throttle_failure(struct throttle *t, const struct client_addr *src, const char *id, bool counts,
+			  const char *reason);
+/* Logs the aggregated lines whose interval has passed. */
+void throttle_flush(struct throttle *t, bool all);
+/* Fills ret from a socket address (NULL: unknown). */
+void client_addr_from_sockaddr(const struct sockaddr *sa, struct client_addr *ret);
+
+/* audit.c: records an event of who (actor and source); result is "ok" or a short reason.
+ * Returns 0 or -errno. */
+int audit_event(struct server *srv, const struct caller *who, const char *action, const char *object,
 		const char *result);
-/* Fills an event for store_audit_append() inside a transaction. */
 /* For reads of secrets and refused requests: committed before the answer is sent (it survives kill -9), flushed to disk
  * with the next change unless --durable-read-audit asks for a flush of its own. */
-int audit_read_event(struct server *srv, const char *actor, const char *action, const char *object,
+int audit_read_event(struct server *srv, const struct caller *who, const char *action, const char *object,
 		     const char *result);
-void audit_fill(struct store_audit *e, const char *actor, const char *action, const char *object,
+/* Fills an event for store_audit_append() inside a transaction. */
+void audit_fill(struct store_audit *e, const struct caller *who, const char *action, const char *object,
 		const char *result);
+/* Applies srv->retention: drops what is too old or too many, and records an "audit.prune" event
+ * saying what went. Returns the number dropped or -errno. */
+int audit_prune(struct server *srv);
+/* Events recorded since the last audit_prune(). */
+uint64_t audit_events_since_prune(void);
+/* A background thread that applies the retention now and then (every minute, and sooner when
+ * many events arrive) and flushes the throttle's log lines. */
+int housekeeping_start(struct server *srv);
+void housekeeping_stop(void);
 
 /* http.c */
 unsigned http_status_from_errno(int error);

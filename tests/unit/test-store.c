@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "basic/macro.h"
 #include "shared/store.h"
 
 struct fixture {
@@ -264,12 +265,164 @@ static void test_audit(void **state)
 		snprintf(e.result, sizeof(e.result), "ok");
 		assert_int_equal(store_audit_append(f->s, &e), 0);
 	}
-	assert_int_equal(store_audit_list(f->s, "vm/a", 0, collect_audit, buf), 0);
+	assert_int_equal(store_audit_list(f->s, "vm/a", 0, API_AUDIT_ANY, collect_audit, buf), 0);
 	/* "vm/ab" and "vm/a_b" are other VMs, not children of vm/a. */
 	assert_string_equal(buf, "vm/a;vm/a/secret/os;");
 	buf[0] = 0;
-	assert_int_equal(store_audit_list(f->s, NULL, 103, collect_audit, buf), 0);
+	assert_int_equal(store_audit_list(f->s, NULL, 103, API_AUDIT_ANY, collect_audit, buf), 0);
 	assert_string_equal(buf, "key/k;vm/a_b;");
+}
+
+static struct store_audit make_event(int64_t time, const char *object, const char *result, const char *source)
+{
+	struct store_audit e = { .time = time };
+
+	snprintf(e.actor, sizeof(e.actor), "anonymous");
+	snprintf(e.action, sizeof(e.action), "x");
+	snprintf(e.object, sizeof(e.object), "%s", object);
+	snprintf(e.result, sizeof(e.result), "%s", result);
+	snprintf(e.source, sizeof(e.source), "%s", source);
+	return e;
+}
+
+static int collect_audit_full(const struct store_audit *e, void *userdata)
+{
+	char *buf = userdata;
+	snprintf(buf + strlen(buf), 1024 - strlen(buf), "%lld %s %s %s;", (long long)e->time, e->object, e->result,
+		 e->source[0] ? e->source : "-");
+	return 0;
+}
+
+static void test_audit_source_and_result(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const results[] = { "ok", "ok: version 2", "denied: invalid credential", "failed",
+						"not found", "okay" };
+	struct store_audit e;
+	char buf[1024] = "";
+
+	for (size_t i = 0; i < ELEMENTSOF(results); i++) {
+		e = make_event(10 + (int64_t)i, "vm/a", results[i], i % 2 ? "2001:db8::7" : "192.0.2.7");
+		assert_int_equal(store_audit_append(f->s, &e), 0);
+	}
+	/* The source survives the round trip. */
+	assert_int_equal(store_audit_list(f->s, NULL, 0, API_AUDIT_ANY, collect_audit_full, buf), 0);
+	assert_string_equal(buf, "10 vm/a ok 192.0.2.7;11 vm/a ok: version 2 2001:db8::7;"
+				 "12 vm/a denied: invalid credential 192.0.2.7;13 vm/a failed 2001:db8::7;"
+				 "14 vm/a not found 192.0.2.7;15 vm/a okay 2001:db8::7;");
+	/* ok is "ok" or "ok: ..."; denied is everything else ("okay" is not ok). */
+	buf[0] = 0;
+	assert_int_equal(store_audit_list(f->s, NULL, 0, API_AUDIT_OK, collect_audit_full, buf), 0);
+	assert_string_equal(buf, "10 vm/a ok 192.0.2.7;11 vm/a ok: version 2 2001:db8::7;");
+	buf[0] = 0;
+	assert_int_equal(store_audit_list(f->s, "vm/a", 13, API_AUDIT_DENIED, collect_audit_full, buf), 0);
+	assert_string_equal(buf, "13 vm/a failed 2001:db8::7;14 vm/a not found 192.0.2.7;15 vm/a okay 2001:db8::7;");
+	assert_int_equal(store_audit_list(f->s, NULL, 0, _API_AUDIT_RESULT_MAX, collect_audit_full, buf), -EINVAL);
+	assert_int_equal(api_audit_result_from_string("denied"), API_AUDIT_DENIED);
+	assert_int_equal(api_audit_result_from_string("ok"), API_AUDIT_OK);
+	assert_int_equal(api_audit_result_from_string("Denied"), _API_AUDIT_RESULT_INVALID);
+	assert_string_equal(api_audit_result_to_string(API_AUDIT_ANY), "any");
+}
+
+static int64_t last_id;
+static int note_id(const struct store_audit *e, void *userdata)
+{
+	last_id = e->id;
+	(*(unsigned *)userdata)++;
+	return 0;
+}
+
+static void test_audit_prune(void **state)
+{
+	struct fixture *f = *state;
+	struct store_audit_pruned p;
+	struct store_audit e;
+	char buf[1024] = "";
+	unsigned n = 0;
+	int64_t id_before;
+
+	for (int i = 0; i < 10; i++) {
+		e = make_event(100 + i, "vm/a", "ok", "192.0.2.7");
+		assert_int_equal(store_audit_append(f->s, &e), 0);
+	}
+	/* Nothing asked, nothing dropped. */
+	assert_int_equal(store_audit_prune(f->s, 0, 0, &p), 0);
+	assert_int_equal(p.count, 0);
+	assert_int_equal(store_audit_prune(f->s, 50, 100, &p), 0);
+	assert_int_equal(p.count, 0);
+
+	/* By age: times 100..102 are older than 103. */
+	assert_int_equal(store_audit_prune(f->s, 103, 0, &p), 0);
+	assert_int_equal(p.count, 3);
+	assert_int_equal(p.oldest, 100);
+	assert_int_equal(p.newest, 102);
+
+	/* By size: keep the newest 4 of the 7 left (103..109). */
+	assert_int_equal(store_audit_prune(f->s, 0, 4, &p), 0);
+	assert_int_equal(p.count, 3);
+	assert_int_equal(p.oldest, 103);
+	assert_int_equal(p.newest, 105);
+	assert_int_equal(store_audit_list(f->s, NULL, 0, API_AUDIT_ANY, collect_audit_full, buf), 0);
+	assert_string_equal(buf, "106 vm/a ok 192.0.2.7;107 vm/a ok 192.0.2.7;108 vm/a ok 192.0.2.7;"
+				 "109 vm/a ok 192.0.2.7;");
+
+	/* Both rules at once, and everything too old: the newest event stays, so ids keep
+	 * growing and a reader that remembers the last id it saw misses nothing. */
+	assert_int_equal(store_audit_list(f->s, NULL, 0, API_AUDIT_ANY, note_id, &n), 0);
+	id_before = last_id;
+	assert_int_equal(store_audit_prune(f->s, 1000, 2, &p), 0);
+	assert_int_equal(p.count, 3);
+	assert_int_equal(p.newest, 108);
+	e = make_event(110, "vm/a", "ok", "");
+	assert_int_equal(store_audit_append(f->s, &e), 0);
+	n = 0;
+	assert_int_equal(store_audit_list(f->s, NULL, 0, API_AUDIT_ANY, note_id, &n), 0);
+	assert_int_equal(n, 2);
+	assert_true(last_id > id_before);
+}
+
+static void test_schema_v1_migrates(void **state)
+{
+	struct fixture *f = *state;
+	char path[160], buf[1024] = "";
+	struct store *s = NULL;
+	struct store_audit e;
+	sqlite3 *db;
+
+	/* A store written by the first vmcryptd: audit events without a source. */
+	snprintf(path, sizeof(path), "%s/v1.db", f->dir);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+				      "CREATE TABLE schema_version(version INTEGER NOT NULL);"
+				      "INSERT INTO schema_version(version) VALUES (1);"
+				      "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+				      "CREATE TABLE audit(id INTEGER PRIMARY KEY, time INTEGER NOT NULL, actor TEXT NOT NULL, "
+				      "  action TEXT NOT NULL, object TEXT NOT NULL, result TEXT NOT NULL);"
+				      "CREATE INDEX audit_time ON audit(time);"
+				      "INSERT INTO audit(time, actor, action, object, result) VALUES (5, 'admin', 'x', 'vm/a', 'ok');",
+				      NULL, NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_int_equal(store_open(path, &s), 0);
+	e = make_event(6, "vm/a", "denied: invalid credential", "192.0.2.7");
+	assert_int_equal(store_audit_append(s, &e), 0);
+	assert_int_equal(store_audit_list(s, NULL, 0, API_AUDIT_ANY, collect_audit_full, buf), 0);
+	assert_string_equal(buf, "5 vm/a ok -;6 vm/a denied: invalid credential 192.0.2.7;");
+	store_close(s);
+
+	/* Migrated once: the schema version is the current one. */
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	{
+		sqlite3_stmt *q;
+		assert_int_equal(sqlite3_prepare_v2(db, "SELECT MAX(version) FROM schema_version", -1, &q, NULL), SQLITE_OK);
+		assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+		assert_int_equal(sqlite3_column_int(q, 0), STORE_SCHEMA_VERSION);
+		sqlite3_finalize(q);
+	}
+	sqlite3_close(db);
+	assert_int_equal(store_open(path, &s), 0);
+	store_close(s);
 }
 
 struct txn_ctx {
@@ -371,7 +524,7 @@ static void test_group_commit_concurrency(void **state)
 		pthread_join(t[i], &ret);
 		assert_int_equal((long)ret, 0);
 	}
-	assert_int_equal(store_audit_list(f->s, NULL, 0, count_audit, &n), 0);
+	assert_int_equal(store_audit_list(f->s, NULL, 0, API_AUDIT_ANY, count_audit, &n), 0);
 	assert_int_equal(n, 8 * 80);
 }
 
@@ -417,12 +570,12 @@ static void test_read_audit_events(void **state)
 		pthread_join(t[i], &ret);
 		assert_int_equal((long)ret, 0);
 	}
-	assert_int_equal(store_audit_list(f->s, NULL, 0, count_any, &n), 0);
+	assert_int_equal(store_audit_list(f->s, NULL, 0, API_AUDIT_ANY, count_any, &n), 0);
 	assert_int_equal(n, 3 * 200 + 3 * 80);
 	store_close(f->s);
 	assert_int_equal(store_open(f->path, &again), 0);
 	n = 0;
-	assert_int_equal(store_audit_list(again, NULL, 0, count_any, &n), 0);
+	assert_int_equal(store_audit_list(again, NULL, 0, API_AUDIT_ANY, count_any, &n), 0);
 	assert_int_equal(n, 3 * 200 + 3 * 80);
 	f->s = again;
 }
@@ -483,6 +636,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_secrets, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_audit_source_and_result, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_audit_prune, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schema_v1_migrates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transaction_rollback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_concurrency, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_persistence_and_schema, setup, teardown),
