@@ -18,7 +18,7 @@
 
 static const struct verb verbs[] = {
 	{ "vm", verb_vm, "register, list, show, revoke, delete VMs; vm encryption ...; vm extension remove" },
-	{ "key", verb_key, "create, list, show, rotate, disable key-encryption keys" },
+	{ "key", verb_key, "create, list, show, rotate, disable, enable key-encryption keys" },
 	{ "secret", verb_secret, "list and show volume secrets (show --reveal is audited)" },
 	{ "audit", verb_audit, "the audit trail [--vm NAME] [--since TIME] [--result ok|denied]" },
 	{},
@@ -34,7 +34,7 @@ static void help(void)
 	       "  vm encryption show --vm NAME\n"
 	       "  vm encryption disable --vm NAME --volume-type OS|Data|All\n"
 	       "  vm extension remove --vm NAME\n"
-	       "  key create NAME [--kty RSA|AES] [--size N] | list | show NAME | rotate NAME | disable NAME\n"
+	       "  key create NAME [--kty RSA|AES] [--size N] | list | show NAME | rotate NAME | disable NAME | enable NAME\n"
 	       "  secret list [--vm NAME] | show VM/VOLUME [--reveal]\n"
 	       "  audit [--vm NAME] [--since TIME] [--result ok|denied]\n\n"
 	       "Defaults come from --config, $VMCRYPT_ADMIN_CONFIG, ~/.config/vmcrypt/admin.conf or\n"

@@ -119,6 +119,8 @@ static int key_one(struct admin *a, int argc, char **argv, const char *method, c
 		admin_print_json(resp);
 	else if (streq(suffix, "/disable"))
 		printf("Key '%s' disabled: no wrap or unwrap with any of its versions.\n", name);
+	else if (streq(suffix, "/enable"))
+		printf("Key '%s' enabled: every version wraps and unwraps again.\n", name);
 	else
 		print_key(resp, streq(suffix, ""));
 	if (!a->json && json_object_get(resp, "rewrapped")) {
@@ -148,12 +150,18 @@ static int key_disable(struct admin *a, int argc, char **argv)
 	return key_one(a, argc, argv, "POST", "/disable");
 }
 
+static int key_enable(struct admin *a, int argc, char **argv)
+{
+	return key_one(a, argc, argv, "POST", "/enable");
+}
+
 static const struct verb key_verbs[] = {
 	{ "create", key_create, "NAME [--kty RSA|AES] [--size N] (default RSA 2048)" },
 	{ "list", key_list, "every key, newest version" },
 	{ "show", key_show, "NAME: newest version and its public key" },
 	{ "rotate", key_rotate, "NAME: a new version; every secret is re-wrapped with it" },
 	{ "disable", key_disable, "NAME: every version stops wrapping and unwrapping" },
+	{ "enable", key_enable, "NAME: a disabled key wraps and unwraps again" },
 	{},
 };
 

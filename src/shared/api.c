@@ -131,6 +131,7 @@ static const struct api_route_def routes[] = {
 	{ API_ADMIN_KEY_SHOW, "GET", "/v1/admin/keys/{key}", API_AUTH_ADMIN, NULL, "key.show" },
 	{ API_ADMIN_KEY_ROTATE, "POST", "/v1/admin/keys/{key}/rotate", API_AUTH_ADMIN, NULL, "key.rotate" },
 	{ API_ADMIN_KEY_DISABLE, "POST", "/v1/admin/keys/{key}/disable", API_AUTH_ADMIN, NULL, "key.disable" },
+	{ API_ADMIN_KEY_ENABLE, "POST", "/v1/admin/keys/{key}/enable", API_AUTH_ADMIN, NULL, "key.enable" },
 	{ API_ADMIN_SECRET_LIST, "GET", "/v1/admin/secrets", API_AUTH_ADMIN, NULL, "secret.list" },
 	{ API_ADMIN_SECRET_SHOW, "GET", "/v1/admin/secrets/{vm}/{volume}", API_AUTH_ADMIN, NULL, "secret.show" },
 	{ API_ADMIN_AUDIT, "GET", "/v1/admin/audit", API_AUTH_ADMIN, NULL, "audit.list" },

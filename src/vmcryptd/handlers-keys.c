@@ -1,5 +1,5 @@
 /* The admin routes for key-encryption keys: create, list, show, rotate (with re-wrapping of the
- * secrets that used older versions) and disable. */
+ * secrets that used older versions), disable and enable. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -319,6 +319,11 @@ static int key_set_enabled(struct request *rq, struct reply *rep, bool enabled)
 int handle_admin_key_disable(struct request *rq, struct reply *rep)
 {
 	return key_set_enabled(rq, rep, false);
+}
+
+int handle_admin_key_enable(struct request *rq, struct reply *rep)
+{
+	return key_set_enabled(rq, rep, true);
 }
 
 static int list_key_cb(const struct store_key *k, void *userdata)

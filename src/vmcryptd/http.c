@@ -32,6 +32,7 @@ static const handler_fn handlers[_API_ROUTE_MAX] = {
 	[API_ADMIN_KEY_SHOW] = handle_admin_key_show,
 	[API_ADMIN_KEY_ROTATE] = handle_admin_key_rotate,
 	[API_ADMIN_KEY_DISABLE] = handle_admin_key_disable,
+	[API_ADMIN_KEY_ENABLE] = handle_admin_key_enable,
 	[API_ADMIN_SECRET_LIST] = handle_admin_secret_list,
 	[API_ADMIN_SECRET_SHOW] = handle_admin_secret_show,
 	[API_ADMIN_AUDIT] = handle_admin_audit,

@@ -93,6 +93,7 @@ int handle_admin_key_list(struct request *rq, struct reply *rep);
 int handle_admin_key_show(struct request *rq, struct reply *rep);
 int handle_admin_key_rotate(struct request *rq, struct reply *rep);
 int handle_admin_key_disable(struct request *rq, struct reply *rep);
+int handle_admin_key_enable(struct request *rq, struct reply *rep);
 int handle_admin_secret_list(struct request *rq, struct reply *rep);
 int handle_admin_secret_show(struct request *rq, struct reply *rep);
 int handle_admin_audit(struct request *rq, struct reply *rep);

@@ -53,6 +53,7 @@ routes=(
 	"admin GET /v1/admin/keys/k1 -"
 	"admin POST /v1/admin/keys/k1/rotate -"
 	"admin POST /v1/admin/keys/kvictim/disable -"
+	"admin POST /v1/admin/keys/kvictim/enable -"
 	"admin GET /v1/admin/secrets -"
 	"admin GET /v1/admin/secrets/vma/a-only?reveal=true -"
 	"admin GET /v1/admin/audit -"

@@ -101,6 +101,29 @@ check "disabled KEK: no value" not_contains "$v3" "$BODY"
 api PUT /v1/vm/secrets/data5 "$WORK/vm1.hdr" "{\"value\":\"$(b64 x)\"}"
 check_eq "store with a disabled KEK: 409" 409 "$STATUS"
 check_contains "disabled KEK: next command" "vmcrypt-admin vm encryption enable --vm vm1" "$BODY"
+api GET /v1/vm/secrets/data2 "$WORK/vm1.hdr"
+check_contains "the refused fetch says to re-enable the key" "re-enable it" "$BODY"
+
+# ... and `key enable` brings it back: the same secrets unwrap again, new ones wrap.
+out=$(admin key enable aes1)
+check_eq "key enable: exit 0" 0 "$?"
+check_contains "key enable says so" "Key 'aes1' enabled" "$out"
+check_contains "key show: enabled again" "Enabled : yes" "$(admin key show aes1)"
+api GET /v1/vm/secrets/data2 "$WORK/vm1.hdr"
+check_eq "fetch after key enable: 200" 200 "$STATUS"
+check_eq "fetch after key enable: the value" "$v3" "$(json_field value)"
+api PUT /v1/vm/secrets/data5 "$WORK/vm1.hdr" "{\"value\":\"$(b64 x)\"}"
+check_eq "store after key enable: 201" 201 "$STATUS"
+auth_file admin "$DATA/admin.token"
+api POST /v1/admin/keys/aes1/enable "$WORK/admin.hdr"
+check_eq "enabling an enabled key is fine: 200" 200 "$STATUS"
+check_contains "the API answers with the key's state" '"enabled":true' "$BODY"
+admin key enable nosuchkey >/dev/null 2>"$WORK/err"
+check_eq "key enable of an unknown key: exit 13" 13 "$?"
+check_contains "key enable of an unknown key: says so" "no key named 'nosuchkey'" "$(cat "$WORK/err")"
+check_contains "key enable is audited" "key.enable" "$(admin audit)"
+check "key enable and disable are audited with the admin as actor" \
+	grep -qE 'admin +127\.0\.0\.1 +key\.enable +key/aes1 +ok' <<<"$(admin audit)"
 
 # Status reports.
 api POST /v1/vm/status "$WORK/vm1.hdr" '{"OsVolumeEncrypted":"EncryptionInProgress","DataVolumesEncrypted":"Encrypted","ProgressMessage":"OS disk encryption started","AgentVersion":"0.2","SequenceVersion":4,"Volumes":[{"name":"data0","device":"/dev/vdb","mountPoint":"/data","volumeType":"Data","state":"Encrypted","progress":100},{"name":"os","volumeType":"OS","state":"EncryptionInProgress","progress":12}]}'
