@@ -64,7 +64,7 @@ enum stmt_id {
 	S_SECRET_LIST_VM,
 	S_AUDIT_APPEND,
 	S_AUDIT_LIST,
-	S_AUDIT_CUTOFF,
+	S_AUDIT_SPAN,
 	S_AUDIT_DROPPED,
 	S_AUDIT_DROP,
 	_S_MAX,
@@ -129,12 +129,17 @@ static const char *const stmt_sql[_S_MAX] = {
 			 "time >= ?2 AND (?1 IS NULL OR object = ?1 OR substr(object, 1, length(?1) + 1) = ?1 || '/') "
 			 "AND (?3 IS NULL OR (result = 'ok' OR substr(result, 1, 3) = 'ok:') = ?3) "
 			 "ORDER BY id DESC LIMIT 10000) ORDER BY id",
-	/* Retention. ?1: drop events older than this time; ?2: drop ids below this one (the
-	 * max_rows-th newest). The newest event never goes, so a new rowid is always above the old ones. */
-	[S_AUDIT_CUTOFF] = "SELECT id FROM audit ORDER BY id DESC LIMIT 1 OFFSET ?1",
-	[S_AUDIT_DROPPED] = "SELECT count(*), min(time), max(time) FROM audit WHERE (time < ?1 OR id < ?2) "
-			    "AND id < (SELECT max(id) FROM audit)",
-	[S_AUDIT_DROP] = "DELETE FROM audit WHERE (time < ?1 OR id < ?2) AND id < (SELECT max(id) FROM audit)",
+	/* Retention: events older than ?1, or beyond the newest ?2, among the oldest ?3. Events
+	 * only ever go from the oldest end, so ids are contiguous and the newest ?2 are those above
+	 * max(id) - ?2. The newest event never goes, so a new rowid is always above the old ones.
+	 * The id bounds are rowid ranges: a call reads at most ?3 rows, whatever the table's size. */
+#define AUDIT_DROP_WHERE                                                                            \
+	"WHERE (time < ?1 OR id <= (SELECT max(id) FROM audit) - ?2) AND id < (SELECT max(id) FROM audit) " \
+	"AND id < (SELECT min(id) FROM audit) + ?3"
+	/* Each of min() and max() alone is one b-tree descent; together in one SELECT a scan. */
+	[S_AUDIT_SPAN] = "SELECT coalesce((SELECT max(id) FROM audit) - (SELECT min(id) FROM audit) + 1, 0)",
+	[S_AUDIT_DROPPED] = "SELECT count(*), min(time), max(time) FROM audit " AUDIT_DROP_WHERE,
+	[S_AUDIT_DROP] = "DELETE FROM audit " AUDIT_DROP_WHERE,
 };
 
 static const char schema_v1[] =
@@ -1219,30 +1224,30 @@ static int do_audit_prune(struct conn *c, const void *a, const void *b, void *ou
 {
 	const int64_t before = *(const int64_t *)a;
 	const uint64_t max_rows = *(const uint64_t *)b;
+	sqlite3_int64 keep = max_rows > 0 && max_rows < INT64_MAX ? (sqlite3_int64)max_rows : INT64_MAX;
 	struct store_audit_pruned *ret = out;
-	_cleanup_stmt_ sqlite3_stmt *qc = NULL;
+	_cleanup_stmt_ sqlite3_stmt *qs = NULL;
 	_cleanup_stmt_ sqlite3_stmt *qd = NULL;
 	_cleanup_stmt_ sqlite3_stmt *qx = NULL;
-	int64_t cutoff = 0;
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
-	if (max_rows > 0 && max_rows <= INT64_MAX) {
-		r = stmt_get(c, S_AUDIT_CUTOFF, &qc);
-		if (r < 0)
-			return r;
-		sqlite3_bind_int64(qc, 1, (sqlite3_int64)(max_rows - 1));
-		r = step_one(c, qc);
-		if (r >= 0)
-			cutoff = sqlite3_column_int64(qc, 0);
-		else if (r != -ENOENT) /* -ENOENT: no more rows than that */
-			return r;
-	}
+	/* Over the cap: drop one more, to leave room for the event telling of it; at the cap, an
+	 * idle pass drops nothing. */
+	r = stmt_get(c, S_AUDIT_SPAN, &qs);
+	if (r < 0)
+		return r;
+	r = step_one(c, qs);
+	if (r < 0)
+		return r;
+	if (keep > 1 && keep != INT64_MAX && sqlite3_column_int64(qs, 0) > keep)
+		keep--;
 	r = stmt_get(c, S_AUDIT_DROPPED, &qd);
 	if (r < 0)
 		return r;
 	sqlite3_bind_int64(qd, 1, before);
-	sqlite3_bind_int64(qd, 2, cutoff);
+	sqlite3_bind_int64(qd, 2, keep);
+	sqlite3_bind_int64(qd, 3, STORE_AUDIT_PRUNE_MAX);
 	r = step_one(c, qd);
 	if (r < 0)
 		return r;
@@ -1255,7 +1260,8 @@ static int do_audit_prune(struct conn *c, const void *a, const void *b, void *ou
 	if (r < 0)
 		return r;
 	sqlite3_bind_int64(qx, 1, before);
-	sqlite3_bind_int64(qx, 2, cutoff);
+	sqlite3_bind_int64(qx, 2, keep);
+	sqlite3_bind_int64(qx, 3, STORE_AUDIT_PRUNE_MAX);
 	return exec_stmt(c, qx);
 }
 

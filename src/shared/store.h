@@ -21,6 +21,7 @@
 
 #define STORE_SCHEMA_VERSION 2
 #define STORE_TEXT_MAX 256
+#define STORE_AUDIT_PRUNE_MAX 10000 /* most events one audit_prune() call drops */
 #define STORE_SOURCE_MAX 48 /* an IPv6 address in text (INET6_ADDRSTRLEN) and a NUL */
 
 enum store_vm_state {
@@ -151,8 +152,11 @@ struct store_ops {
 	int (*audit_list)(void *impl, const char *object_prefix, int64_t since, enum api_audit_result result,
 			  store_audit_cb cb, void *userdata);
 	/* Retention: drops events older than before (0: none by age) and the oldest beyond the newest
-	 * max_rows (0: no limit). The newest event always stays, so ids keep growing. Says what it
-	 * dropped in *ret. */
+	 * max_rows (0: no limit), at most STORE_AUDIT_PRUNE_MAX of them per call, so one call holds
+	 * the writer briefly; call again while ret->count is STORE_AUDIT_PRUNE_MAX. Over max_rows it
+	 * drops one more, leaving room for the event that tells of it, so a table at max_rows stays
+	 * untouched. The newest event always stays, so ids keep growing. Says what it dropped in
+	 * *ret. */
 	int (*audit_prune)(void *impl, int64_t before, uint64_t max_rows, struct store_audit_pruned *ret);
 };
 

@@ -51,22 +51,22 @@ int audit_read_event(struct server *srv, const struct caller *who, const char *a
 
 struct prune_txn {
 	const struct audit_retention *retention;
+	int64_t now;
 	struct store_audit_pruned dropped;
 };
 
-/* The pruning and the event that tells of it commit together: events never vanish untold. */
+/* One chunk of pruning and the event that tells of it commit together: events never vanish
+ * untold. */
 static int prune_txn_run(struct store *s, void *userdata)
 {
 	static const struct caller self = { .actor = "vmcryptd" };
 	struct prune_txn *t = userdata;
-	int64_t before = t->retention->max_age_days ? (int64_t)time(NULL) - 86400LL * t->retention->max_age_days : 0;
-	/* Room for the event below: at the cap, a pass with nothing new must drop nothing. */
-	uint64_t keep = t->retention->max_rows > 1 ? t->retention->max_rows - 1 : t->retention->max_rows;
+	int64_t before = t->retention->max_age_days ? t->now - 86400LL * t->retention->max_age_days : 0;
 	char result[STORE_TEXT_MAX], oldest[32], newest[32];
 	struct store_audit e;
 	int r;
 
-	r = store_audit_prune(s, before, keep, &t->dropped);
+	r = store_audit_prune(s, before, t->retention->max_rows, &t->dropped);
 	if (r < 0 || t->dropped.count == 0)
 		return r;
 	snprintf(result, sizeof(result), "ok: dropped %llu events from %s to %s (retention: %u days, %llu events)",
@@ -79,18 +79,24 @@ static int prune_txn_run(struct store *s, void *userdata)
 
 int audit_prune(struct server *srv)
 {
-	struct prune_txn t = { .retention = &srv->retention };
+	struct prune_txn t = { .retention = &srv->retention, .now = (int64_t)time(NULL) };
+	uint64_t total = 0;
 	int r;
 
 	if (!srv->retention.max_age_days && !srv->retention.max_rows)
 		return 0;
 	__atomic_store_n(&events_since_prune, 0, __ATOMIC_RELAXED);
-	r = store_transaction(srv->store, prune_txn_run, &t);
-	if (r < 0)
-		return log_error_errno(r, "Could not apply the audit retention: %m");
-	if (t.dropped.count > 0)
-		log_info("Audit retention dropped %llu events.", (unsigned long long)t.dropped.count);
-	return (int)MIN(t.dropped.count, (uint64_t)INT32_MAX);
+	/* In chunks, each its own transaction: other writers get their turn in between, even when a
+	 * first start after an upgrade finds millions of events to drop. */
+	do {
+		r = store_transaction(srv->store, prune_txn_run, &t);
+		if (r < 0)
+			return log_error_errno(r, "Could not apply the audit retention: %m");
+		total += t.dropped.count;
+	} while (t.dropped.count == STORE_AUDIT_PRUNE_MAX);
+	if (total > 0)
+		log_info("Audit retention dropped %llu events.", (unsigned long long)total);
+	return (int)MIN(total, (uint64_t)INT32_MAX);
 }
 
 uint64_t audit_events_since_prune(void)

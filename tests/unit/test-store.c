@@ -357,14 +357,20 @@ static void test_audit_prune(void **state)
 	assert_int_equal(p.oldest, 100);
 	assert_int_equal(p.newest, 102);
 
-	/* By size: keep the newest 4 of the 7 left (103..109). */
+	/* By size: 7 left (103..109), at most 4 wanted: 3 go, and one more to leave room for the
+	 * event telling of it. */
 	assert_int_equal(store_audit_prune(f->s, 0, 4, &p), 0);
-	assert_int_equal(p.count, 3);
+	assert_int_equal(p.count, 4);
 	assert_int_equal(p.oldest, 103);
-	assert_int_equal(p.newest, 105);
+	assert_int_equal(p.newest, 106);
+	e = make_event(110, "audit", "ok: dropped 4 events", "");
+	assert_int_equal(store_audit_append(f->s, &e), 0);
 	assert_int_equal(store_audit_list(f->s, NULL, 0, API_AUDIT_ANY, collect_audit_full, buf), 0);
-	assert_string_equal(buf, "106 vm/a ok 192.0.2.7;107 vm/a ok 192.0.2.7;108 vm/a ok 192.0.2.7;"
-				 "109 vm/a ok 192.0.2.7;");
+	assert_string_equal(buf, "107 vm/a ok 192.0.2.7;108 vm/a ok 192.0.2.7;109 vm/a ok 192.0.2.7;"
+				 "110 audit ok: dropped 4 events -;");
+	/* At the cap, another pass drops nothing. */
+	assert_int_equal(store_audit_prune(f->s, 0, 4, &p), 0);
+	assert_int_equal(p.count, 0);
 
 	/* Both rules at once, and everything too old: the newest event stays, so ids keep
 	 * growing and a reader that remembers the last id it saw misses nothing. */
@@ -372,13 +378,45 @@ static void test_audit_prune(void **state)
 	id_before = last_id;
 	assert_int_equal(store_audit_prune(f->s, 1000, 2, &p), 0);
 	assert_int_equal(p.count, 3);
-	assert_int_equal(p.newest, 108);
-	e = make_event(110, "vm/a", "ok", "");
+	assert_int_equal(p.newest, 109);
+	e = make_event(111, "vm/a", "ok", "");
 	assert_int_equal(store_audit_append(f->s, &e), 0);
 	n = 0;
 	assert_int_equal(store_audit_list(f->s, NULL, 0, API_AUDIT_ANY, note_id, &n), 0);
 	assert_int_equal(n, 2);
 	assert_true(last_id > id_before);
+}
+
+static int begin_fn(struct store *s, void *userdata)
+{
+	int n = *(int *)userdata;
+
+	for (int i = 0; i < n; i++) {
+		struct store_audit e = make_event(i, "vm/a", "denied: x", "192.0.2.7");
+		int r = store_audit_append_read(s, &e);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static void test_audit_prune_in_chunks(void **state)
+{
+	struct fixture *f = *state;
+	struct store_audit_pruned p;
+	int n = STORE_AUDIT_PRUNE_MAX + 5000;
+	unsigned rows = 0;
+
+	assert_int_equal(store_transaction(f->s, begin_fn, &n), 0);
+	/* One call drops at most STORE_AUDIT_PRUNE_MAX, the oldest. */
+	assert_int_equal(store_audit_prune(f->s, 1000000, 0, &p), 0);
+	assert_int_equal(p.count, STORE_AUDIT_PRUNE_MAX);
+	assert_int_equal(p.oldest, 0);
+	assert_int_equal(p.newest, STORE_AUDIT_PRUNE_MAX - 1);
+	assert_int_equal(store_audit_prune(f->s, 1000000, 0, &p), 0);
+	assert_int_equal(p.count, 4999); /* the newest stays */
+	assert_int_equal(store_audit_list(f->s, NULL, 0, API_AUDIT_ANY, note_id, &rows), 0);
+	assert_int_equal(rows, 1);
 }
 
 static void test_schema_v1_migrates(void **state)
@@ -638,6 +676,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_audit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audit_source_and_result, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audit_prune, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_audit_prune_in_chunks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema_v1_migrates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transaction_rollback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_concurrency, setup, teardown),
