@@ -25,22 +25,20 @@ static const char *kind_name(enum token_kind k)
 	return "?";
 }
 
-/* How a refusal weighs with the throttle. */
-enum weight {
-	WEIGHT_LOG,   /* logged only: a revoked or wrong-kind credential guesses nothing */
-	WEIGHT_COUNT, /* no credential, or a malformed one: counts toward the source's lockout */
-	WEIGHT_GUESS, /* a wrong secret for an existing token id: counts for the source and the id */
-};
-
+/* Every refusal counts toward its source's lockout, whatever its kind: each one costs an audit
+ * row, and a source the throttle let refuse forever could flood the audit trail until the
+ * retention drops the real events. guessed_id: the existing token id (a VM id, or "admin") whose
+ * secret was wrong, counted for the id too; NULL for refusals that guess no secret (no, malformed,
+ * wrong-kind or revoked credential, or an id nobody holds). */
 static int deny(struct server *srv, const struct client_addr *src, const struct api_route_def *def,
 		const char *object, struct caller *who, const char *actor, struct reply *rep, int error,
-		enum weight weight, const char *id, const char *why)
+		const char *guessed_id, const char *why)
 {
 	char result[STORE_TEXT_MAX];
 	unsigned lockout;
 
 	snprintf(who->actor, sizeof(who->actor), "%s", actor);
-	lockout = throttle_failure(srv->throttle, src, weight == WEIGHT_GUESS ? id : NULL, weight != WEIGHT_LOG, why);
+	lockout = throttle_failure(srv->throttle, src, guessed_id, why);
 	if (lockout > 0)
 		snprintf(result, sizeof(result), "denied: %.160s; source locked out for %u s", why, lockout);
 	else
@@ -87,19 +85,19 @@ int auth_check(struct server *srv, const struct client_addr *src, const char *au
 
 	r = token_from_authorization(authorization, &kind, id, hash);
 	if (r == -ENOKEY)
-		return deny(srv, src, def, object, ret, "anonymous", rep, -ENOKEY, WEIGHT_COUNT, NULL,
+		return deny(srv, src, def, object, ret, "anonymous", rep, -ENOKEY, NULL,
 			    "missing credential: send \"Authorization: Bearer <token>\"");
 	if (r < 0)
-		return deny(srv, src, def, object, ret, "anonymous", rep, -EKEYREJECTED, WEIGHT_COUNT, NULL,
+		return deny(srv, src, def, object, ret, "anonymous", rep, -EKEYREJECTED, NULL,
 			    "malformed credential");
 	if (kind != wanted[def->auth]) {
 		snprintf(why, sizeof(why), "%s; %s was presented", wanted_text[def->auth], kind_name(kind));
-		return deny(srv, src, def, object, ret, "anonymous", rep, -EACCES, WEIGHT_LOG, NULL, why);
+		return deny(srv, src, def, object, ret, "anonymous", rep, -EACCES, NULL, why);
 	}
 
 	if (kind == TOKEN_ADMIN) {
 		if (!token_hash_equal(hash, srv->admin_hash))
-			return deny(srv, src, def, object, ret, "anonymous", rep, -EKEYREJECTED, WEIGHT_GUESS, "admin",
+			return deny(srv, src, def, object, ret, "anonymous", rep, -EKEYREJECTED, "admin",
 				    "invalid admin token");
 		snprintf(ret->actor, sizeof(ret->actor), "admin");
 		return 0;
@@ -109,7 +107,7 @@ int auth_check(struct server *srv, const struct client_addr *src, const char *au
 	/* An id nobody holds is counted for the source only: tracking made-up ids would just churn
 	 * the id table. */
 	if (r == -ENOENT)
-		return deny(srv, src, def, object, ret, "anonymous", rep, -EKEYREJECTED, WEIGHT_COUNT, NULL,
+		return deny(srv, src, def, object, ret, "anonymous", rep, -EKEYREJECTED, NULL,
 			    "invalid credential");
 	if (r < 0)
 		return http_reply_error(rep, r, "store unavailable");
@@ -118,7 +116,7 @@ int auth_check(struct server *srv, const struct client_addr *src, const char *au
 		/* A used or revoked enrollment token must fail exactly like a wrong one. */
 		if (vm.state != STORE_VM_REGISTERED || !token_hash_equal(hash, vm.enroll_hash)) {
 			store_vm_done(&vm);
-			return deny(srv, src, def, object, ret, "anonymous", rep, -EKEYREJECTED, WEIGHT_GUESS, id,
+			return deny(srv, src, def, object, ret, "anonymous", rep, -EKEYREJECTED, id,
 				    "invalid or already used enrollment token");
 		}
 	} else {
@@ -127,13 +125,13 @@ int auth_check(struct server *srv, const struct client_addr *src, const char *au
 		snprintf(actor, sizeof(actor), "vm:%s", vm.name);
 		if (vm.state == STORE_VM_REGISTERED || !token_hash_equal(hash, vm.cred_hash)) {
 			store_vm_done(&vm);
-			return deny(srv, src, def, object, ret, "anonymous", rep, -EKEYREJECTED, WEIGHT_GUESS, id,
+			return deny(srv, src, def, object, ret, "anonymous", rep, -EKEYREJECTED, id,
 				    "invalid credential");
 		}
 		if (vm.state == STORE_VM_REVOKED) {
 			snprintf(why, sizeof(why), "the credential of VM '%s' is revoked", vm.name);
 			store_vm_done(&vm);
-			return deny(srv, src, def, object, ret, actor, rep, -EKEYREVOKED, WEIGHT_LOG, NULL, why);
+			return deny(srv, src, def, object, ret, actor, rep, -EKEYREVOKED, NULL, why);
 		}
 	}
 	snprintf(ret->actor, sizeof(ret->actor), "vm:%s", vm.name);

@@ -12,6 +12,9 @@
  *    id's backoff: a guess spread over many addresses gets one try per address and lockout.
  *    The id itself is never locked: a correct token for it is still checked and passes, so
  *    knowing a VM's id does not let anyone lock that VM out.
+ *  - Every refusal counts for its source (no, malformed, wrong, wrong-kind or revoked
+ *    credential): each costs an audit row, and an unthrottled kind would let one source flood
+ *    the audit trail until the retention drops the real events.
  *  - Successes never reset a source's count: a caller holding one valid credential must not
  *    be able to guess another one at full speed by mixing in good requests.
  * The tables have a fixed size (set-associative, evicting the stalest entry of a set), so a
@@ -152,6 +155,18 @@ static void slot_maybe_log(const struct throttle *t, struct source_slot *s, int6
 		slot_log(t, s, now);
 }
 
+/* Whether a is a better slot to evict than b: one not locked out before one that is; among
+ * those not locked out the one with the oldest failure, among locked ones the one whose lockout
+ * ends first. */
+static bool evicts_before(const struct source_slot *a, const struct source_slot *b, int64_t now)
+{
+	bool a_free = a->locked_until <= now, b_free = b->locked_until <= now;
+
+	if (a_free != b_free)
+		return a_free;
+	return a_free ? a->last_failure < b->last_failure : a->locked_until < b->locked_until;
+}
+
 /* Finds the slot of src, or with create a free or evicted one. Lock held. */
 static struct source_slot *source_slot(struct throttle *t, const struct client_addr *src, bool create, int64_t now)
 {
@@ -162,20 +177,13 @@ static struct source_slot *source_slot(struct throttle *t, const struct client_a
 			return &set[i];
 	if (!create)
 		return NULL;
-	/* Evict an unused slot, else one not locked out with the oldest failure, else the one
-	 * whose lockout ends first. */
 	for (size_t i = 0; i < WAYS; i++) {
-		struct source_slot *s = &set[i];
-
-		if (!s->used) {
-			victim = s;
+		if (!set[i].used) {
+			victim = &set[i];
 			break;
 		}
-		if (!victim || (s->locked_until <= now) > (victim->locked_until <= now) ||
-		    ((s->locked_until <= now) == (victim->locked_until <= now) &&
-		     (s->locked_until <= now ? s->last_failure < victim->last_failure
-					     : s->locked_until < victim->locked_until)))
-			victim = s;
+		if (!victim || evicts_before(&set[i], victim, now))
+			victim = &set[i];
 	}
 	if (victim->used)
 		slot_log(t, victim, now);
@@ -221,34 +229,31 @@ unsigned throttle_check(struct throttle *t, const struct client_addr *src)
 	return left;
 }
 
-unsigned throttle_failure(struct throttle *t, const struct client_addr *src, const char *id, bool counts,
-			  const char *reason)
+unsigned throttle_failure(struct throttle *t, const struct client_addr *src, const char *id, const char *reason)
 {
 	struct source_slot *s;
-	int64_t now = now_ms(), lock = 0;
+	int64_t now = now_ms(), lock;
 
 	pthread_mutex_lock(&t->lock);
 	s = source_slot(t, src, true, now);
-	if (counts) {
-		if (s->failures > 0 && now - s->last_failure > forget_ms(t))
-			s->failures = 0;
-		s->failures++;
-		s->last_failure = now;
-		lock = backoff_ms(t, s->failures);
-		if (id) {
-			struct id_slot *d = id_slot(t, id, now);
+	if (s->failures > 0 && now - s->last_failure > forget_ms(t))
+		s->failures = 0;
+	s->failures++;
+	s->last_failure = now;
+	lock = backoff_ms(t, s->failures);
+	if (id) {
+		struct id_slot *d = id_slot(t, id, now);
 
-			if (d->failures > 0 && now - d->last_failure > forget_ms(t))
-				d->failures = 0;
-			d->failures++;
-			d->last_failure = now;
-			lock = MAX(lock, backoff_ms(t, d->failures));
-		}
-		if (lock > 0 && now + lock > s->locked_until)
-			s->locked_until = now + lock;
-		else
-			lock = 0;
+		if (d->failures > 0 && now - d->last_failure > forget_ms(t))
+			d->failures = 0;
+		d->failures++;
+		d->last_failure = now;
+		lock = MAX(lock, backoff_ms(t, d->failures));
 	}
+	if (lock > 0 && now + lock > s->locked_until)
+		s->locked_until = now + lock;
+	else
+		lock = 0;
 	if (s->pending_failed == 0 && s->pending_locked == 0)
 		s->pending_since = now;
 	s->pending_failed++;

@@ -116,12 +116,10 @@ void throttle_free(struct throttle *t);
 /* 0 when src may try to authenticate; otherwise the seconds its lockout has left (the refusal
  * is counted for the log). */
 unsigned throttle_check(struct throttle *t, const struct client_addr *src);
-/* Records a refused authentication from src. counts: it presented no credential or a wrong one
- * (a revoked or wrong-kind credential is logged but does not count toward a lockout). id: the
- * existing token id (VM id, or "admin") whose secret was wrong, or NULL. reason: for the log,
- * never token text. Returns the seconds of the lockout this failure started, or 0. */
-unsigned throttle_failure(struct throttle *t, const struct client_addr *src, const char *id, bool counts,
-			  const char *reason);
+/* Records a refused authentication from src. id: the existing token id (VM id, or "admin")
+ * whose secret was wrong, or NULL. reason: for the log, never token text. Returns the seconds of
+ * the lockout this failure started, or 0. */
+unsigned throttle_failure(struct throttle *t, const struct client_addr *src, const char *id, const char *reason);
 /* Logs the aggregated lines whose interval has passed. */
 void throttle_flush(struct throttle *t, bool all);
 /* Fills ret from a socket address (NULL: unknown). */

@@ -85,6 +85,20 @@ check_eq "... so even its next request is refused" 429 "$STATUS"
 call 127.0.0.7 "$WORK/admin.hdr" /v1/admin/vms
 check_eq "the right admin token from yet another address: 200" 200 "$STATUS"
 
+# Refusals that guess nothing still cost an audit row each: they count too, or one source could
+# flood the audit trail until the retention drops the real events.
+check "VM R" new_vm vmr
+admin vm revoke vmr >/dev/null
+flood 127.0.0.8 "$WORK/vmr.hdr" 30 /v1/vm/goal >"$WORK/flood6"
+check_eq "a revoked VM's credential, 30 times: 10 refused with 403, then 429" "10 20" \
+	"$(grep -c '^403' "$WORK/flood6") $(grep -c '^429' "$WORK/flood6")"
+flood 127.0.0.9 "$WORK/admin.hdr" 30 /v1/vm/goal >"$WORK/flood7"
+check_eq "the admin token on a VM route, 30 times: 10 refused with 403, then 429" "10 20" \
+	"$(grep -c '^403' "$WORK/flood7") $(grep -c '^429' "$WORK/flood7")"
+flood 127.0.0.10 /dev/null 30 /v1/vm/goal >"$WORK/flood8"
+check_eq "no token at all, 30 times: 10 refused with 401, then 429" "10 20" \
+	"$(grep -c '^401' "$WORK/flood8") $(grep -c '^429' "$WORK/flood8")"
+
 # audit_json [QUERY]: the audit events as compact JSON.
 audit_json() { api GET "/v1/admin/audit${1:-}" "$WORK/admin.hdr"; printf '%s' "$BODY"; }
 
