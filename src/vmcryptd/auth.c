@@ -49,6 +49,17 @@ static int deny(struct server *srv, const struct client_addr *src, const struct 
 	return http_reply_error(rep, error, "%s", why);
 }
 
+int auth_locked_out(struct server *srv, const struct client_addr *src, struct reply *rep)
+{
+	unsigned wait = throttle_check(srv->throttle, src);
+
+	if (wait == 0)
+		return 0;
+	rep->retry_after = wait;
+	return http_reply_error(rep, -EUSERS, "too many failed authentications from %s; retry in %u s",
+				src->text[0] ? src->text : "this address", wait);
+}
+
 int auth_check(struct server *srv, const struct client_addr *src, const char *authorization,
 	       const struct api_route_def *def, const char *object, struct caller *ret, struct reply *rep)
 {
@@ -67,21 +78,11 @@ int auth_check(struct server *srv, const struct client_addr *src, const char *au
 	enum token_kind kind;
 	struct store_vm vm = {};
 	char why[256];
-	unsigned wait;
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
 	ret->kind = def->auth;
 	snprintf(ret->source, sizeof(ret->source), "%s", src->text);
-
-	/* A locked-out source costs a table lookup: no parsing, no store, no audit row (the
-	 * lockout itself was audited, the refusals are counted in the log). */
-	wait = throttle_check(srv->throttle, src);
-	if (wait > 0) {
-		rep->retry_after = wait;
-		return http_reply_error(rep, -EUSERS,
-					"too many failed authentications from %s; retry in %u s", src->text[0] ? src->text : "this address", wait);
-	}
 
 	r = token_from_authorization(authorization, &kind, id, hash);
 	if (r == -ENOKEY)

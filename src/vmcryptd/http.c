@@ -201,6 +201,9 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *c, co
 	int r, auth;
 
 	client_addr_from_sockaddr(ci ? ci->client_addr : NULL, &src);
+	/* A source locked out after failed authentications: not even its path and body are parsed. */
+	if (auth_locked_out(srv, &src, &rep) < 0)
+		return send_locked_out(c, rep.retry_after, rep.message);
 
 	r = api_request_parse(method, url, cs->body ? cs->body : "", cs->size, &api, err, sizeof(err));
 	if (r == -ENOENT || r == -ENOTSUP) {
@@ -213,10 +216,6 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *c, co
 	 * beyond whether the route exists. */
 	auth = auth_check(srv, &src, MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
 			  api.def, rq.object, &who, &rep);
-	if (auth == -EUSERS) {
-		api_request_done(&api);
-		return send_locked_out(c, rep.retry_after, rep.message);
-	}
 	if (auth < 0) {
 		r = auth;
 		snprintf(err, sizeof(err), "%s", rep.message);

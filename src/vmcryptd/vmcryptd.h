@@ -101,11 +101,15 @@ int handle_admin_audit(struct request *rq, struct reply *rep);
 /* Sets rep->message and returns error. */
 int http_reply_error(struct reply *rep, int error, const char *fmt, ...) _printf_(3, 4);
 
-/* auth.c: checks the Authorization header from src against what the route needs. Returns 0,
- * -ENOKEY (no credential: 401), -EKEYREJECTED (wrong credential: 401), -EACCES (right kind of
- * credential missing, or revoked: 403), -EUSERS (src is locked out after failed
- * authentications: 429, rep->retry_after set; nothing else was looked at). Failures are
- * audited, counted by the throttle and logged (aggregated) here. */
+/* auth.c: whether src is locked out after failed authentications: 0, or -EUSERS (429) with
+ * rep->retry_after and rep->message set. Asked first, so a locked-out source costs a table
+ * lookup: nothing of its request is parsed, looked up or audited (the lockout itself was
+ * audited; the log counts these refusals). */
+int auth_locked_out(struct server *srv, const struct client_addr *src, struct reply *rep);
+/* Checks the Authorization header from src against what the route needs. Returns 0, -ENOKEY
+ * (no credential: 401), -EKEYREJECTED (wrong credential: 401), -EACCES (right kind of
+ * credential missing, or revoked: 403). Failures are audited, counted by the throttle and
+ * logged (aggregated) here. */
 int auth_check(struct server *srv, const struct client_addr *src, const char *authorization,
 	       const struct api_route_def *def, const char *object, struct caller *ret, struct reply *rep);
 
