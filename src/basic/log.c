@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "string-util.h"
 
 static void stderr_sink(enum log_level level, const char *message, void *userdata)
 {
@@ -48,6 +49,15 @@ int log_full_errno(enum log_level level, int error, const char *fmt, ...)
 	va_end(ap);
 	errno = saved;
 
+	/* Messages carry names and text from outside (a hostname, a file name, an old store's
+	 * rows): a newline would forge a log line, a bidi override would reorder it. The sink gets
+	 * one line of visible characters. */
+	if (!string_is_safe_text(buf)) {
+		char esc[sizeof(buf) * 2];
+
+		sink(level, string_escape_hidden(buf, esc, sizeof(esc)), sink_userdata);
+		return error;
+	}
 	sink(level, buf, sink_userdata);
 	return error;
 }

@@ -35,3 +35,22 @@ char *format_bytes(char *buf, size_t len, uint64_t bytes);
 
 /* Formats seconds as "1h02m", "3m05s" or "12s" into buf. Returns buf. */
 char *format_duration(char *buf, size_t len, uint64_t seconds);
+
+/* Decodes one UTF-8 sequence from s (at most n bytes, n > 0) into *ret. Returns the sequence's
+ * length (1 to 4), or -EILSEQ for an invalid, overlong or surrogate sequence. */
+int utf8_decode(const char *s, size_t n, uint32_t *ret);
+
+/* Whether a code point must never appear raw in text shown to a person: C0 and C1 controls,
+ * DEL, the Unicode format characters (Cf: bidi overrides and isolates, zero-width characters,
+ * the byte order mark, tags ...) and the line and paragraph separators. They can hide or reorder
+ * what a terminal or log viewer shows. */
+bool unichar_is_hidden(uint32_t c);
+
+/* Whether s holds only valid UTF-8 without hidden characters (see unichar_is_hidden). */
+bool string_is_safe_text(const char *s);
+
+/* Copies s into buf (len > 0) with every hidden character and invalid byte escaped: \n \t \r,
+ * \xNN for other bytes below 0x80 and for invalid UTF-8, \uNNNN or \UNNNNNNNN for code points,
+ * and the backslash itself as \\. Cuts the output at a character boundary when buf is too small.
+ * Returns buf. */
+char *string_escape_hidden(const char *s, char *buf, size_t len);

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include "basic/fileio.h"
+#include "basic/log.h"
 #include "basic/string-util.h"
 #include "shared/exit-status.h"
 #include "shared/secret.h"
@@ -41,6 +42,54 @@ static void test_format(void **state)
 	assert_string_equal(format_duration(buf, sizeof(buf), 59), "59s");
 	assert_string_equal(format_duration(buf, sizeof(buf), 125), "2m05s");
 	assert_string_equal(format_duration(buf, sizeof(buf), 3723), "1h02m");
+}
+
+static void test_text_escape(void **state)
+{
+	char buf[128];
+	uint32_t c;
+
+	assert_int_equal(utf8_decode("\xe2\x80\xae", 3, &c), 3);
+	assert_int_equal(c, 0x202e);
+	assert_int_equal(utf8_decode("\xe2\x80", 2, &c), -EILSEQ);
+	assert_int_equal(utf8_decode("\xc0\xaf", 2, &c), -EILSEQ);         /* overlong '/' */
+	assert_int_equal(utf8_decode("\xed\xa0\x80", 3, &c), -EILSEQ);     /* surrogate */
+	assert_int_equal(utf8_decode("\xf4\x90\x80\x80", 4, &c), -EILSEQ); /* above U+10FFFF */
+	assert_true(string_is_safe_text("h\xc3\xa9te-01 /mnt/d"));
+	assert_false(string_is_safe_text("a\nb"));
+	assert_false(string_is_safe_text("a\x7f"));
+	assert_false(string_is_safe_text("a\xc2\x85"));          /* NEL, C1 */
+	assert_false(string_is_safe_text("web\xe2\x80\xaegpj")); /* RLO */
+	assert_false(string_is_safe_text("a\xe2\x81\xa6"));     /* LRI */
+	assert_false(string_is_safe_text("a\xef\xbb\xbf"));     /* BOM */
+	assert_false(string_is_safe_text("a\xf3\xa0\x80\x81")); /* tag U+E0001 */
+	assert_false(string_is_safe_text("a\xff"));
+
+	assert_string_equal(string_escape_hidden("plain h\xc3\xa9te", buf, sizeof(buf)), "plain h\xc3\xa9te");
+	assert_string_equal(string_escape_hidden("web\xe2\x80\xaegpj.exe", buf, sizeof(buf)), "web\\u202egpj.exe");
+	assert_string_equal(string_escape_hidden("a\nb\tc\x1b[2J\\", buf, sizeof(buf)), "a\\nb\\tc\\x1b[2J\\\\");
+	assert_string_equal(string_escape_hidden("\xc2\x9b\xff\xf3\xa0\x80\x81", buf, sizeof(buf)),
+			    "\\u009b\\xff\\U000e0001");
+	/* Cut at a character boundary, never inside an escape. */
+	assert_string_equal(string_escape_hidden("ab\xe2\x80\xae", buf, 6), "ab");
+}
+
+static char logged[4096];
+
+static void capture_sink(enum log_level level, const char *message, void *userdata)
+{
+	snprintf(logged, sizeof(logged), "%s", message);
+}
+
+static void test_log_escape(void **state)
+{
+	log_set_sink(capture_sink, NULL);
+	/* A hostname from an old store: a forged second line, a bidi override, a terminal escape. */
+	log_info("VM '%s' enrolled from host '%s'.", "v1", "evil\xe2\x80\xaegpj\n2026-12-01 vmcryptd: forged\x1b[2J");
+	assert_string_equal(logged, "VM 'v1' enrolled from host 'evil\\u202egpj\\n2026-12-01 vmcryptd: forged\\x1b[2J'.");
+	log_info("plain h\xc3\xb4te and a \\ backslash");
+	assert_string_equal(logged, "plain h\xc3\xb4te and a \\ backslash");
+	log_set_sink(NULL, NULL);
 }
 
 static void test_secret_alloc(void **state)
@@ -137,6 +186,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_size),
 		cmocka_unit_test(test_format),
+		cmocka_unit_test(test_text_escape),
+		cmocka_unit_test(test_log_escape),
 		cmocka_unit_test(test_secret_alloc),
 		cmocka_unit_test(test_secret_files),
 		cmocka_unit_test(test_atomic_write),
