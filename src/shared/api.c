@@ -35,50 +35,50 @@ static bool check_volume_type(const char *s)
 	return api_volume_type_from_string(s, &m) == 0;
 }
 
-static bool check_printable(const char *s)
+/* Free text (host names, file names, messages) is shown by vmcrypt-admin and the log: no
+ * control or format characters that could hide or reorder what an operator reads. */
+static bool check_text(const char *s)
 {
-	for (; *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			return false;
-	return true;
+	return string_is_safe_text(s);
 }
 
 #define NAME_EXPECT "1 to 64 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit"
+#define TEXT_EXPECT "printable text (no control or format characters such as bidi overrides)"
 #define STATUS_EXPECT \
 	"one of Encrypted, NotEncrypted, NotMounted, EncryptionInProgress, DecryptionInProgress, " \
 	"VMRestartPending, Unknown"
 
 static const struct api_field body_enroll[] = {
-	{ "hostname", API_STRING, true, 255, check_printable, "printable text" },
-	{ "agentVersion", API_STRING, false, 64, check_printable, "printable text" },
+	{ "hostname", API_STRING, true, 255, check_text, TEXT_EXPECT },
+	{ "agentVersion", API_STRING, false, 64, check_text, TEXT_EXPECT },
 	{},
 };
 
 static const struct api_field body_secret_put[] = {
 	/* base64 of at most API_SECRET_MAX bytes */
 	{ "value", API_STRING, true, (API_SECRET_MAX + 2) / 3 * 4, NULL, NULL },
-	{ "fileName", API_STRING, false, 255, check_printable, "printable text" },
+	{ "fileName", API_STRING, false, 255, check_text, TEXT_EXPECT },
 	{},
 };
 
 static const struct api_field body_status[] = {
 	{ "OsVolumeEncrypted", API_STRING, true, 32, api_status_valid, STATUS_EXPECT },
 	{ "DataVolumesEncrypted", API_STRING, true, 32, api_status_valid, STATUS_EXPECT },
-	{ "ProgressMessage", API_STRING, false, API_MESSAGE_MAX, check_printable, "printable text" },
-	{ "AgentVersion", API_STRING, false, 64, check_printable, "printable text" },
+	{ "ProgressMessage", API_STRING, false, API_MESSAGE_MAX, check_text, TEXT_EXPECT },
+	{ "AgentVersion", API_STRING, false, 64, check_text, TEXT_EXPECT },
 	{ "SequenceVersion", API_INT, false, INT64_MAX, NULL, NULL },
 	{ "Volumes", API_VOLUMES, false, API_REPORT_VOLUMES_MAX, NULL, NULL },
 	{},
 };
 
 static const struct api_field body_report_volume[] = {
-	{ "name", API_STRING, true, 64, check_printable, "printable text" },
-	{ "device", API_STRING, false, 255, check_printable, "printable text" },
-	{ "mountPoint", API_STRING, false, 1024, check_printable, "printable text" },
+	{ "name", API_STRING, true, 64, check_text, TEXT_EXPECT },
+	{ "device", API_STRING, false, 255, check_text, TEXT_EXPECT },
+	{ "mountPoint", API_STRING, false, 1024, check_text, TEXT_EXPECT },
 	{ "volumeType", API_STRING, false, 8, check_volume_type, "OS or Data" },
 	{ "state", API_STRING, true, 32, api_status_valid, STATUS_EXPECT },
 	{ "progress", API_INT, false, 100, NULL, NULL },
-	{ "message", API_STRING, false, 256, check_printable, "printable text" },
+	{ "message", API_STRING, false, 256, check_text, TEXT_EXPECT },
 	{},
 };
 
@@ -90,7 +90,7 @@ static const struct api_field body_register[] = {
 static const struct api_field body_enable[] = {
 	{ "volumeType", API_STRING, true, 8, check_volume_type, "OS, Data or All" },
 	{ "kek", API_STRING, false, API_NAME_MAX, check_name, NAME_EXPECT },
-	{ "kekAlgorithm", API_STRING, false, 32, check_printable, "an algorithm name" },
+	{ "kekAlgorithm", API_STRING, false, 32, check_text, "an algorithm name" },
 	{ "encryptFormatAll", API_BOOL, false, 0, NULL, NULL },
 	{},
 };
@@ -102,7 +102,7 @@ static const struct api_field body_disable[] = {
 
 static const struct api_field body_key_create[] = {
 	{ "name", API_STRING, true, API_NAME_MAX, check_name, NAME_EXPECT },
-	{ "kty", API_STRING, false, 8, check_printable, "RSA or AES" },
+	{ "kty", API_STRING, false, 8, check_text, "RSA or AES" },
 	{ "size", API_INT, false, 8192, NULL, NULL },
 	{},
 };
@@ -256,7 +256,7 @@ static int validate_object(json_t *obj, const struct api_field *fields, const ch
 		if (!f->name) {
 			/* Field names are attacker-chosen: print only printable ones, shortened. */
 			snprintf(err, errlen, "%s: unknown field \"%.40s\"", where,
-				 check_printable(key) ? key : "(unprintable)");
+				 check_text(key) ? key : "(unprintable)");
 			return -EINVAL;
 		}
 		switch (f->type) {
@@ -321,6 +321,55 @@ static int validate_object(json_t *obj, const struct api_field *fields, const ch
 	return 0;
 }
 
+int api_target_check(const char *raw, size_t n, char *err, size_t errlen)
+{
+	const char *q = memchr(raw, '?', n);
+	size_t path_len = q ? (size_t)(q - raw) : n;
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)raw[i];
+
+		if (c <= 0x20 || c >= 0x7f) {
+			snprintf(err, errlen, "the request target holds a %s byte 0x%02x; only ASCII without controls is accepted",
+				 c == 0 ? "NUL" : "control or non-ASCII", c);
+			return -EINVAL;
+		}
+		/* A decoded %00 would cut the path or a query value short of what a proxy in front
+		 * saw: vmC%00/ignored would act on vmC. */
+		if (c == '%' && i + 2 < n && raw[i + 1] == '0' && raw[i + 2] == '0') {
+			snprintf(err, errlen, "the request target holds an encoded NUL (%%00)");
+			return -EINVAL;
+		}
+		/* %2F would decode to a separator that no proxy or ACL in front took for one. */
+		if (c == '%' && i + 2 < path_len && raw[i + 1] == '2' && (raw[i + 2] == 'f' || raw[i + 2] == 'F')) {
+			snprintf(err, errlen, "no such route: an encoded slash (%%2F) is not a path separator");
+			return -ENOENT;
+		}
+	}
+	if (path_len == 0 || raw[0] != '/') {
+		snprintf(err, errlen, "no such route: the request target must be a path starting with /");
+		return -ENOENT;
+	}
+	return 0;
+}
+
+/* Each path has one spelling: no empty segment (//), no trailing slash, no . or .. segment. */
+static bool path_canonical(const char *path)
+{
+	if (path[0] != '/')
+		return false;
+	for (const char *s = path; *s; ) {
+		size_t n;
+
+		s++; /* past the slash */
+		n = strcspn(s, "/");
+		if (n == 0 || (n == 1 && s[0] == '.') || (n == 2 && s[0] == '.' && s[1] == '.'))
+			return false;
+		s += n;
+	}
+	return true;
+}
+
 /* Matches path against pattern segment by segment, capturing names. Returns true on a match;
  * *ret_bad_name is set when a capture is not a valid name (the route matches, the request is 400). */
 static bool match_path(const char *pattern, const char *path, struct api_request *req, bool *ret_bad_name)
@@ -360,9 +409,6 @@ static bool match_path(const char *pattern, const char *path, struct api_request
 		p++;
 		s++;
 	}
-	/* A single trailing slash is tolerated. */
-	if (*p == 0 && s[0] == '/' && s[1] == 0)
-		s++;
 	return *p == 0 && *s == 0;
 }
 
@@ -376,6 +422,10 @@ int api_request_parse(const char *method, const char *path, const char *body, si
 	int r;
 
 	memset(ret, 0, sizeof(*ret));
+	if (!path_canonical(path)) {
+		snprintf(err, errlen, "no such route: a path has no empty, '.' or '..' segment and no trailing slash");
+		return -ENOENT;
+	}
 	for (size_t i = 0; i < ELEMENTSOF(routes); i++) {
 		struct api_request tmp = {};
 		bool bad = false;
@@ -416,6 +466,13 @@ int api_request_parse(const char *method, const char *path, const char *body, si
 	}
 	if (size == 0) {
 		snprintf(err, errlen, "request body missing: a JSON object is required");
+		return -EINVAL;
+	}
+	/* jansson takes a NUL byte for the end of the input and reports "end of file": say what
+	 * is wrong instead. JSON text never holds one raw (RFC 8259 7). */
+	if (memchr(body, 0, size)) {
+		snprintf(err, errlen, "request body holds a NUL byte at offset %zu; JSON text has none",
+			 (size_t)((const char *)memchr(body, 0, size) - body));
 		return -EINVAL;
 	}
 	if (!json_depth_ok(body, size, API_JSON_DEPTH_MAX)) {

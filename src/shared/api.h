@@ -69,13 +69,21 @@ struct api_request {
 /* The route table, for documentation tests and the authorization matrix. */
 const struct api_route_def *api_routes(size_t *ret_n);
 
-/* Parses one request. path is the decoded URL path without the query. On failure writes a
+/* Checks the request target (path and query) as it came on the request line, n bytes before any
+ * percent-decoding, so nothing a decoder would cut or split goes unseen. Returns 0 or:
+ *   -EINVAL     a raw NUL, control, space or non-ASCII byte, or an encoded NUL (%00) (400)
+ *   -ENOENT     an encoded slash (%2F) in the path, or no path at all (404) */
+int api_target_check(const char *raw, size_t n, char *err, size_t errlen);
+
+/* Parses one request. path is the decoded URL path without the query; it has one canonical form
+ * (no empty, '.' or '..' segment, no trailing slash), anything else is -ENOENT. On failure writes a
  * human-readable reason to err (never the body's content beyond a field name).
  * Returns 0 or:
  *   -ENOENT     no route has this path (404)
  *   -ENOTSUP    the path exists but not with this method (405)
  *   -EFBIG      body larger than API_BODY_MAX (413)
- *   -EINVAL     malformed JSON, too deep, wrong type, unknown or missing field, bad name (400) */
+ *   -EINVAL     malformed JSON, a NUL byte in the body, too deep, wrong type, unknown or missing
+ *               field, bad name, text with control or format characters (400) */
 int api_request_parse(const char *method, const char *path, const char *body, size_t size,
 		      struct api_request *ret, char *err, size_t errlen);
 void api_request_done(struct api_request *r);

@@ -30,7 +30,15 @@ static void test_routes(void **state)
 	assert_int_equal(parse("GET", "/v1/vm/goal", "", &req, err), 0);
 	assert_int_equal(req.def->route, API_VM_GOAL);
 	assert_int_equal(req.def->auth, API_AUTH_VM);
-	assert_int_equal(parse("GET", "/v1/vm/goal/", "", &req, err), 0);
+	/* One spelling per path: a trailing slash, an empty or a dot segment is no route. */
+	assert_int_equal(parse("GET", "/v1/vm/goal/", "", &req, err), -ENOENT);
+	assert_non_null(strstr(err, "trailing slash"));
+	assert_int_equal(parse("GET", "/v1//vm/goal", "", &req, err), -ENOENT);
+	assert_int_equal(parse("GET", "/v1/./vm/goal", "", &req, err), -ENOENT);
+	assert_int_equal(parse("GET", "/v1/vm/../vm/goal", "", &req, err), -ENOENT);
+	assert_int_equal(parse("GET", "/v1/vm/secrets/..", "", &req, err), -ENOENT);
+	assert_int_equal(parse("DELETE", "/v1/admin/vms/vmC/", "", &req, err), -ENOENT);
+	assert_int_equal(parse("GET", "/", "", &req, err), -ENOENT);
 	assert_int_equal(parse("GET", "/v1/admin/secrets/vm-1/data.0", "", &req, err), 0);
 	assert_int_equal(req.def->route, API_ADMIN_SECRET_SHOW);
 	assert_string_equal(req.vm, "vm-1");
@@ -52,6 +60,44 @@ static void test_routes(void **state)
 	char longname[200];
 	snprintf(longname, sizeof(longname), "/v1/vm/secrets/%0100d", 7);
 	assert_int_equal(parse("GET", longname, "", &req, err), -EINVAL);
+}
+
+static int target(const char *raw, size_t n, char *err)
+{
+	return api_target_check(raw, n, err, 512);
+}
+
+static void test_target(void **state)
+{
+	char err[512];
+
+	assert_int_equal(target("/v1/vm/goal", 11, err), 0);
+	assert_int_equal(target("/v1/admin/audit?since=1d&vm=a", 29, err), 0);
+	assert_int_equal(target("/v1/vm/secrets/a%2Db", 20, err), 0);
+	/* An encoded NUL anywhere, path or query: vmC%00/ignored must not act on vmC. */
+	assert_int_equal(target("/v1/admin/vms/vmC%00/ignored", 28, err), -EINVAL);
+	assert_non_null(strstr(err, "%00"));
+	assert_int_equal(target("/v1/vm/secrets/os%00evil", 24, err), -EINVAL);
+	assert_int_equal(target("/v1/admin/audit?since=1d%00x", 28, err), -EINVAL);
+	assert_int_equal(target("/v1/admin/audit?%00=1", 21, err), -EINVAL);
+	/* A raw NUL, as a fuzzer or another front end could hand it over. */
+	assert_int_equal(target("/v1/admin/vms/vmC\0/ignored", 26, err), -EINVAL);
+	assert_non_null(strstr(err, "NUL"));
+	assert_int_equal(target("/v1/vm/goal\t", 12, err), -EINVAL);
+	assert_int_equal(target("/v1/vm/go al", 12, err), -EINVAL);
+	assert_int_equal(target("/v1/vm/\xc3\xa9", 9, err), -EINVAL);
+	/* %25 is a percent sign: %2500 decodes to the text "%00", not to a NUL. */
+	assert_int_equal(target("/v1/vm/secrets/a?x=%2500", 24, err), 0);
+	/* An encoded slash is no separator: 404 in the path, plain data in the query. */
+	assert_int_equal(target("/v1/admin%2fvms", 15, err), -ENOENT);
+	assert_non_null(strstr(err, "%2F"));
+	assert_int_equal(target("/v1/admin%2Fvms", 15, err), -ENOENT);
+	assert_int_equal(target("/v1/vm/secrets/..%2Fetc", 23, err), -ENOENT);
+	assert_int_equal(target("/v1/admin/audit?vm=a%2fb", 24, err), 0);
+	assert_int_equal(target("/v1/vm/goal%2", 13, err), 0);
+	assert_int_equal(target("", 0, err), -ENOENT);
+	assert_int_equal(target("*", 1, err), -ENOENT);
+	assert_int_equal(target("https://x/v1/vm/goal", 20, err), -ENOENT);
 }
 
 static void test_bodies(void **state)
@@ -84,6 +130,24 @@ static void test_bodies(void **state)
 		{ "POST", "/v1/admin/vms/a/encryption/enable", "{\"volumeType\":\"Some\"}", -EINVAL, "OS, Data or All" },
 		{ "POST", "/v1/admin/keys", "{\"name\":\"k\",\"size\":99999}", -EINVAL, "between 0 and 8192" },
 		{ "POST", "/v1/enroll", "{\"hostname\":\"a\\u0000b\"}", -EINVAL, "malformed JSON" },
+		{ "POST", "/v1/enroll", "{\"hostname\":\"h\u00e9te-01\"}", 0, NULL },
+		/* Bidi overrides and isolates, zero-width and C1 characters, raw or escaped. */
+		{ "POST", "/v1/enroll", "{\"hostname\":\"web\xe2\x80\xaegpj.exe\"}", -EINVAL, "format characters" },
+		{ "POST", "/v1/enroll", "{\"hostname\":\"web\\u202egpj\"}", -EINVAL, "field \"hostname\" must be printable" },
+		{ "POST", "/v1/enroll", "{\"hostname\":\"a\\u2066b\"}", -EINVAL, "hostname" },
+		{ "POST", "/v1/enroll", "{\"hostname\":\"a\\u200bb\"}", -EINVAL, "hostname" },
+		{ "POST", "/v1/enroll", "{\"hostname\":\"a\\ufeffb\"}", -EINVAL, "hostname" },
+		{ "POST", "/v1/enroll", "{\"hostname\":\"a\\u0085b\"}", -EINVAL, "hostname" },
+		{ "POST", "/v1/enroll", "{\"hostname\":\"a\xc2\x9b" "b\"}", -EINVAL, "hostname" },
+		{ "POST", "/v1/enroll", "{\"hostname\":\"a\\u007fb\"}", -EINVAL, "hostname" },
+		{ "POST", "/v1/enroll", "{\"hostname\":\"a\\u2028b\"}", -EINVAL, "hostname" },
+		{ "POST", "/v1/enroll", "{\"hostname\":\"a\\udb40\\udc01b\"}", -EINVAL, "hostname" },
+		{ "POST", "/v1/enroll", "{\"hostname\":\"a\xff\"}", -EINVAL, "malformed JSON" },
+		{ "PUT", "/v1/vm/secrets/os", "{\"value\":\"YQ==\",\"fileName\":\"x\\u202ekeb.txt\"}", -EINVAL, "field \"fileName\" must be printable" },
+		{ "PUT", "/v1/vm/secrets/os", "{\"value\":\"YQ==\",\"fileName\":\"\\u009bx.bek\"}", -EINVAL, "fileName" },
+		{ "POST", "/v1/vm/status", "{\"OsVolumeEncrypted\":\"Encrypted\",\"DataVolumesEncrypted\":\"Encrypted\",\"Volumes\":[{\"name\":\"a\\u202eb\",\"state\":\"Encrypted\"}]}", -EINVAL, "Volumes[0]" },
+		{ "POST", "/v1/vm/status", "{\"OsVolumeEncrypted\":\"Encrypted\",\"DataVolumesEncrypted\":\"Encrypted\",\"ProgressMessage\":\"50%\\u200f\"}", -EINVAL, "ProgressMessage" },
+		{ "POST", "/v1/admin/vms", "{\"na\\u202eme\":\"a\"}", -EINVAL, "unknown field \"(unprintable)\"" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -133,6 +197,26 @@ static void test_limits(void **state)
 			       "\"ProgressMessage\":\"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\\\"[[[[\"}",
 			       &req, err),
 			 0);
+	api_request_done(&req);
+}
+
+static void test_body_nul(void **state)
+{
+	static const char with_nul[] = "{\"value\":\"YQ==\"}\0junk";
+	static const char in_string[] = "{\"value\":\"YQ\0==\"}";
+	struct api_request req;
+	char err[512];
+
+	/* Everything after a NUL would have been taken for the end of the input. */
+	assert_int_equal(api_request_parse("PUT", "/v1/vm/secrets/os", with_nul, sizeof(with_nul) - 1, &req, err,
+					   sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "NUL byte at offset 16"));
+	assert_int_equal(api_request_parse("PUT", "/v1/vm/secrets/os", in_string, sizeof(in_string) - 1, &req, err,
+					   sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "NUL byte at offset 12"));
+	assert_int_equal(api_request_parse("PUT", "/v1/vm/secrets/os", with_nul, 16, &req, err, sizeof(err)), 0);
 	api_request_done(&req);
 }
 
@@ -215,7 +299,8 @@ static void test_times(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_routes), cmocka_unit_test(test_bodies),          cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_routes), cmocka_unit_test(test_target),          cmocka_unit_test(test_bodies),
+		cmocka_unit_test(test_body_nul), cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_names_and_types), cmocka_unit_test(test_drift), cmocka_unit_test(test_times),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
