@@ -79,8 +79,23 @@ int admin_getopt(struct admin *a, int argc, char **argv, const struct option *ex
 
 const char *admin_str(json_t *j, const char *key)
 {
-	const char *s = json_string_value(json_object_get(j, key));
-	return s ? s : "";
+	json_t *v = json_object_get(j, key);
+	const char *s = json_string_value(v);
+
+	if (!s)
+		return "";
+	/* Names from an old store or a hostile VM may hold controls or bidi overrides: the
+	 * terminal gets them escaped. The response is only printed after, so escape in place and
+	 * keep the text alive as long as the caller's response. */
+	if (!string_is_safe_text(s)) {
+		size_t len = 4 * strlen(s) + 16;
+		_cleanup_free_ char *esc = malloc(len);
+
+		if (!esc || json_string_set(v, string_escape_hidden(s, esc, len)) < 0)
+			return "(unprintable)";
+		s = json_string_value(v);
+	}
+	return s;
 }
 
 char *admin_age(long long seconds, char *buf, size_t len)

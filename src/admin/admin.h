@@ -37,7 +37,8 @@ void admin_print_json(json_t *j);
 struct option;
 int admin_getopt(struct admin *a, int argc, char **argv, const struct option *extra);
 
-/* String field or "" */
+/* String field or "", for text output: hidden characters (controls, bidi overrides, invalid
+ * UTF-8) come back escaped, the field in j is replaced by the escaped text. */
 const char *admin_str(json_t *j, const char *key);
 /* "12 s ago", "3m05s ago" for an age in seconds */
 char *admin_age(long long seconds, char *buf, size_t len);

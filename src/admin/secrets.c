@@ -88,8 +88,11 @@ static int secret_show(struct admin *a, int argc, char **argv)
 		printf("ContentType : %s\n", admin_str(resp, "contentType"));
 		printf("Created     : %s\n", admin_str(resp, "created"));
 		tags = json_object_get(resp, "tags");
-		json_object_foreach(tags, k, v)
-			printf("Tag         : %s = %s\n", k, json_string_value(v) ? json_string_value(v) : "");
+		json_object_foreach(tags, k, v) {
+			char key[256];
+
+			printf("Tag         : %s = %s\n", string_escape_hidden(k, key, sizeof(key)), admin_str(tags, k));
+		}
 		printf("Value       : %s\n", reveal ? admin_str(resp, "value") : "(hidden; --reveal shows it and is audited)");
 	}
 	json_decref(resp);
