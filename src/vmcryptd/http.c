@@ -88,11 +88,16 @@ int http_reply_error(struct reply *rep, int error, const char *fmt, ...)
 	return error;
 }
 
-/* Per-connection request state. The body may carry a secret: it lives in secret memory. */
+/* Per-request state, made by on_target() when the request line arrives. The body may carry a
+ * secret: it lives in secret memory. */
 struct conn_state {
 	char *body;
 	size_t size, cap;
 	bool too_big;
+	bool started;     /* on_request has seen the headers */
+	bool refused;     /* answered from the headers alone; the body is dropped */
+	int target_error; /* api_target_check() on the raw request target */
+	char target_message[192];
 };
 
 /* www_authenticate: the challenge for a 401 (RFC 6750 3), or NULL. */
@@ -253,6 +258,64 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *c, co
 	return ret;
 }
 
+/* MHD_OPTION_URI_LOG_CALLBACK: the only place that sees the request target before
+ * libmicrohttpd decodes it (a %00 would cut the path we route on). Its return value becomes
+ * *con_cls. libmicrohttpd 0.9.75 itself ends the string at a raw NUL byte; 1.0 refuses those. */
+static void *on_target(void *cls, const char *uri, struct MHD_Connection *c)
+{
+	struct conn_state *cs = calloc(1, sizeof(*cs));
+
+	if (cs)
+		cs->target_error = api_target_check(uri ? uri : "", uri ? strlen(uri) : 0, cs->target_message,
+						    sizeof(cs->target_message));
+	return cs;
+}
+
+struct header_scan {
+	unsigned content_length, transfer_encoding;
+	bool chunked, bad_char;
+};
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+	struct header_scan *h = cls;
+
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+		h->content_length++;
+	if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+		h->transfer_encoding++;
+		h->chunked = value && strcasecmp(value, "chunked") == 0;
+	}
+	/* RFC 9110 5.5: no CTL but HTAB in a field value. */
+	for (const char *p = value ? value : ""; *p; p++)
+		if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f)
+			h->bad_char = true;
+	return MHD_YES;
+}
+
+/* The headers a proxy in front could read differently from libmicrohttpd, which takes the first
+ * Content-Length and ignores it beside a Transfer-Encoding: refused whole (RFC 9112 6.1, 6.3),
+ * an identical duplicate Content-Length too. Returns 0 or -EINVAL with err set. */
+static int check_headers(struct MHD_Connection *c, char *err, size_t len)
+{
+	struct header_scan h = {};
+	const char *why = NULL;
+
+	MHD_get_connection_values(c, MHD_HEADER_KIND, scan_header, &h);
+	if (h.content_length > 1)
+		why = "Content-Length given more than once; send it once";
+	else if (h.transfer_encoding > 1 || (h.transfer_encoding && !h.chunked))
+		why = "Transfer-Encoding must be given once, as \"chunked\"";
+	else if (h.content_length && h.transfer_encoding)
+		why = "Content-Length and Transfer-Encoding together; send one of them";
+	else if (h.bad_char)
+		why = "a header value holds a control character";
+	if (!why)
+		return 0;
+	snprintf(err, len, "%s", why);
+	return -EINVAL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 				  const char *version, const char *upload_data, size_t *upload_data_size,
 				  void **con_cls)
@@ -260,14 +323,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 	struct server *srv = cls;
 	struct conn_state *cs = *con_cls;
 
-	if (!cs) {
+	if (!cs)
+		return MHD_NO; /* on_target() could not allocate */
+	if (!cs->started) {
 		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		char err[192];
 		uint64_t n = 0;
+		int r;
 
-		cs = calloc(1, sizeof(*cs));
-		if (!cs)
-			return MHD_NO;
-		*con_cls = cs;
+		cs->started = true;
+		/* Refused before authentication: these say nothing about the server's state. */
+		if (cs->target_error < 0) {
+			cs->refused = true;
+			return send_error(c, cs->target_error, cs->target_message);
+		}
+		r = check_headers(c, err, sizeof(err));
+		if (r < 0) {
+			cs->refused = true;
+			return send_error(c, r, err);
+		}
 		/* Refuse an announced oversized body before reading it. */
 		if (cl && (parse_u64(cl, &n) < 0 || n > API_BODY_MAX)) {
 			cs->too_big = true;
@@ -281,7 +355,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		size_t n = *upload_data_size;
 
 		*upload_data_size = 0;
-		if (cs->too_big)
+		if (cs->too_big || cs->refused)
 			return MHD_YES;
 		if (cs->size + n > API_BODY_MAX) {
 			cs->too_big = true;
@@ -309,6 +383,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return MHD_YES;
 	}
 
+	if (cs->refused)
+		return MHD_YES;
 	return dispatch(srv, c, url, method, cs);
 }
 
@@ -402,6 +478,7 @@ int http_start(struct server *srv, const char *listen, const char *cert_pem, con
 
 	srv->daemon = MHD_start_daemon(
 		flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+		MHD_OPTION_URI_LOG_CALLBACK, on_target, srv,
 		MHD_OPTION_HTTPS_MEM_CERT, cert_pem, MHD_OPTION_HTTPS_MEM_KEY, key_pem,
 		MHD_OPTION_HTTPS_PRIORITIES, "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2",
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
