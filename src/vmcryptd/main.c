@@ -249,6 +249,9 @@ int main(int argc, char **argv)
 		log_error_errno(r, "Could not create %s: %m", srv.data_dir);
 		return EXIT_ERROR;
 	}
+	r = strict_modes_check(srv.data_dir, tls_key);
+	if (r < 0)
+		return r == -EPERM ? EXIT_STATE : EXIT_ERROR;
 	/* One vmcryptd per data directory: a second one would clobber vmcryptd.listen and race the
 	 * first start's initialization. The lock dies with the process, kill -9 included. */
 	{

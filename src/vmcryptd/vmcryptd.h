@@ -189,3 +189,10 @@ int handler_secret_reply(struct store_secret *sec, const void *value, size_t siz
 int keycache_get(struct server *srv, const char *name, uint32_t version, uint32_t *ret_version,
 		 struct vault_key **ret_key, bool *ret_owned);
 void keycache_clear(void);
+
+/* strict.c: refuses, with the file and the chmod or chown that fixes it, a data directory
+ * writable by group or others or not owned by the running user, and a master.key, admin.token or
+ * TLS key (tls_key, or DIR/tls.key when NULL) that is open to group or others, owned by another
+ * user, a symbolic link inside the data directory, or not a regular file. Missing files pass.
+ * Returns 0, -EPERM (logged) or another -errno (logged). */
+int strict_modes_check(const char *data_dir, const char *tls_key);
