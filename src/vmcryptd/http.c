@@ -548,6 +548,12 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen
 	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:" \
 	"-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA"
 
+/* Bigger than 32 KiB, so libmicrohttpd 0.9.75 mmap()s each connection's pool (memorypool.c)
+ * instead of taking it from malloc(): the pool holds the decrypted request, bearer credential
+ * and body included, and is not wiped when freed, but munmap() hands the pages back to the
+ * kernel instead of leaving them in the heap until a later allocation reuses them. */
+#define CONNECTION_POOL_SIZE ((size_t)64 * 1024)
+
 int http_start(struct server *srv, const char *listen, const char *cert_pem, const char *key_pem,
 	       uint16_t *ret_port)
 {
@@ -583,6 +589,7 @@ int http_start(struct server *srv, const char *listen, const char *cert_pem, con
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
 		MHD_OPTION_CONNECTION_TIMEOUT, srv->idle_timeout, MHD_OPTION_CONNECTION_LIMIT, srv->max_conns,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, srv->max_conns_per_address,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONNECTION_POOL_SIZE,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)512,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(srv->threads > 1 ? srv->threads : 0), MHD_OPTION_END);
 	if (!srv->daemon) {

@@ -2,12 +2,14 @@
  * start, serves the HTTPS API until SIGTERM/SIGINT, then stops cleanly. */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -66,6 +68,65 @@ static void raise_fd_limit(unsigned max_conns)
 		log_warning("Only %llu file descriptors allowed, while --max-conns %u needs about %llu; connections "
 			    "beyond that are refused (raise LimitNOFILE= in the unit, or ulimit -n).",
 			    (unsigned long long)rl.rlim_cur, max_conns, (unsigned long long)need);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define BUILT_WITH_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BUILT_WITH_ASAN 1
+#endif
+#endif
+
+/* Locking everything needs RLIMIT_MEMLOCK out of the way: the kernel counts whole mappings
+ * against it (every thread's 8 MiB stack, every 64 MiB malloc arena), touched or not, and with
+ * MCL_FUTURE an mmap() beyond it fails, so a finite limit would make thread creation and
+ * allocations fail under load. Hence: CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK, or no
+ * mlockall(). */
+#ifndef BUILT_WITH_ASAN
+static bool has_cap_ipc_lock(void)
+{
+	_cleanup_fclose_ FILE *f = fopen("/proc/self/status", "re");
+	char line[256];
+	unsigned long long caps;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "CapEff: %llx", &caps) == 1)
+			return caps & (1ULL << 14); /* CAP_IPC_LOCK */
+	return false;
+}
+#endif
+
+/* Keeps all of vmcryptd's memory out of swap: decrypted requests, libmicrohttpd's and GnuTLS's
+ * buffers and the heap hold tokens and secrets that secret_alloc() cannot reach. MCL_ONFAULT
+ * locks pages as they are first touched, so reserved but unused memory (thread stacks, malloc
+ * arenas) costs nothing. A failure is a warning: secret_alloc() buffers are still locked one by
+ * one. */
+static void lock_memory(void)
+{
+#ifdef BUILT_WITH_ASAN
+	/* ASan reserves terabytes of shadow memory, which would all count as locked, and releases
+	 * shadow pages with madvise(MADV_DONTNEED), which fails on locked mappings. */
+	log_info("Built with AddressSanitizer: not locking memory with mlockall().");
+#else
+	struct rlimit rl = {};
+
+	if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_MEMLOCK, &rl);
+		(void)getrlimit(RLIMIT_MEMLOCK, &rl);
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && !has_cap_ipc_lock()) {
+		log_warning("RLIMIT_MEMLOCK is %llu KiB: not locking all memory, only secret buffers; memory "
+			    "holding requests may be swapped out (set LimitMEMLOCK=infinity in the unit, or "
+			    "give it CAP_IPC_LOCK).",
+			    (unsigned long long)rl.rlim_cur / 1024);
+		return;
+	}
+	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0)
+		log_warning("Could not lock memory (%m); memory holding requests may be swapped out (set "
+			    "LimitMEMLOCK=infinity in the unit, or run with CAP_IPC_LOCK).");
+#endif
 }
 
 static char *path_join(const char *dir, const char *name)
@@ -257,6 +318,13 @@ int main(int argc, char **argv)
 	/* Key material lives in this process: no core dumps, no ptrace by non-root. */
 	if (prctl(PR_SET_DUMPABLE, 0) < 0)
 		log_warning("Could not make the process non-dumpable: %m");
+	/* glibc overwrites each chunk as it is freed (M_PERTURB): GnuTLS frees its decrypted record
+	 * buffers, which hold whole requests (bearer credential and body), without wiping them.
+	 * Chunks of up to 1 KiB that glibc keeps in its per-thread cache (tcache) are the exception.
+	 * ASan's allocator ignores it. */
+	if (mallopt(M_PERTURB, 0x5a) != 1)
+		log_debug("Could not make malloc wipe freed memory.");
+	lock_memory();
 	raise_fd_limit(srv.max_conns);
 	signal(SIGPIPE, SIG_IGN);
 	secret_setup_json_allocator();

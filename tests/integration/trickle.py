@@ -11,6 +11,9 @@
 #   trickle.py keepalive --connect ADDR:PORT --source IP --path PATH --auth-file FILE --ca-file FILE
 #                     --count N --interval S [--out FILE]
 #       N requests on one keep-alive connection, S seconds apart; writes how many were answered.
+#   trickle.py abort --connect ADDR:PORT --source IP --auth-file FILE
+#       Sends a secret PUT's headers, bearer credential included, and part of its body, then
+#       closes the connection: the request ends without an answer.
 #   trickle.py client --connect ADDR:PORT --source IP --path PATH --auth-file FILE --ca-file FILE
 #                     [--duration S] [--out FILE]
 #       A well-behaved client: one fresh TLS connection per GET (what a booting VM does), for
@@ -252,9 +255,25 @@ def keepalive(args):
     print(json.dumps({"answered": answered}), file=open(args.out, "w") if args.out else sys.stdout)
 
 
+def abort(args):
+    host, port = hostport(args.connect)
+    auth = open(args.auth_file).read().strip()
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(args.timeout)
+    s.bind((args.source, 0))
+    s.connect((host, port))
+    with ctx.wrap_socket(s) as t:
+        t.sendall(f"PUT /v1/vm/secrets/os HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {auth}\r\n"
+                  "Content-Type: application/json\r\nContent-Length: 200\r\n\r\n{\"value\":\"QUJD".encode())
+        time.sleep(0.5)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("mode", choices=["attack", "client", "keepalive"])
+    ap.add_argument("mode", choices=["attack", "client", "keepalive", "abort"])
     ap.add_argument("--connect", required=True)
     ap.add_argument("--source", required=True)
     ap.add_argument("--count", type=int, default=1000)
@@ -272,7 +291,7 @@ def main():
     args = ap.parse_args()
     if not (args.connect.startswith("127.") and args.source.startswith("127.")):
         sys.exit("trickle.py: loopback addresses only")
-    {"attack": attack, "client": client, "keepalive": keepalive}[args.mode](args)
+    {"attack": attack, "client": client, "keepalive": keepalive, "abort": abort}[args.mode](args)
 
 
 if __name__ == "__main__":
