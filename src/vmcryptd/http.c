@@ -101,9 +101,10 @@ struct conn_state {
  * every received byte resets, so a client trickling a byte every few seconds kept its connection
  * slot for as long as it liked. Each connection is tracked here from accept (NOTIFY_CONNECTION
  * started) to close, and a reaper thread shuts down the socket of one that has not delivered a
- * request's headers within header_timeout, or not been answered within request_timeout, both
- * counted from accept or from the end of the connection's previous request (so the TLS handshake
- * and the keep-alive wait count too). libmicrohttpd then sees the connection fail and closes it in
+ * request's headers within header_timeout, or not sent its whole request within request_timeout,
+ * both counted from accept or from the end of the connection's previous request (so the TLS
+ * handshake and the keep-alive wait count too). Time in a handler does not count: the answer
+ * gets request_timeout of its own from when the handler returns. libmicrohttpd then sees the connection fail and closes it in
  * its own thread; nothing here frees or closes what it owns.
  *
  * The fd is safe to shut down while its entry is in the table: libmicrohttpd 0.9.75 calls
@@ -116,6 +117,7 @@ struct conn_track {
 	int fd;
 	uint64_t since_usec; /* accept, or the end of the previous request (CLOCK_MONOTONIC) */
 	bool headers;        /* the current request's headers are in */
+	bool busy;           /* in a handler: our time, not the client's */
 	bool cut;            /* shut down by the reaper */
 };
 
@@ -155,7 +157,7 @@ static void *conns_reaper(void *p)
 			 * comes first while headers are missing. */
 			uint64_t deadline = e->since_usec + (e->headers ? t->request_usec : t->header_usec);
 
-			if (e->cut)
+			if (e->cut || e->busy)
 				continue;
 			if (deadline <= now) {
 				(void)shutdown(e->fd, SHUT_RDWR);
@@ -229,9 +231,14 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 	*socket_context = NULL;
 }
 
-/* Marks the connection's current request: headers in (on_request's first call), or answered
- * (NOTIFY_COMPLETED; the next request's deadlines count from now). */
-static void conn_mark(struct server *srv, struct MHD_Connection *c, bool headers)
+enum conn_event {
+	CONN_HEADERS_IN,   /* on_request's first call */
+	CONN_HANDLER_IN,   /* dispatch() starts */
+	CONN_HANDLER_OUT,  /* dispatch() is done: the answer must go out within request_timeout */
+	CONN_ANSWERED,     /* NOTIFY_COMPLETED: the next request's deadlines count from now */
+};
+
+static void conn_mark(struct server *srv, struct MHD_Connection *c, enum conn_event ev)
 {
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	struct conn_track *e = ci ? ci->socket_context : NULL;
@@ -239,9 +246,22 @@ static void conn_mark(struct server *srv, struct MHD_Connection *c, bool headers
 	if (!e)
 		return;
 	pthread_mutex_lock(&srv->conns->lock);
-	e->headers = headers;
-	if (!headers)
+	switch (ev) {
+	case CONN_HEADERS_IN:
+		e->headers = true;
+		break;
+	case CONN_HANDLER_IN:
+		e->busy = true;
+		break;
+	case CONN_HANDLER_OUT:
+		e->busy = false;
 		e->since_usec = now_usec();
+		break;
+	case CONN_ANSWERED:
+		e->headers = e->busy = false;
+		e->since_usec = now_usec();
+		break;
+	}
 	pthread_mutex_unlock(&srv->conns->lock);
 }
 
@@ -425,7 +445,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
 		uint64_t n = 0;
 
-		conn_mark(srv, c, true);
+		conn_mark(srv, c, CONN_HEADERS_IN);
 		cs = calloc(1, sizeof(*cs));
 		if (!cs)
 			return MHD_NO;
@@ -471,14 +491,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return MHD_YES;
 	}
 
-	return dispatch(srv, c, url, method, cs);
+	/* A slow handler (a key rotation re-wrapping many secrets) is not the client's fault. */
+	enum MHD_Result ret;
+
+	conn_mark(srv, c, CONN_HANDLER_IN);
+	ret = dispatch(srv, c, url, method, cs);
+	conn_mark(srv, c, CONN_HANDLER_OUT);
+	return ret;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
 	struct conn_state *cs = *con_cls;
 
-	conn_mark(cls, c, false);
+	conn_mark(cls, c, CONN_ANSWERED);
 	if (!cs)
 		return;
 	secret_free(cs->body);
