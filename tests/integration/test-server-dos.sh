@@ -34,7 +34,7 @@ auth_file admin "$DATA/admin.token"
 soft=$(awk '/^Max open files/ {print $4}' "/proc/$SERVER_PID/limits")
 check "vmcryptd raised its soft descriptor limit for 1000 connections ($soft)" test "$soft" -ge 1256
 
-attack --source 127.0.0.1 --count 1000 --duration 13 --ready "$WORK/ready" --out "$WORK/hello.json" &
+attack --source 127.0.0.1 --count 1000 --duration 13 --refused-within 2 --ready "$WORK/ready" --out "$WORK/hello.json" &
 attacker=$!
 for ((i = 0; i < 100; i++)); do [ -e "$WORK/ready" ] && break; sleep 0.1; done
 sleep 1
