@@ -1,5 +1,5 @@
-/* vmcryptd's HTTPS front: libmicrohttpd glue, body collection with a hard cap, dispatch through
- * the route table, and the one errno-to-HTTP-status mapping. */
+/* vmcryptd's HTTPS front: libmicrohttpd glue, connection limits and deadlines, body collection
+ * with a hard cap, dispatch through the route table, and the one errno-to-HTTP-status mapping. */
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
