@@ -1,11 +1,16 @@
-/* vmcryptd's HTTPS front: libmicrohttpd glue, body collection with a hard cap, dispatch through
- * the route table, and the one errno-to-HTTP-status mapping. */
+/* vmcryptd's HTTPS front: libmicrohttpd glue, connection limits and deadlines, body collection
+ * with a hard cap, dispatch through the route table, and the one errno-to-HTTP-status mapping. */
 #include <arpa/inet.h>
+#include <assert.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 
 #include "basic/log.h"
 #include "basic/string-util.h"
@@ -99,6 +104,219 @@ struct conn_state {
 	int target_error; /* api_target_check() on the raw request target */
 	char target_message[192];
 };
+
+/* Deadlines for the phases of a connection. libmicrohttpd 0.9.75 has only an idle timeout, which
+ * every received byte resets, so a client trickling a byte every few seconds kept its connection
+ * slot for as long as it liked. Each connection is tracked here from accept (NOTIFY_CONNECTION
+ * started) to close, and a reaper thread shuts down the socket of one that has not delivered a
+ * request's headers within header_timeout, or not sent its whole request within request_timeout,
+ * both counted from accept or from the end of the connection's previous request (so the TLS
+ * handshake and the keep-alive wait count too). Time in a handler does not count: the answer
+ * gets request_timeout of its own from when the handler returns. libmicrohttpd then sees the connection fail and closes it in
+ * its own thread; nothing here frees or closes what it owns.
+ *
+ * The fd is safe to shut down while its entry is in the table: libmicrohttpd 0.9.75 calls
+ * NOTIFY_CLOSED, which removes the entry under the same mutex, before it closes the socket
+ * (MHD_cleanup_connections() and the error path of new_connection_process_() in daemon.c), so
+ * the number cannot have been reused by then. A timer thread rather than MHD's own loop because
+ * 0.9.75 offers no hook into its event loop or way to close a connection from outside. */
+struct conn_track {
+	struct conn_track *prev, *next;
+	int fd;
+	uint64_t since_usec; /* accept, or the end of the previous request (CLOCK_MONOTONIC) */
+	bool headers;        /* the current request's headers are in */
+	bool busy;           /* in a handler: our time, not the client's */
+	bool cut;            /* shut down by the reaper */
+};
+
+struct http_conns {
+	pthread_mutex_t lock; /* guards everything below */
+	pthread_cond_t wake;
+	pthread_t reaper;
+	struct conn_track *head;
+	uint64_t header_usec, request_usec;
+	unsigned cut;          /* cut since the last log line */
+	uint64_t logged_usec;  /* when that line was written */
+	bool stop;
+};
+
+#define USEC_PER_SEC UINT64_C(1000000)
+
+static uint64_t now_usec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * USEC_PER_SEC + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void *conns_reaper(void *p)
+{
+	struct http_conns *t = p;
+
+	pthread_mutex_lock(&t->lock);
+	while (!t->stop) {
+		uint64_t now = now_usec(), next = now + USEC_PER_SEC;
+		unsigned cut = 0;
+		struct timespec ts;
+
+		for (struct conn_track *e = t->head; e; e = e->next) {
+			/* header_timeout <= request_timeout (main.c checks), so the header deadline
+			 * comes first while headers are missing. */
+			uint64_t deadline = e->since_usec + (e->headers ? t->request_usec : t->header_usec);
+
+			if (e->cut || e->busy)
+				continue;
+			if (deadline <= now) {
+				(void)shutdown(e->fd, SHUT_RDWR);
+				e->cut = true;
+				t->cut++;
+			} else
+				next = MIN(next, deadline);
+		}
+		/* One line a minute at most: an attack must not flood the log. */
+		if (t->cut > 0 && now - t->logged_usec >= 60 * USEC_PER_SEC) {
+			cut = t->cut;
+			t->cut = 0;
+			t->logged_usec = now;
+		}
+		if (cut > 0) {
+			pthread_mutex_unlock(&t->lock);
+			log_info("Closed %u connection(s) that missed the header (%" PRIu64 " s) or request (%" PRIu64
+				 " s) deadline.", cut, t->header_usec / USEC_PER_SEC, t->request_usec / USEC_PER_SEC);
+			pthread_mutex_lock(&t->lock);
+			continue;
+		}
+		ts.tv_sec = (time_t)(next / USEC_PER_SEC);
+		ts.tv_nsec = (long)(next % USEC_PER_SEC) * 1000;
+		(void)pthread_cond_timedwait(&t->wake, &t->lock, &ts);
+	}
+	pthread_mutex_unlock(&t->lock);
+	return NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **socket_context,
+			  enum MHD_ConnectionNotificationCode code)
+{
+	struct http_conns *t = ((struct server *)cls)->conns;
+	struct conn_track *e;
+
+	if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+
+		if (!ci)
+			return;
+		e = calloc(1, sizeof(*e));
+		if (!e) {
+			/* Never an untracked connection: without an entry no deadline applies. */
+			(void)shutdown(ci->connect_fd, SHUT_RDWR);
+			return;
+		}
+		e->fd = ci->connect_fd;
+		e->since_usec = now_usec();
+		pthread_mutex_lock(&t->lock);
+		e->next = t->head;
+		if (t->head)
+			t->head->prev = e;
+		t->head = e;
+		pthread_mutex_unlock(&t->lock);
+		*socket_context = e;
+		return;
+	}
+
+	e = *socket_context;
+	if (!e)
+		return;
+	pthread_mutex_lock(&t->lock);
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		t->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	pthread_mutex_unlock(&t->lock);
+	free(e);
+	*socket_context = NULL;
+}
+
+enum conn_event {
+	CONN_HEADERS_IN,   /* on_request's first call */
+	CONN_HANDLER_IN,   /* dispatch() starts */
+	CONN_HANDLER_OUT,  /* dispatch() is done: the answer must go out within request_timeout */
+	CONN_ANSWERED,     /* NOTIFY_COMPLETED: the next request's deadlines count from now */
+};
+
+static void conn_mark(struct server *srv, struct MHD_Connection *c, enum conn_event ev)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	struct conn_track *e = ci ? ci->socket_context : NULL;
+
+	if (!e)
+		return;
+	pthread_mutex_lock(&srv->conns->lock);
+	switch (ev) {
+	case CONN_HEADERS_IN:
+		e->headers = true;
+		break;
+	case CONN_HANDLER_IN:
+		e->busy = true;
+		break;
+	case CONN_HANDLER_OUT:
+		e->busy = false;
+		e->since_usec = now_usec();
+		break;
+	case CONN_ANSWERED:
+		e->headers = e->busy = false;
+		e->since_usec = now_usec();
+		break;
+	}
+	pthread_mutex_unlock(&srv->conns->lock);
+}
+
+static int conns_start(struct server *srv)
+{
+	_cleanup_free_ struct http_conns *t = NULL;
+	pthread_condattr_t attr;
+	int r;
+
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	t->header_usec = srv->header_timeout * USEC_PER_SEC;
+	t->request_usec = srv->request_timeout * USEC_PER_SEC;
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&t->wake, &attr);
+	pthread_condattr_destroy(&attr);
+	r = -pthread_create(&t->reaper, NULL, conns_reaper, t);
+	if (r < 0) {
+		pthread_cond_destroy(&t->wake);
+		pthread_mutex_destroy(&t->lock);
+		return r;
+	}
+	srv->conns = TAKE_PTR(t);
+	return 0;
+}
+
+/* After MHD_stop_daemon(): every connection is closed and its entry gone. */
+static void conns_stop(struct server *srv)
+{
+	struct http_conns *t = srv->conns;
+
+	if (!t)
+		return;
+	pthread_mutex_lock(&t->lock);
+	t->stop = true;
+	pthread_cond_signal(&t->wake);
+	pthread_mutex_unlock(&t->lock);
+	pthread_join(t->reaper, NULL);
+	assert(!t->head);
+	pthread_cond_destroy(&t->wake);
+	pthread_mutex_destroy(&t->lock);
+	free(t);
+	srv->conns = NULL;
+}
 
 /* www_authenticate: the challenge for a 401 (RFC 6750 3), or NULL. */
 static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *body, const char *www_authenticate)
@@ -332,6 +550,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		int r;
 
 		cs->started = true;
+		conn_mark(srv, c, CONN_HEADERS_IN);
 		/* Refused before authentication: these say nothing about the server's state. */
 		if (cs->target_error < 0) {
 			cs->refused = true;
@@ -344,8 +563,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		}
 		/* Refuse an announced oversized body before reading it. */
 		if (cl && (parse_u64(cl, &n) < 0 || n > API_BODY_MAX)) {
+			char msg[64];
+
 			cs->too_big = true;
-			return send_error(c, -EFBIG, "request body larger than 65536 bytes");
+			snprintf(msg, sizeof(msg), "request body larger than %d bytes", API_BODY_MAX);
+			return send_error(c, -EFBIG, msg);
 		}
 		cs->cap = n > 0 ? (size_t)n : 0;
 		return MHD_YES;
@@ -385,13 +607,20 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 	if (cs->refused)
 		return MHD_YES;
-	return dispatch(srv, c, url, method, cs);
+	/* A slow handler (a key rotation re-wrapping many secrets) is not the client's fault. */
+	enum MHD_Result ret;
+
+	conn_mark(srv, c, CONN_HANDLER_IN);
+	ret = dispatch(srv, c, url, method, cs);
+	conn_mark(srv, c, CONN_HANDLER_OUT);
+	return ret;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe)
 {
 	struct conn_state *cs = *con_cls;
 
+	conn_mark(cls, c, CONN_ANSWERED);
 	if (!cs)
 		return;
 	secret_free(cs->body);
@@ -454,6 +683,19 @@ static int parse_listen(const char *listen, struct sockaddr_storage *ss, socklen
 	return -EINVAL;
 }
 
+/* TLS 1.3 as GnuTLS offers it; TLS 1.2 only with ECDHE and AEAD ciphers (Mozilla's
+ * "intermediate" profile without DHE): no CBC suites (Lucky 13 and other padding oracles), no
+ * static RSA key exchange (no forward secrecy). The TLS 1.3 suites are all AEAD already. */
+#define TLS_PRIORITIES                                                                                     \
+	"NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:" \
+	"-MAC-ALL:+AEAD:-KX-ALL:+ECDHE-ECDSA:+ECDHE-RSA"
+
+/* Bigger than 32 KiB, so libmicrohttpd 0.9.75 mmap()s each connection's pool (memorypool.c)
+ * instead of taking it from malloc(): the pool holds the decrypted request, bearer credential
+ * and body included, and is not wiped when freed, but munmap() hands the pages back to the
+ * kernel instead of leaving them in the heap until a later allocation reuses them. */
+#define CONNECTION_POOL_SIZE ((size_t)64 * 1024)
+
 int http_start(struct server *srv, const char *listen, const char *cert_pem, const char *key_pem,
 	       uint16_t *ret_port)
 {
@@ -471,22 +713,32 @@ int http_start(struct server *srv, const char *listen, const char *cert_pem, con
 		return log_error_errno(-EOPNOTSUPP, "libmicrohttpd was built without TLS support");
 	if (ipv6)
 		flags |= MHD_USE_IPv6;
+	/* poll() for the connection threads: with select() libmicrohttpd drops every connection
+	 * whose descriptor is 1024 or more (FD_SETSIZE), well below --max-conns. */
 	if (srv->threads == 0)
-		flags |= MHD_USE_THREAD_PER_CONNECTION;
+		flags |= MHD_USE_THREAD_PER_CONNECTION | MHD_USE_POLL;
 	else
 		flags |= MHD_USE_EPOLL;
 
+	r = conns_start(srv);
+	if (r < 0)
+		return log_error_errno(r, "Could not start the connection reaper: %m");
 	srv->daemon = MHD_start_daemon(
 		flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 		MHD_OPTION_URI_LOG_CALLBACK, on_target, srv,
 		MHD_OPTION_HTTPS_MEM_CERT, cert_pem, MHD_OPTION_HTTPS_MEM_KEY, key_pem,
-		MHD_OPTION_HTTPS_PRIORITIES, "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2",
-		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)30, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
+		MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES,
+		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
+		MHD_OPTION_CONNECTION_TIMEOUT, srv->idle_timeout, MHD_OPTION_CONNECTION_LIMIT, srv->max_conns,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, srv->max_conns_per_address,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONNECTION_POOL_SIZE,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)512,
 		MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(srv->threads > 1 ? srv->threads : 0), MHD_OPTION_END);
-	if (!srv->daemon)
+	if (!srv->daemon) {
+		conns_stop(srv);
 		return log_error_errno(-EADDRNOTAVAIL, "Could not listen on %s (address in use or not available)", listen);
+	}
 
 	info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
 	*ret_port = info ? info->port : 0;
@@ -499,4 +751,5 @@ void http_stop(struct server *srv)
 		MHD_stop_daemon(srv->daemon);
 		srv->daemon = NULL;
 	}
+	conns_stop(srv);
 }

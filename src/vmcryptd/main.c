@@ -2,13 +2,16 @@
  * start, serves the HTTPS API until SIGTERM/SIGINT, then stops cleanly. */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -30,6 +33,18 @@ static void help(void)
 	       "  --tls-key FILE         PEM private key (default DIR/tls.key)\n"
 	       "  --store LOCATION       store backend (default sqlite:DIR/vmcryptd.db)\n"
 	       "  --threads N            epoll worker threads; 0 = one thread per connection (default 2)\n"
+	       "  --max-conns N          connections at once (default 1000)\n"
+	       "  --max-conns-per-address N\n"
+	       "                         connections at once from one client address; 0 = no limit\n"
+	       "                         (default 64; raise it for many VMs behind one NAT address)\n"
+	       "  --header-timeout SECONDS\n"
+	       "                         a request's headers must be in this long after the connection\n"
+	       "                         opened or its previous answer (default 10)\n"
+	       "  --request-timeout SECONDS\n"
+	       "                         a request must be in this long after the connection opened\n"
+	       "                         or its previous answer, and its answer out this long after\n"
+	       "                         it is ready (default 30)\n"
+	       "  --idle-timeout SECONDS close a connection silent this long (default 10)\n"
 	       "  --stale-after SECONDS  a VM without a report for this long is shown stale (default 900)\n"
 	       "  --durable-read-audit   flush each secret-read audit event to disk before answering\n"
 	       "                         (default: committed first, flushed with the next change)\n"
@@ -44,6 +59,84 @@ static void help(void)
 	       "                         about its failed authentications (default 60)\n"
 	       "  --verbose              debug messages\n"
 	       "  --version, --help\n");
+}
+
+/* Descriptors beyond the connections: listen and epoll sockets, SQLite files, the lock, logs. */
+#define FDS_BESIDES_CONNECTIONS 256
+
+/* Raises the soft descriptor limit far enough for --max-conns (a systemd service starts at
+ * 1024), as far as the hard limit allows. */
+static void raise_fd_limit(unsigned max_conns)
+{
+	rlim_t need = (rlim_t)max_conns + FDS_BESIDES_CONNECTIONS;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= need)
+		return;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur < need)
+		log_warning("Only %llu file descriptors allowed, while --max-conns %u needs about %llu; connections "
+			    "beyond that are refused (raise LimitNOFILE= in the unit, or ulimit -n).",
+			    (unsigned long long)rl.rlim_cur, max_conns, (unsigned long long)need);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define BUILT_WITH_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define BUILT_WITH_ASAN 1
+#endif
+#endif
+
+/* Locking everything needs RLIMIT_MEMLOCK out of the way: the kernel counts whole mappings
+ * against it (every thread's 8 MiB stack, every 64 MiB malloc arena), touched or not, and with
+ * MCL_FUTURE an mmap() beyond it fails, so a finite limit would make thread creation and
+ * allocations fail under load. Hence: CAP_IPC_LOCK or an unlimited RLIMIT_MEMLOCK, or no
+ * mlockall(). */
+#ifndef BUILT_WITH_ASAN
+static bool has_cap_ipc_lock(void)
+{
+	_cleanup_fclose_ FILE *f = fopen("/proc/self/status", "re");
+	char line[256];
+	unsigned long long caps;
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "CapEff: %llx", &caps) == 1)
+			return caps & (1ULL << 14); /* CAP_IPC_LOCK */
+	return false;
+}
+#endif
+
+/* Keeps all of vmcryptd's memory out of swap: decrypted requests, libmicrohttpd's and GnuTLS's
+ * buffers and the heap hold tokens and secrets that secret_alloc() cannot reach. MCL_ONFAULT
+ * locks pages as they are first touched, so reserved but unused memory (thread stacks, malloc
+ * arenas) costs nothing. A failure is a warning: secret_alloc() buffers are still locked one by
+ * one. */
+static void lock_memory(void)
+{
+#ifdef BUILT_WITH_ASAN
+	/* ASan reserves terabytes of shadow memory, which would all count as locked, and releases
+	 * shadow pages with madvise(MADV_DONTNEED), which fails on locked mappings. */
+	log_info("Built with AddressSanitizer: not locking memory with mlockall().");
+#else
+	struct rlimit rl = {};
+
+	if (getrlimit(RLIMIT_MEMLOCK, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_MEMLOCK, &rl);
+		(void)getrlimit(RLIMIT_MEMLOCK, &rl);
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && !has_cap_ipc_lock()) {
+		log_warning("RLIMIT_MEMLOCK is %llu KiB: not locking all memory, only secret buffers; memory "
+			    "holding requests may be swapped out (set LimitMEMLOCK=infinity in the unit, or "
+			    "give it CAP_IPC_LOCK).",
+			    (unsigned long long)rl.rlim_cur / 1024);
+		return;
+	}
+	if (mlockall(MCL_CURRENT | MCL_FUTURE | MCL_ONFAULT) < 0)
+		log_warning("Could not lock memory (%m); memory holding requests may be swapped out (set "
+			    "LimitMEMLOCK=infinity in the unit, or run with CAP_IPC_LOCK).");
+#endif
 }
 
 static char *path_join(const char *dir, const char *name)
@@ -102,7 +195,8 @@ int main(int argc, char **argv)
 {
 	enum { ARG_DATA_DIR = 0x100, ARG_LISTEN, ARG_TLS_CERT, ARG_TLS_KEY, ARG_STORE, ARG_THREADS, ARG_STALE,
 	       ARG_VERBOSE, ARG_VERSION, ARG_HELP, ARG_DURABLE_READ_AUDIT, ARG_AUDIT_MAX_AGE, ARG_AUDIT_MAX_ROWS,
-	       ARG_AUTH_FREE, ARG_AUTH_LOCKOUT, ARG_AUTH_LOG };
+	       ARG_AUTH_FREE, ARG_AUTH_LOCKOUT, ARG_AUTH_LOG, ARG_MAX_CONNS, ARG_MAX_CONNS_PER_ADDRESS,
+	       ARG_HEADER_TIMEOUT, ARG_REQUEST_TIMEOUT, ARG_IDLE_TIMEOUT };
 	static const struct option options[] = {
 		{ "data-dir", required_argument, NULL, ARG_DATA_DIR },
 		{ "listen", required_argument, NULL, ARG_LISTEN },
@@ -117,6 +211,11 @@ int main(int argc, char **argv)
 		{ "auth-free-failures", required_argument, NULL, ARG_AUTH_FREE },
 		{ "auth-lockout-max", required_argument, NULL, ARG_AUTH_LOCKOUT },
 		{ "auth-log-interval", required_argument, NULL, ARG_AUTH_LOG },
+		{ "max-conns", required_argument, NULL, ARG_MAX_CONNS },
+		{ "max-conns-per-address", required_argument, NULL, ARG_MAX_CONNS_PER_ADDRESS },
+		{ "header-timeout", required_argument, NULL, ARG_HEADER_TIMEOUT },
+		{ "request-timeout", required_argument, NULL, ARG_REQUEST_TIMEOUT },
+		{ "idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT },
 		{ "verbose", no_argument, NULL, ARG_VERBOSE },
 		{ "version", no_argument, NULL, ARG_VERSION },
 		{ "help", no_argument, NULL, ARG_HELP },
@@ -125,11 +224,18 @@ int main(int argc, char **argv)
 	/* An epoll pool of 2 threads by default: in bench/server its p99 beat a thread per
 	 * connection in every case measured (status reports 3.6 against 26.8 ms on a quiet
 	 * machine, 9.9 against 13.0 under load). */
+	/* A trickling client holds a slot for header_timeout at most, and one address holds at most
+	 * max_conns_per_address of them. */
 	struct server srv = {
 		.stale_after = 900,
 		.threads = 2,
 		/* About 150 MB of events at most, and a year of them. */
 		.retention = { .max_age_days = 365, .max_rows = 1000000 },
+		.max_conns = 1000,
+		.max_conns_per_address = 64,
+		.header_timeout = 10,
+		.request_timeout = 30,
+		.idle_timeout = 10,
 	};
 	/* Ten tries cover a mistyped token or a misconfigured agent; past them a guesser gets one
 	 * try per 1, 2, 4 ... 300 s per address. */
@@ -213,6 +319,33 @@ int main(int argc, char **argv)
 			}
 			throttle.log_interval = (unsigned)u;
 			break;
+		case ARG_MAX_CONNS:
+			if (parse_u64(optarg, &u) < 0 || u == 0 || u > 100000) {
+				log_error("--max-conns must be 1 to 100000");
+				return EXIT_USAGE;
+			}
+			srv.max_conns = (unsigned)u;
+			break;
+		case ARG_MAX_CONNS_PER_ADDRESS:
+			if (parse_u64(optarg, &u) < 0 || u > 100000) {
+				log_error("--max-conns-per-address must be 0 (no limit) to 100000");
+				return EXIT_USAGE;
+			}
+			srv.max_conns_per_address = (unsigned)u;
+			break;
+		case ARG_HEADER_TIMEOUT:
+		case ARG_REQUEST_TIMEOUT:
+		case ARG_IDLE_TIMEOUT:
+			if (parse_u64(optarg, &u) < 0 || u == 0 || u > 3600) {
+				log_error("--%s must be 1 to 3600 seconds", c == ARG_HEADER_TIMEOUT    ? "header-timeout"
+									   : c == ARG_REQUEST_TIMEOUT ? "request-timeout"
+												      : "idle-timeout");
+				return EXIT_USAGE;
+			}
+			*(c == ARG_HEADER_TIMEOUT    ? &srv.header_timeout
+			  : c == ARG_REQUEST_TIMEOUT ? &srv.request_timeout
+						     : &srv.idle_timeout) = (unsigned)u;
+			break;
 		case ARG_VERBOSE:
 			log_set_max_level(LOG_LEVEL_DEBUG);
 			break;
@@ -231,6 +364,14 @@ int main(int argc, char **argv)
 		log_error("%s; see vmcryptd --help", srv.data_dir ? "unexpected argument" : "--data-dir DIR is required");
 		return EXIT_USAGE;
 	}
+	if (srv.header_timeout > srv.request_timeout) {
+		log_error("--header-timeout cannot be longer than --request-timeout");
+		return EXIT_USAGE;
+	}
+	if (srv.max_conns_per_address > srv.max_conns) {
+		log_error("--max-conns-per-address cannot be more than --max-conns");
+		return EXIT_USAGE;
+	}
 	if (!tls_cert != !tls_key) {
 		log_error("--tls-cert and --tls-key go together");
 		return EXIT_USAGE;
@@ -240,6 +381,14 @@ int main(int argc, char **argv)
 	/* Key material lives in this process: no core dumps, no ptrace by non-root. */
 	if (prctl(PR_SET_DUMPABLE, 0) < 0)
 		log_warning("Could not make the process non-dumpable: %m");
+	/* glibc overwrites each chunk as it is freed (M_PERTURB): GnuTLS frees its decrypted record
+	 * buffers, which hold whole requests (bearer credential and body), without wiping them.
+	 * Chunks of up to 1 KiB that glibc keeps in its per-thread cache (tcache) are the exception.
+	 * ASan's allocator ignores it. */
+	if (mallopt(M_PERTURB, 0x5a) != 1)
+		log_debug("Could not make malloc wipe freed memory.");
+	lock_memory();
+	raise_fd_limit(srv.max_conns);
 	signal(SIGPIPE, SIG_IGN);
 	secret_setup_json_allocator();
 	umask(0077);

@@ -44,7 +44,13 @@ struct server {
 	bool durable_read_audit; /* flush read-audit events to disk before answering */
 	struct throttle *throttle;
 	struct audit_retention retention;
+	unsigned max_conns;             /* connections at once */
+	unsigned max_conns_per_address; /* 0: no per-address limit */
+	unsigned header_timeout;        /* seconds from accept (or the previous answer) to complete headers */
+	unsigned request_timeout;       /* seconds to receive a request, and to send its answer */
+	unsigned idle_timeout;          /* seconds of silence at any point */
 	struct MHD_Daemon *daemon;
+	struct http_conns *conns;       /* http.c: the deadline table and its reaper */
 };
 
 /* Who made the request, after authentication. */

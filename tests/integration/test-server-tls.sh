@@ -26,6 +26,17 @@ check_eq "a host name the certificate does not name: exit 13" 13 "$?"
 check_eq "an http:// server URL is refused" 2 "$?"
 check "TLS 1.2 works" curl -sS -o /dev/null --cacert "$WORK/pki/ca.crt" --tlsv1.2 --tls-max 1.2 "https://$ADDR/v1/vm/goal"
 check "TLS 1.3 works" curl -sS -o /dev/null --cacert "$WORK/pki/ca.crt" --tlsv1.3 "https://$ADDR/v1/vm/goal"
+# TLS 1.2 offers only ECDHE with AEAD ciphers (Mozilla "intermediate"): CBC suites (padding
+# oracles) and static RSA key exchange (no forward secrecy) are refused.
+tls12() { # CIPHER: the suite negotiated over TLS 1.2, empty when the handshake fails
+	openssl s_client -brief -connect "$ADDR" -tls1_2 -cipher "$1" </dev/null 2>&1 | sed -n 's/^Ciphersuite: //p'
+}
+for c in ECDHE-RSA-AES128-GCM-SHA256 ECDHE-RSA-AES256-GCM-SHA384 ECDHE-RSA-CHACHA20-POLY1305; do
+	check_eq "TLS 1.2 $c (AEAD) works" "$c" "$(tls12 "$c")"
+done
+for c in ECDHE-RSA-AES128-SHA ECDHE-RSA-AES256-SHA ECDHE-RSA-AES128-SHA256 AES128-SHA256 AES128-SHA AES128-GCM-SHA256 AES256-GCM-SHA384; do
+	check_eq "TLS 1.2 $c (CBC or static RSA) is refused" "" "$(tls12 "$c")"
+done
 stop_server TERM
 check_eq "clean stop" 0 "$SERVER_RC"
 
@@ -34,6 +45,9 @@ check_eq "clean stop" 0 "$SERVER_RC"
 check_eq "bad --listen: usage error exit" 2 "$?"
 check_contains "bad --listen: message" "expected ADDRESS:PORT" "$(cat "$WORK/err")"
 check "start on the self-signed default" start_server
+check_eq "ECDSA certificate: TLS 1.2 ECDHE-ECDSA-AES128-GCM-SHA256 works" ECDHE-ECDSA-AES128-GCM-SHA256 \
+	"$(tls12 ECDHE-ECDSA-AES128-GCM-SHA256)"
+check_eq "ECDSA certificate: TLS 1.2 ECDHE-ECDSA-AES128-SHA (CBC) is refused" "" "$(tls12 ECDHE-ECDSA-AES128-SHA)"
 "$VMCRYPTD" --data-dir "$DATA" --listen 127.0.0.1:0 >/dev/null 2>"$WORK/err"
 check_eq "a second vmcryptd on the same data directory: exit 9" 9 "$?"
 check_contains "second vmcryptd: message" "Another vmcryptd is serving" "$(cat "$WORK/err")"
