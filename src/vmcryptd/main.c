@@ -387,8 +387,6 @@ int main(int argc, char **argv)
 	 * ASan's allocator ignores it. */
 	if (mallopt(M_PERTURB, 0x5a) != 1)
 		log_debug("Could not make malloc wipe freed memory.");
-	lock_memory();
-	raise_fd_limit(srv.max_conns);
 	signal(SIGPIPE, SIG_IGN);
 	secret_setup_json_allocator();
 	umask(0077);
@@ -401,6 +399,10 @@ int main(int argc, char **argv)
 	r = strict_modes_check(srv.data_dir, tls_key);
 	if (r < 0)
 		return r == -EPERM ? EXIT_STATE : EXIT_ERROR;
+	/* Before the first secret is read (the master key, the TLS key), after the refusals that
+	 * need no secret, so that a refusal stays one line. */
+	lock_memory();
+	raise_fd_limit(srv.max_conns);
 	/* One vmcryptd per data directory: a second one would clobber vmcryptd.listen and race the
 	 * first start's initialization. The lock dies with the process, kill -9 included. */
 	{
