@@ -103,6 +103,7 @@ struct conn_state {
 	bool refused;     /* answered from the headers alone; the body is dropped */
 	int target_error; /* api_target_check() on the raw request target */
 	char target_message[192];
+	const char *target_end; /* where the raw request target's string ends (its NUL) */
 };
 
 /* Deadlines for the phases of a connection. libmicrohttpd 0.9.75 has only an idle timeout, which
@@ -483,10 +484,30 @@ static void *on_target(void *cls, const char *uri, struct MHD_Connection *c)
 {
 	struct conn_state *cs = calloc(1, sizeof(*cs));
 
-	if (cs)
-		cs->target_error = api_target_check(uri ? uri : "", uri ? strlen(uri) : 0, cs->target_message,
+	if (cs) {
+		size_t n = uri ? strlen(uri) : 0;
+
+		cs->target_error = api_target_check(uri ? uri : "", n, cs->target_message,
 						    sizeof(cs->target_message));
+		cs->target_end = uri ? uri + n : NULL;
+	}
 	return cs;
+}
+
+/* A raw NUL byte in the request target: libmicrohttpd 0.9.75 hands on the target as a C string,
+ * so "DELETE /v1/admin/vms/vmC<NUL>/ignored HTTP/1.1" arrived as a request for vmC. It parses the
+ * request line in place, in one buffer: the target, then the NUL it wrote over the space before
+ * the version, then the version. A version that does not start right after the target's string
+ * ends means the target held a NUL of its own. (libmicrohttpd 1.0 refuses such a line itself.) */
+static bool target_was_cut(const struct conn_state *cs, const char *version)
+{
+#if MHD_VERSION < 0x01000000
+	if (!version || !version[0])
+		return true; /* no version: HTTP/0.9, or a line cut before it */
+	return cs->target_end && version != cs->target_end + 1;
+#else
+	return false;
+#endif
 }
 
 struct header_scan {
@@ -552,6 +573,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		cs->started = true;
 		conn_mark(srv, c, CONN_HEADERS_IN);
 		/* Refused before authentication: these say nothing about the server's state. */
+		if (cs->target_error == 0 && target_was_cut(cs, version)) {
+			cs->target_error = -EINVAL;
+			snprintf(cs->target_message, sizeof(cs->target_message),
+				 "the request line holds a NUL byte or no HTTP version");
+		}
 		if (cs->target_error < 0) {
 			cs->refused = true;
 			return send_error(c, cs->target_error, cs->target_message);
