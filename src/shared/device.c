@@ -279,17 +279,6 @@ static int check_open_by_process(const struct device_info *d, struct device_usag
 	return -EBUSY;
 }
 
-/* Copies a kernel-supplied name for a message, with control characters (a newline in a file name)
- * shown as '?'. */
-static void printable(const char *in, char *out, size_t len)
-{
-	size_t i;
-
-	for (i = 0; in[i] && i + 1 < len; i++)
-		out[i] = (unsigned char)in[i] < 0x20 || in[i] == 0x7f ? '?' : in[i];
-	out[i] = 0;
-}
-
 /* The name of what loop device l is backed by (sysfs: for messages only, never to decide). */
 static void loop_backing_name(const struct loop_backing *l, char *buf, size_t len)
 {
@@ -304,7 +293,7 @@ static void loop_backing_name(const struct loop_backing *l, char *buf, size_t le
 	}
 	while (n > 0 && name[n - 1] == '\n')
 		name[--n] = 0;
-	printable(name, buf, len);
+	string_escape_hidden(name, buf, len); /* a newline in a file name shows as \n */
 }
 
 /* A node for block device rdev to open: /dev/block/M:m (udev) or /dev/DEVNAME from sysfs, checked
