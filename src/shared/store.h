@@ -21,7 +21,7 @@
 
 #define STORE_SCHEMA_VERSION 2
 #define STORE_TEXT_MAX 256
-#define STORE_AUDIT_PRUNE_MAX 10000 /* most events one audit_prune() call drops */
+#define STORE_AUDIT_PRUNE_MAX 10000 /* most events one store_audit_prune() call drops */
 #define STORE_SOURCE_MAX 48 /* an IPv6 address in text (INET6_ADDRSTRLEN) and a NUL */
 
 enum store_vm_state {
@@ -92,7 +92,7 @@ struct store_audit {
 	char source[STORE_SOURCE_MAX]; /* the client's address; "" for the server's own events */
 };
 
-/* What audit_prune() dropped. */
+/* What store_audit_prune() dropped. */
 struct store_audit_pruned {
 	uint64_t count;
 	int64_t oldest, newest; /* times of the oldest and the newest dropped event; 0 when none */

@@ -77,7 +77,7 @@ static int prune_txn_run(struct store *s, void *userdata)
 	return store_audit_append(s, &e);
 }
 
-int audit_prune(struct server *srv)
+int audit_apply_retention(struct server *srv)
 {
 	struct prune_txn t = { .retention = &srv->retention, .now = (int64_t)time(NULL) };
 	uint64_t total = 0;

@@ -28,7 +28,7 @@ static void *housekeeping_main(void *p)
 
 		if (now - last_prune >= PRUNE_INTERVAL || (early && audit_events_since_prune() >= early)) {
 			pthread_mutex_unlock(&lock);
-			(void)audit_prune(srv);
+			(void)audit_apply_retention(srv);
 			pthread_mutex_lock(&lock);
 			last_prune = now;
 		}

@@ -148,8 +148,8 @@ void audit_fill(struct store_audit *e, const struct caller *who, const char *act
 		const char *result);
 /* Applies srv->retention: drops what is too old or too many, and records an "audit.prune" event
  * saying what went. Returns the number dropped or -errno. */
-int audit_prune(struct server *srv);
-/* Events recorded since the last audit_prune(). */
+int audit_apply_retention(struct server *srv);
+/* Events recorded since the last audit_apply_retention(). */
 uint64_t audit_events_since_prune(void);
 /* A background thread that applies the retention now and then (every minute, and sooner when
  * many events arrive) and flushes the throttle's log lines. */
