@@ -2,6 +2,18 @@
 # ASan+UBSan; `make demo` runs the main job on a demo image; `make bench` runs the benchmarks.
 # Switches: V=1 (echo commands), SANITIZE=1 (ASan+UBSan, in build-asan/), CC=clang, FUZZ=1
 # (libFuzzer harnesses, clang only).
+#
+# Layering (docs/hacking.md), checked by scripts/check-layers before anything compiles:
+#   src/basic            libc only
+#   src/shared           (secret, paths, exit-status) may use basic
+#   src/shared/volume    basic, shared
+#   src/shared/luks      basic, shared, volume
+#   src/shared/vm        basic, shared, volume, luks
+#   src/shared/api       basic, shared
+#   src/shared/vault     basic, shared, api
+#   src/vmcrypt          basic, shared, volume, luks, vm, api  (never the vault)
+#   src/vmcryptd         basic, shared, api, vault             (never a disk)
+#   src/admin            basic, shared, api
 
 CC ?= gcc
 SANITIZE ?= 0
@@ -63,7 +75,15 @@ all: $(PROGS) $(UNIT_BIN) $(FUZZ_BIN)
 deps:
 	$(Q)scripts/install-deps build
 
-$(BUILD)/obj/%.o: src/%.c
+# Every include against the layering rule fails the build before the first compile.
+LAYERS_STAMP := $(BUILD)/layers.ok
+$(LAYERS_STAMP): scripts/check-layers $(shell find src -name '*.[ch]')
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LAYERS  src")
+	$(Q)scripts/check-layers src
+	@touch $@
+
+$(BUILD)/obj/%.o: src/%.c | $(LAYERS_STAMP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $<
