@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "ade.h"
 #include "api.h"
 #include "basic/macro.h"
 #include "basic/string-util.h"
@@ -160,41 +161,22 @@ bool api_name_valid(const char *s)
 
 int api_volume_type_from_string(const char *s, unsigned *ret)
 {
-	if (strcasecmp(s, "OS") == 0)
-		*ret = API_VOLUME_OS;
-	else if (strcasecmp(s, "Data") == 0)
-		*ret = API_VOLUME_DATA;
-	else if (strcasecmp(s, "All") == 0)
-		*ret = API_VOLUME_ALL;
-	else
-		return -EINVAL;
+	enum ade_volume_type t = ade_volume_type_from_string(s);
+
+	if (t < 0)
+		return t;
+	*ret = (unsigned)t;
 	return 0;
 }
 
 const char *api_volume_type_to_string(unsigned mask)
 {
-	switch (mask & API_VOLUME_ALL) {
-	case API_VOLUME_OS:
-		return "OS";
-	case API_VOLUME_DATA:
-		return "Data";
-	case API_VOLUME_ALL:
-		return "All";
-	}
-	return "None";
+	return ade_volume_type_to_string((enum ade_volume_type)(mask & API_VOLUME_ALL));
 }
-
-static const char *const status_values[] = {
-	"Encrypted", "NotEncrypted", "NotMounted", "EncryptionInProgress", "DecryptionInProgress",
-	"VMRestartPending", "Unknown",
-};
 
 bool api_status_valid(const char *s)
 {
-	for (size_t i = 0; i < ELEMENTSOF(status_values); i++)
-		if (streq(s, status_values[i]))
-			return true;
-	return false;
+	return ade_state_from_string(s) >= 0;
 }
 
 /* Jansson has no depth limit of its own below 2048; scan brackets outside strings first, so a
@@ -500,21 +482,23 @@ void api_request_done(struct api_request *r)
 	r->body = NULL;
 }
 
-static bool os_state_matches(bool want, const char *s)
+/* A word outside the vocabulary (from an old report) matches neither way. */
+static bool os_state_matches(bool want, enum ade_state s)
 {
 	if (want)
-		return streq(s, "Encrypted") || streq(s, "EncryptionInProgress") || streq(s, "VMRestartPending");
-	return streq(s, "NotEncrypted") || streq(s, "DecryptionInProgress");
+		return s == ADE_STATE_ENCRYPTED || s == ADE_STATE_ENCRYPTION_IN_PROGRESS ||
+		       s == ADE_STATE_VM_RESTART_PENDING;
+	return s == ADE_STATE_NOT_ENCRYPTED || s == ADE_STATE_DECRYPTION_IN_PROGRESS;
 }
 
-static bool data_state_matches(bool want, const char *s)
+static bool data_state_matches(bool want, enum ade_state s)
 {
 	/* NotMounted: no data volume is mounted, so nothing disagrees either way. */
-	if (streq(s, "NotMounted"))
+	if (s == ADE_STATE_NOT_MOUNTED)
 		return true;
 	if (want)
-		return streq(s, "Encrypted") || streq(s, "EncryptionInProgress");
-	return streq(s, "NotEncrypted") || streq(s, "DecryptionInProgress");
+		return s == ADE_STATE_ENCRYPTED || s == ADE_STATE_ENCRYPTION_IN_PROGRESS;
+	return s == ADE_STATE_NOT_ENCRYPTED || s == ADE_STATE_DECRYPTION_IN_PROGRESS;
 }
 
 static const char *const audit_result_table[_API_AUDIT_RESULT_MAX] = {
@@ -601,8 +585,8 @@ enum api_drift api_drift_compute(const struct api_drift_input *in, char *buf, si
 			 (long long)(in->now - in->report_time));
 		return API_DRIFT_STALE;
 	}
-	os_ok = os_state_matches(in->enabled & API_VOLUME_OS, in->os_state);
-	data_ok = data_state_matches(in->enabled & API_VOLUME_DATA, in->data_state);
+	os_ok = os_state_matches(in->enabled & API_VOLUME_OS, ade_state_from_string(in->os_state));
+	data_ok = data_state_matches(in->enabled & API_VOLUME_DATA, ade_state_from_string(in->data_state));
 	if (os_ok && data_ok) {
 		snprintf(buf, len, "none");
 		return API_DRIFT_NONE;

@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ade.h"
+
 #define API_BODY_MAX (64 * 1024)
 #define API_JSON_DEPTH_MAX 16
 #define API_NAME_MAX 64
@@ -91,17 +93,18 @@ void api_request_done(struct api_request *r);
 /* Whether s is a valid VM, volume or key name: 1 to 64 of [A-Za-z0-9._-], starting alphanumeric. */
 bool api_name_valid(const char *s);
 
-/* Volume types as a bit set. */
-#define API_VOLUME_OS 1u
-#define API_VOLUME_DATA 2u
-#define API_VOLUME_ALL (API_VOLUME_OS | API_VOLUME_DATA)
-/* "OS", "Data", "All" (case-insensitive) → mask. Returns 0 or -EINVAL. */
+/* Volume types as a bit set: ADE's VolumeType (ade.h), as the store keeps it. */
+#define API_VOLUME_OS ((unsigned)ADE_VOLUME_OS)
+#define API_VOLUME_DATA ((unsigned)ADE_VOLUME_DATA)
+#define API_VOLUME_ALL ((unsigned)ADE_VOLUME_ALL)
+/* "OS", "Data", "All" (case-insensitive) → mask, through ade_volume_type_from_string().
+ * Returns 0 or -EINVAL. */
 int api_volume_type_from_string(const char *s, unsigned *ret);
-/* mask → "OS", "Data", "All" or "None". */
+/* mask → "OS", "Data", "All" or "None" (bits other than OS and Data are ignored). */
 const char *api_volume_type_to_string(unsigned mask);
 
-/* Whether s is one of the status values: Encrypted, NotEncrypted, NotMounted,
- * EncryptionInProgress, DecryptionInProgress, VMRestartPending, Unknown. */
+/* Whether s is one of ADE's status words (ade_state_from_string()): Encrypted, NotEncrypted,
+ * NotMounted, EncryptionInProgress, DecryptionInProgress, VMRestartPending, Unknown. */
 bool api_status_valid(const char *s);
 
 enum api_drift {

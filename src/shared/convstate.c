@@ -134,11 +134,9 @@ int convstate_load(const char *uuid, struct convstate *ret)
 	s.detached = json_is_true(json_object_get(o, "detached"));
 	if (get_u64(o, "started", &v) == 0)
 		s.started = (int64_t)v;
-	if (streq(op, "encrypt"))
-		s.op = VOLUME_OP_ENCRYPT;
-	else if (streq(op, "decrypt"))
-		s.op = VOLUME_OP_DECRYPT;
-	else
+	/* A state file exists only for a conversion: "none" is as wrong as any other word. */
+	s.op = volume_op_from_string(op);
+	if (s.op != VOLUME_OP_ENCRYPT && s.op != VOLUME_OP_DECRYPT)
 		r = -EINVAL;
 	json_decref(o);
 	if (r < 0)

@@ -305,20 +305,42 @@ int luks_inspect(const char *target, const char *header, struct volume_info *ret
 	return 0;
 }
 
+static const char *const volume_state_table[_VOLUME_STATE_MAX] = {
+	[VOLUME_UNKNOWN] = "unknown",         [VOLUME_PLAIN] = "plain",
+	[VOLUME_ENCRYPTED] = "encrypted",     [VOLUME_ENCRYPTING] = "encrypting",
+	[VOLUME_DECRYPTING] = "decrypting",   [VOLUME_INTERRUPTED] = "interrupted",
+};
+
 const char *volume_state_to_string(enum volume_state s)
 {
-	static const char *const names[] = {
-		[VOLUME_UNKNOWN] = "unknown",         [VOLUME_PLAIN] = "plain",
-		[VOLUME_ENCRYPTED] = "encrypted",     [VOLUME_ENCRYPTING] = "encrypting",
-		[VOLUME_DECRYPTING] = "decrypting",   [VOLUME_INTERRUPTED] = "interrupted",
-	};
-	return (unsigned)s < ELEMENTSOF(names) ? names[s] : "unknown";
+	return s >= 0 && s < _VOLUME_STATE_MAX ? volume_state_table[s] : NULL;
 }
+
+enum volume_state volume_state_from_string(const char *s)
+{
+	if (!s)
+		return _VOLUME_STATE_INVALID;
+	for (size_t i = 0; i < ELEMENTSOF(volume_state_table); i++)
+		if (streq(s, volume_state_table[i]))
+			return (enum volume_state)i;
+	return _VOLUME_STATE_INVALID;
+}
+
+static const char *const volume_op_table[_VOLUME_OP_MAX] = {
+	[VOLUME_OP_NONE] = "none", [VOLUME_OP_ENCRYPT] = "encrypt", [VOLUME_OP_DECRYPT] = "decrypt",
+};
 
 const char *volume_op_to_string(enum volume_op op)
 {
-	static const char *const names[] = {
-		[VOLUME_OP_NONE] = "none", [VOLUME_OP_ENCRYPT] = "encrypt", [VOLUME_OP_DECRYPT] = "decrypt",
-	};
-	return (unsigned)op < ELEMENTSOF(names) ? names[op] : "none";
+	return op >= 0 && op < _VOLUME_OP_MAX ? volume_op_table[op] : NULL;
+}
+
+enum volume_op volume_op_from_string(const char *s)
+{
+	if (!s)
+		return _VOLUME_OP_INVALID;
+	for (size_t i = 0; i < ELEMENTSOF(volume_op_table); i++)
+		if (streq(s, volume_op_table[i]))
+			return (enum volume_op)i;
+	return _VOLUME_OP_INVALID;
 }

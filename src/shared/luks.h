@@ -2,6 +2,7 @@
  * libcryptsetup. No LUKS2 structure is written by hand. */
 #pragma once
 
+#include <errno.h>
 #include <jansson.h>
 #include <limits.h>
 #include <stdbool.h>
@@ -15,12 +16,16 @@ enum volume_state {
 	VOLUME_ENCRYPTING,  /* LUKS2 reencryption metadata in encrypt mode, clean */
 	VOLUME_DECRYPTING,  /* LUKS2 reencryption metadata in decrypt mode, clean */
 	VOLUME_INTERRUPTED, /* a conversion that crashed (needs recovery): `vmcrypt resume` */
+	_VOLUME_STATE_MAX,
+	_VOLUME_STATE_INVALID = -EINVAL,
 };
 
 enum volume_op {
 	VOLUME_OP_NONE = 0,
 	VOLUME_OP_ENCRYPT,
 	VOLUME_OP_DECRYPT,
+	_VOLUME_OP_MAX,
+	_VOLUME_OP_INVALID = -EINVAL,
 };
 
 #define LUKS_TOKEN_TYPE "vmcrypt"
@@ -85,5 +90,11 @@ json_t *luks_segments(struct crypt_device *cd);
 /* The LUKS_SEGMENT_* bits of one segment object. */
 unsigned luks_segment_flags(json_t *segment);
 
+/* "unknown", "plain", "encrypted", "encrypting", "decrypting", "interrupted" both ways;
+ * to_string gives NULL outside the enum, from_string _VOLUME_STATE_INVALID for other words. */
 const char *volume_state_to_string(enum volume_state s);
+enum volume_state volume_state_from_string(const char *s);
+/* "none", "encrypt", "decrypt" both ways; to_string gives NULL outside the enum, from_string
+ * _VOLUME_OP_INVALID for other words. */
 const char *volume_op_to_string(enum volume_op op);
+enum volume_op volume_op_from_string(const char *s);

@@ -3,7 +3,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include "basic/fileio.h"
@@ -46,14 +45,11 @@ const char *preflight_status_to_string(enum preflight_status s)
 
 int preflight_scope_from_string(const char *s, enum preflight_scope *ret)
 {
-	if (strcasecmp(s, "OS") == 0)
-		*ret = PREFLIGHT_SCOPE_OS;
-	else if (strcasecmp(s, "Data") == 0)
-		*ret = PREFLIGHT_SCOPE_DATA;
-	else if (strcasecmp(s, "All") == 0)
-		*ret = PREFLIGHT_SCOPE_ALL;
-	else
-		return -EINVAL;
+	enum ade_volume_type t = ade_volume_type_from_string(s);
+
+	if (t < 0)
+		return t;
+	*ret = (enum preflight_scope)t;
 	return 0;
 }
 

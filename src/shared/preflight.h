@@ -7,6 +7,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "ade.h"
+
 enum preflight_status {
 	PREFLIGHT_PASS,
 	PREFLIGHT_WARN,
@@ -14,11 +16,11 @@ enum preflight_status {
 	PREFLIGHT_SKIP,
 };
 
-/* Which volumes the operation would touch (ADE's VolumeType). */
+/* Which volumes the operation would touch: ADE's VolumeType (ade.h), never None. */
 enum preflight_scope {
-	PREFLIGHT_SCOPE_OS = 1,
-	PREFLIGHT_SCOPE_DATA = 2,
-	PREFLIGHT_SCOPE_ALL = 3,
+	PREFLIGHT_SCOPE_OS = ADE_VOLUME_OS,
+	PREFLIGHT_SCOPE_DATA = ADE_VOLUME_DATA,
+	PREFLIGHT_SCOPE_ALL = ADE_VOLUME_ALL,
 };
 
 struct preflight_result {
@@ -55,5 +57,6 @@ extern const char *const preflight_check_ids[];
 
 const char *preflight_status_to_string(enum preflight_status s); /* "PASS", "WARN", ... */
 
-/* Parses "OS", "Data" or "All" (case-insensitive). Returns 0 or -EINVAL. */
+/* Parses "OS", "Data" or "All" (case-insensitive), through ade_volume_type_from_string().
+ * Returns 0 or -EINVAL. */
 int preflight_scope_from_string(const char *s, enum preflight_scope *ret);

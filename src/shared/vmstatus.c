@@ -15,18 +15,10 @@
 /* Journal rates older than this are not shown: the operation is not publishing any more. */
 #define VMSTATUS_RATE_FRESH 120
 
-const char *vmstatus_state_to_string(enum vmstatus_state s)
+const char *vmstatus_volume_state_to_string(const struct vmstatus_volume *r)
 {
-	static const char *const names[] = {
-		[VMSTATUS_UNKNOWN] = "Unknown",
-		[VMSTATUS_ENCRYPTED] = "Encrypted",
-		[VMSTATUS_NOT_ENCRYPTED] = "NotEncrypted",
-		[VMSTATUS_ENCRYPTION_IN_PROGRESS] = "EncryptionInProgress",
-		[VMSTATUS_DECRYPTION_IN_PROGRESS] = "DecryptionInProgress",
-		[VMSTATUS_NOT_MOUNTED] = "NotMounted",
-		[VMSTATUS_VM_RESTART_PENDING] = "VMRestartPending",
-	};
-	return (unsigned)s < ELEMENTSOF(names) ? names[s] : "Unknown";
+	/* Not an ADE word: a volume row only, and it counts as in progress for the VM. */
+	return r->interrupted ? "Interrupted" : ade_state_to_string(r->state);
 }
 
 _printf_(2, 3) static void note(struct vmstatus *s, const char *fmt, ...)
@@ -109,55 +101,49 @@ static bool mounted_plain(const struct vmstatus_input *in)
 	       !streq(in->volume.fstype, "crypto_LUKS");
 }
 
-static const char *row_state(const struct vmstatus_input *in, const struct lock_holder *holder)
+/* The row's state; sets *interrupted for a conversion in progress that nobody drives. */
+static enum ade_state row_state(const struct vmstatus_input *in, const struct lock_holder *holder,
+				bool *interrupted)
 {
+	enum ade_state unattended = in->info.op == VOLUME_OP_DECRYPT ? ADE_STATE_DECRYPTION_IN_PROGRESS
+								      : ADE_STATE_ENCRYPTION_IN_PROGRESS;
+
+	*interrupted = false;
 	if (in->inspect_error < 0)
-		return mounted_plain(in) ? "NotEncrypted" : "Unknown";
+		return mounted_plain(in) ? ADE_STATE_NOT_ENCRYPTED : ADE_STATE_UNKNOWN;
 	switch (in->info.state) {
 	case VOLUME_PLAIN:
-		return "NotEncrypted";
+		return ADE_STATE_NOT_ENCRYPTED;
 	case VOLUME_ENCRYPTED:
 	case VOLUME_ENCRYPTING:
 		/* The running OS still uses the plain device: the header waits for the next boot. */
 		if (in->volume.role == VOLUME_ROLE_OS && in->volume.mountpoint[0] &&
 		    !is_crypt_mapping(&in->volume))
-			return "VMRestartPending";
+			return ADE_STATE_VM_RESTART_PENDING;
 		if (in->info.state == VOLUME_ENCRYPTED)
-			return "Encrypted";
+			return ADE_STATE_ENCRYPTED;
 		/* Reencryption only moves while a vmcrypt process drives it; a clean one that nobody
 		 * works on waits for `vmcrypt resume`. */
-		return holder_on(holder, in) ? "EncryptionInProgress" : "Interrupted";
+		if (holder_on(holder, in))
+			return ADE_STATE_ENCRYPTION_IN_PROGRESS;
+		*interrupted = true;
+		return unattended;
 	case VOLUME_DECRYPTING:
-		return holder_on(holder, in) ? "DecryptionInProgress" : "Interrupted";
+		if (holder_on(holder, in))
+			return ADE_STATE_DECRYPTION_IN_PROGRESS;
+		*interrupted = true;
+		return unattended;
 	case VOLUME_INTERRUPTED:
-		return "Interrupted";
+		*interrupted = true;
+		return unattended;
 	default:
-		return "Unknown";
+		return ADE_STATE_UNKNOWN;
 	}
-}
-
-static enum vmstatus_state row_to_vm(const struct vmstatus_volume *r, const struct vmstatus_input *in)
-{
-	if (streq(r->state, "Encrypted"))
-		return VMSTATUS_ENCRYPTED;
-	if (streq(r->state, "NotEncrypted"))
-		return VMSTATUS_NOT_ENCRYPTED;
-	if (streq(r->state, "EncryptionInProgress"))
-		return VMSTATUS_ENCRYPTION_IN_PROGRESS;
-	if (streq(r->state, "DecryptionInProgress"))
-		return VMSTATUS_DECRYPTION_IN_PROGRESS;
-	if (streq(r->state, "VMRestartPending"))
-		return VMSTATUS_VM_RESTART_PENDING;
-	if (streq(r->state, "Interrupted"))
-		return in->info.op == VOLUME_OP_DECRYPT ? VMSTATUS_DECRYPTION_IN_PROGRESS
-							: VMSTATUS_ENCRYPTION_IN_PROGRESS;
-	return VMSTATUS_UNKNOWN;
 }
 
 static bool in_progress(const struct vmstatus_volume *r)
 {
-	return streq(r->state, "EncryptionInProgress") || streq(r->state, "DecryptionInProgress") ||
-	       streq(r->state, "Interrupted");
+	return r->state == ADE_STATE_ENCRYPTION_IN_PROGRESS || r->state == ADE_STATE_DECRYPTION_IN_PROGRESS;
 }
 
 /* Compares what the journal says with what the disk shows; the disk wins, the note says so. */
@@ -170,22 +156,22 @@ static void reconcile(struct vmstatus *s, const struct vmstatus_volume *r,
 
 	format_time(e->updated, when, sizeof(when));
 	if (e->result == JOURNAL_SUCCEEDED && streq(e->command, "encrypt") &&
-	    streq(r->state, "NotEncrypted"))
+	    r->state == ADE_STATE_NOT_ENCRYPTED)
 		note(s, "%s: the journal says 'vmcrypt encrypt' succeeded at %s, but the disk has no "
 			"LUKS header (decrypted outside vmcrypt?). The disks win: shown as NotEncrypted.",
 		     r->device, when);
 	else if (e->result == JOURNAL_SUCCEEDED && streq(e->command, "decrypt") &&
-		 streq(r->state, "Encrypted"))
+		 r->state == ADE_STATE_ENCRYPTED)
 		note(s, "%s: the journal says 'vmcrypt decrypt' succeeded at %s, but the disk has a "
 			"LUKS header (encrypted outside vmcrypt?). The disks win: shown as Encrypted.",
 		     r->device, when);
 	else if (e->result == JOURNAL_RUNNING && !held)
 		note(s, "%s: the journal says 'vmcrypt %s' (pid %d) is running, but no vmcrypt process "
 			"holds the VM lock: it was interrupted. The disks win: shown as %s%s.",
-		     r->device, e->command, (int)e->pid, r->state,
+		     r->device, e->command, (int)e->pid, vmstatus_volume_state_to_string(r),
 		     in_progress(r) ? "; run 'vmcrypt resume'" : "");
 	else if ((e->result == JOURNAL_INTERRUPTED || e->result == JOURNAL_FAILED) &&
-		 streq(e->command, "encrypt") && streq(r->state, "Encrypted"))
+		 streq(e->command, "encrypt") && r->state == ADE_STATE_ENCRYPTED)
 		note(s, "%s: the journal says 'vmcrypt encrypt' %s at %s, but the disk shows the "
 			"conversion complete. The disks win: shown as Encrypted.",
 		     r->device, journal_result_to_string(e->result), when);
@@ -203,7 +189,7 @@ static void fill_row(struct vmstatus_volume *r, const struct vmstatus_input *in,
 	else
 		snprintf(r->fstype, sizeof(r->fstype), "%s", info->fs_type);
 	r->os = in->volume.role == VOLUME_ROLE_OS;
-	r->state = row_state(in, holder);
+	r->state = row_state(in, holder, &r->interrupted);
 	r->error = in->inspect_error;
 	r->percent = -1;
 	r->mib_per_s = -1;
@@ -246,7 +232,7 @@ static void progress_message(struct vmstatus *s, const struct vmstatus_input *in
 {
 	size_t counted = 0, idx = 0, encrypted = 0;
 	const struct vmstatus_volume *busy = NULL, *os = NULL;
-	size_t busy_idx = 0, busy_in = 0;
+	size_t busy_idx = 0;
 	char pct[32];
 
 	for (size_t i = 0; i < s->n_volumes; i++) {
@@ -256,7 +242,7 @@ static void progress_message(struct vmstatus *s, const struct vmstatus_input *in
 		if (!r->counted)
 			continue;
 		counted++;
-		if (streq(r->state, "Encrypted"))
+		if (r->state == ADE_STATE_ENCRYPTED)
 			encrypted++;
 	}
 	/* The volume being worked on: the lock holder's target first, else any in progress. */
@@ -269,16 +255,14 @@ static void progress_message(struct vmstatus *s, const struct vmstatus_input *in
 		if (!busy || (holder && same_target(holder->target, r->device))) {
 			busy = r;
 			busy_idx = r->counted ? idx : 0;
-			busy_in = i;
 		}
 	}
 	if (busy) {
-		bool decrypt = streq(busy->state, "DecryptionInProgress") ||
-			       (streq(busy->state, "Interrupted") && in[busy_in].info.op == VOLUME_OP_DECRYPT);
+		bool decrypt = busy->state == ADE_STATE_DECRYPTION_IN_PROGRESS;
 		format_percent(pct, sizeof(pct), busy->percent);
-		if (streq(busy->state, "Interrupted") && holder && streq(holder->command, "resume"))
+		if (busy->interrupted && holder && streq(holder->command, "resume"))
 			set_progress(s, "Resuming %s after reboot%s", decrypt ? "decryption" : "encryption", pct);
-		else if (streq(busy->state, "Interrupted") && !holder)
+		else if (busy->interrupted && !holder)
 			set_progress(s, "%s of %s interrupted%s%s: run 'vmcrypt resume %s'",
 				 decrypt ? "Decryption" : "Encryption", busy->device,
 				 busy->percent >= 0 ? " at" : "", pct + (busy->percent >= 0 ? 1 : 0),
@@ -291,33 +275,33 @@ static void progress_message(struct vmstatus *s, const struct vmstatus_input *in
 				 counted, pct);
 		return;
 	}
-	if (s->os == VMSTATUS_VM_RESTART_PENDING) {
+	if (s->os == ADE_STATE_VM_RESTART_PENDING) {
 		set_progress(s, "OS disk successfully encrypted, please reboot the VM");
 		return;
 	}
-	if (s->os == VMSTATUS_UNKNOWN && os) {
+	if (s->os == ADE_STATE_UNKNOWN && os) {
 		set_progress(s, "Encryption state of the OS volume %s is unknown", os->device);
 		return;
 	}
-	if (s->data == VMSTATUS_UNKNOWN) {
+	if (s->data == ADE_STATE_UNKNOWN) {
 		set_progress(s, "Encryption state of a data volume is unknown");
 		return;
 	}
-	if (s->os == VMSTATUS_ENCRYPTED &&
-	    (s->data == VMSTATUS_ENCRYPTED || s->data == VMSTATUS_NOT_MOUNTED)) {
+	if (s->os == ADE_STATE_ENCRYPTED &&
+	    (s->data == ADE_STATE_ENCRYPTED || s->data == ADE_STATE_NOT_MOUNTED)) {
 		set_progress(s, "Encryption succeeded for all volumes");
 		return;
 	}
-	if (s->data == VMSTATUS_ENCRYPTED) {
+	if (s->data == ADE_STATE_ENCRYPTED) {
 		set_progress(s, "Encryption succeeded for data volumes");
 		return;
 	}
 	if (encrypted > 0) {
 		set_progress(s, "%zu of %zu data volumes encrypted%s", encrypted, counted,
-			 s->os == VMSTATUS_ENCRYPTED ? "; OS volume encrypted" : "");
+			 s->os == ADE_STATE_ENCRYPTED ? "; OS volume encrypted" : "");
 		return;
 	}
-	if (s->os == VMSTATUS_ENCRYPTED) {
+	if (s->os == ADE_STATE_ENCRYPTED) {
 		set_progress(s, "Encryption succeeded for the OS volume; data volumes not encrypted");
 		return;
 	}
@@ -347,11 +331,11 @@ int vmstatus_build(const struct vmstatus_input *in, size_t n, const struct journ
 		s->busy = true;
 		s->holder = *holder;
 	}
-	s->os = VMSTATUS_UNKNOWN;
+	s->os = ADE_STATE_UNKNOWN;
 	for (size_t i = 0; i < n; i++) {
 		const struct journal_entry *e = journal_for(&in[i], journal, n_journal);
 		struct vmstatus_volume *r = &s->volumes[s->n_volumes++];
-		enum vmstatus_state st;
+		enum ade_state st;
 
 		fill_row(r, &in[i], e, holder, now);
 		if (e)
@@ -362,7 +346,7 @@ int vmstatus_build(const struct vmstatus_input *in, size_t n, const struct journ
 			     r->mountpoint, r->fstype);
 		else if (r->error < 0)
 			note(s, "%s: could not be inspected (%s).", r->device, strerror(-r->error));
-		st = row_to_vm(r, &in[i]);
+		st = r->state;
 		if (r->os) {
 			have_os = true;
 			s->os = st;
@@ -371,30 +355,30 @@ int vmstatus_build(const struct vmstatus_input *in, size_t n, const struct journ
 		if (!r->counted)
 			continue;
 		counted++;
-		if (st == VMSTATUS_ENCRYPTED)
+		if (st == ADE_STATE_ENCRYPTED)
 			enc++;
-		else if (st == VMSTATUS_ENCRYPTION_IN_PROGRESS)
+		else if (st == ADE_STATE_ENCRYPTION_IN_PROGRESS)
 			encrypting++;
-		else if (st == VMSTATUS_DECRYPTION_IN_PROGRESS)
+		else if (st == ADE_STATE_DECRYPTION_IN_PROGRESS)
 			decrypting++;
-		else if (st == VMSTATUS_UNKNOWN)
+		else if (st == ADE_STATE_UNKNOWN)
 			unknown++;
 	}
 	if (!have_os)
 		note(s, "/ is not on a block device vmcrypt can see: OsVolumeEncrypted is Unknown.");
 
 	if (counted == 0)
-		s->data = VMSTATUS_NOT_MOUNTED;
+		s->data = ADE_STATE_NOT_MOUNTED;
 	else if (encrypting > 0)
-		s->data = VMSTATUS_ENCRYPTION_IN_PROGRESS;
+		s->data = ADE_STATE_ENCRYPTION_IN_PROGRESS;
 	else if (decrypting > 0)
-		s->data = VMSTATUS_DECRYPTION_IN_PROGRESS;
+		s->data = ADE_STATE_DECRYPTION_IN_PROGRESS;
 	else if (unknown > 0)
-		s->data = VMSTATUS_UNKNOWN;
+		s->data = ADE_STATE_UNKNOWN;
 	else if (enc == counted)
-		s->data = VMSTATUS_ENCRYPTED;
+		s->data = ADE_STATE_ENCRYPTED;
 	else
-		s->data = VMSTATUS_NOT_ENCRYPTED;
+		s->data = ADE_STATE_NOT_ENCRYPTED;
 
 	progress_message(s, in, journal, n_journal, holder);
 	*ret = *s;
@@ -515,7 +499,7 @@ json_t *vmstatus_to_json(const struct vmstatus *s)
 		const struct vmstatus_volume *r = &s->volumes[i];
 		json_t *e = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:s}", "device",
 				      r->device, "mountpoint", r->mountpoint, "filesystem", r->fstype,
-				      "role", r->os ? "OS" : r->counted ? "Data" : "Other", "state", r->state,
+				      "role", r->os ? "OS" : r->counted ? "Data" : "Other", "state", vmstatus_volume_state_to_string(r),
 				      "data_volume", r->counted,
 				      "percent", r->percent >= 0 ? json_real(r->percent) : json_null(),
 				      "mib_per_s", r->mib_per_s >= 0 ? json_real(r->mib_per_s) : json_null(),
@@ -532,8 +516,8 @@ json_t *vmstatus_to_json(const struct vmstatus *s)
 			       (json_int_t)s->holder.started, "percent",
 			       s->holder.percent >= 0 ? json_real(s->holder.percent) : json_null());
 	o = json_pack("{s:s, s:s, s:s, s:o, s:o, s:o}", "OsVolumeEncrypted",
-		      vmstatus_state_to_string(s->os), "DataVolumesEncrypted",
-		      vmstatus_state_to_string(s->data), "ProgressMessage", s->progress_message,
+		      ade_state_to_string(s->os), "DataVolumesEncrypted",
+		      ade_state_to_string(s->data), "ProgressMessage", s->progress_message,
 		      "volumes", vols, "notes", notes, "operation", op);
 	return o;
 fail:

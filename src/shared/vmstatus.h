@@ -10,20 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ade.h"
 #include "journal.h"
 #include "lock.h"
 #include "luks.h"
 #include "volumes.h"
-
-enum vmstatus_state {
-	VMSTATUS_UNKNOWN,
-	VMSTATUS_ENCRYPTED,
-	VMSTATUS_NOT_ENCRYPTED,
-	VMSTATUS_ENCRYPTION_IN_PROGRESS,
-	VMSTATUS_DECRYPTION_IN_PROGRESS,
-	VMSTATUS_NOT_MOUNTED,        /* DataVolumesEncrypted only: no data volume */
-	VMSTATUS_VM_RESTART_PENDING, /* OsVolumeEncrypted only: header written, reboot needed */
-};
 
 #define VMSTATUS_NOTES_MAX 16
 
@@ -34,9 +25,9 @@ struct vmstatus_volume {
 	char fstype[32];
 	bool os;
 	bool counted;                /* counts as a data volume for DataVolumesEncrypted */
-	const char *state;           /* "Encrypted", "NotEncrypted", "EncryptionInProgress",
-				      * "DecryptionInProgress", "Interrupted", "VMRestartPending",
-				      * "Unknown" (static strings) */
+	enum ade_state state;        /* never NotMounted; an interrupted conversion is
+				      * Encryption/DecryptionInProgress with interrupted set */
+	bool interrupted;            /* in progress, but no vmcrypt process drives it: resume */
 	double percent;              /* -1 when nothing is under way */
 	double mib_per_s;            /* from the journal, -1 when unknown */
 	int64_t eta;                 /* seconds, -1 when unknown */
@@ -45,8 +36,8 @@ struct vmstatus_volume {
 };
 
 struct vmstatus {
-	enum vmstatus_state os;
-	enum vmstatus_state data;
+	enum ade_state os;
+	enum ade_state data;
 	char progress_message[256];
 	struct vmstatus_volume *volumes;
 	size_t n_volumes;
@@ -81,4 +72,5 @@ void vmstatus_done(struct vmstatus *s);
  *  "operation":{...}|null}. Returns a new reference or NULL. */
 json_t *vmstatus_to_json(const struct vmstatus *s);
 
-const char *vmstatus_state_to_string(enum vmstatus_state s);
+/* A row's state word: "Interrupted" when interrupted is set, else ade_state_to_string(). */
+const char *vmstatus_volume_state_to_string(const struct vmstatus_volume *r);

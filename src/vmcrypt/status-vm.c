@@ -17,7 +17,7 @@ static void row_cells(const struct vmstatus_volume *r, char cells[COLS][PATH_MAX
 	snprintf(cells[COL_DEVICE], PATH_MAX, "%s", r->device);
 	snprintf(cells[COL_MOUNT], PATH_MAX, "%s", r->mountpoint[0] ? r->mountpoint : "-");
 	snprintf(cells[COL_FS], PATH_MAX, "%s", r->fstype[0] ? r->fstype : "-");
-	snprintf(cells[COL_STATE], PATH_MAX, "%s", r->state);
+	snprintf(cells[COL_STATE], PATH_MAX, "%s", vmstatus_volume_state_to_string(r));
 	if (r->percent >= 0)
 		snprintf(cells[COL_PERCENT], PATH_MAX, "%.1f%%", r->percent);
 	else
@@ -40,8 +40,8 @@ static void print_text(const struct vmstatus *s)
 	size_t width[COLS];
 	char (*cells)[COLS][PATH_MAX] = NULL;
 
-	printf("OsVolumeEncrypted    : %s\n", vmstatus_state_to_string(s->os));
-	printf("DataVolumesEncrypted : %s\n", vmstatus_state_to_string(s->data));
+	printf("OsVolumeEncrypted    : %s\n", ade_state_to_string(s->os));
+	printf("DataVolumesEncrypted : %s\n", ade_state_to_string(s->data));
 	printf("ProgressMessage      : %s\n", s->progress_message);
 
 	if (s->n_volumes > 0)

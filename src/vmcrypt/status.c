@@ -49,6 +49,7 @@ int verb_status(int argc, char **argv)
 	struct volume_info vi;
 	bool json = false, running;
 	double live = -1;
+	enum volume_state shown;
 	const char *state;
 	int c, r;
 
@@ -88,11 +89,12 @@ int verb_status(int argc, char **argv)
 		return r == -ENOENT ? EXIT_USAGE : EXIT_ERROR;
 	}
 	running = running_on(target, &live);
-	state = volume_state_to_string(vi.state);
+	shown = vi.state;
 	if ((vi.state == VOLUME_ENCRYPTING || vi.state == VOLUME_DECRYPTING) && !running)
-		state = "interrupted";
+		shown = VOLUME_INTERRUPTED;
 	if (vi.state == VOLUME_INTERRUPTED && running)
-		state = vi.op == VOLUME_OP_DECRYPT ? "decrypting" : "encrypting";
+		shown = vi.op == VOLUME_OP_DECRYPT ? VOLUME_DECRYPTING : VOLUME_ENCRYPTING;
+	state = volume_state_to_string(shown);
 	if (running && live >= 0)
 		vi.percent = live;
 
@@ -131,7 +133,7 @@ int verb_status(int argc, char **argv)
 
 	printf("Target       : %s\n", target);
 	printf("State        : %s%s\n", state,
-	       streq(state, "interrupted") ? " (run 'vmcrypt resume --key-file FILE TARGET')" : "");
+	       shown == VOLUME_INTERRUPTED ? " (run 'vmcrypt resume --key-file FILE TARGET')" : "");
 	if (vi.op != VOLUME_OP_NONE) {
 		printf("Operation    : %s%s\n", volume_op_to_string(vi.op), running ? " (running)" : "");
 		if (vi.percent >= 0)

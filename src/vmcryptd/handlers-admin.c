@@ -9,6 +9,7 @@
 
 #include "basic/log.h"
 #include "basic/string-util.h"
+#include "shared/ade.h"
 #include "shared/secret.h"
 #include "vmcryptd.h"
 
@@ -218,8 +219,15 @@ int handle_admin_vm_revoke(struct request *rq, struct reply *rep)
 /* Whether a report value means the volume holds (or is becoming, or leaving) encrypted data. */
 static bool state_encrypted(const char *s)
 {
-	return s && (streq(s, "Encrypted") || streq(s, "EncryptionInProgress") || streq(s, "DecryptionInProgress") ||
-		     streq(s, "VMRestartPending"));
+	switch (ade_state_from_string(s)) {
+	case ADE_STATE_ENCRYPTED:
+	case ADE_STATE_ENCRYPTION_IN_PROGRESS:
+	case ADE_STATE_DECRYPTION_IN_PROGRESS:
+	case ADE_STATE_VM_RESTART_PENDING:
+		return true;
+	default:
+		return false;
+	}
 }
 
 /* Refuses when settings are enabled or the VM's last report shows encrypted volumes. what is the
@@ -572,7 +580,8 @@ int handle_admin_encryption_show(struct request *rq, struct reply *rep)
 		json_object_set_new(refs, "keyEncryptionAlgorithm", json_string(st.kek_algorithm));
 	}
 	j = json_pack("{s:s,s:s,s:s,s:o*,s:s,s:o,s:{s:s,s:s},s:o,s:o}", "vm", vm.name, "OsVolumeEncrypted",
-		      os ? os : "Unknown", "DataVolumesEncrypted", data ? data : "Unknown", "OsVolumeEncryptionSettings",
+		      os ? os : ade_state_to_string(ADE_STATE_UNKNOWN), "DataVolumesEncrypted",
+		      data ? data : ade_state_to_string(ADE_STATE_UNKNOWN), "OsVolumeEncryptionSettings",
 		      refs, "ProgressMessage", progress ? progress : "", "LastReport",
 		      vm.last_report_time ? json_string(api_format_time(vm.last_report_time, when, sizeof(when)))
 					  : json_null(),

@@ -88,8 +88,8 @@ static void test_fresh_vm(void **state)
 	struct vmstatus s;
 
 	assert_int_equal(vmstatus_build(in, 3, NULL, 0, NULL, NOW, &s), 0);
-	assert_string_equal(vmstatus_state_to_string(s.os), "NotEncrypted");
-	assert_string_equal(vmstatus_state_to_string(s.data), "NotEncrypted");
+	assert_string_equal(ade_state_to_string(s.os), "NotEncrypted");
+	assert_string_equal(ade_state_to_string(s.data), "NotEncrypted");
 	assert_string_equal(s.progress_message, "No volume is encrypted");
 	assert_int_equal(s.n_volumes, 3);
 	assert_true(s.volumes[1].counted);
@@ -107,8 +107,8 @@ static void test_not_mounted(void **state)
 	struct vmstatus s;
 
 	assert_int_equal(vmstatus_build(in, 1, NULL, 0, NULL, NOW, &s), 0);
-	assert_string_equal(vmstatus_state_to_string(s.os), "Encrypted");
-	assert_string_equal(vmstatus_state_to_string(s.data), "NotMounted");
+	assert_string_equal(ade_state_to_string(s.os), "Encrypted");
+	assert_string_equal(ade_state_to_string(s.data), "NotMounted");
 	assert_string_equal(s.progress_message, "Encryption succeeded for all volumes");
 	assert_string_equal(s.volumes[0].header, "on device");
 	vmstatus_done(&s);
@@ -126,10 +126,10 @@ static void test_encrypting_data(void **state)
 	struct vmstatus s;
 
 	assert_int_equal(vmstatus_build(in, 3, j, 1, &h, NOW, &s), 0);
-	assert_string_equal(vmstatus_state_to_string(s.os), "NotEncrypted");
-	assert_string_equal(vmstatus_state_to_string(s.data), "EncryptionInProgress");
+	assert_string_equal(ade_state_to_string(s.os), "NotEncrypted");
+	assert_string_equal(ade_state_to_string(s.data), "EncryptionInProgress");
 	assert_string_equal(s.progress_message, "Encrypting data volume 2/2: 37%");
-	assert_string_equal(s.volumes[2].state, "EncryptionInProgress");
+	assert_string_equal(vmstatus_volume_state_to_string(&s.volumes[2]), "EncryptionInProgress");
 	assert_true(s.volumes[2].percent > 37.3 && s.volumes[2].percent < 37.5);
 	assert_true(s.volumes[2].mib_per_s > 99.9 && s.volumes[2].mib_per_s < 100.1);
 	/* 62.6% of 10 GiB at 100 MiB/s. */
@@ -151,8 +151,8 @@ static void test_interrupted(void **state)
 
 	/* Nobody holds the lock: reencryption metadata alone means interrupted. */
 	assert_int_equal(vmstatus_build(in, 2, j, 1, NULL, NOW, &s), 0);
-	assert_string_equal(s.volumes[1].state, "Interrupted");
-	assert_string_equal(vmstatus_state_to_string(s.data), "EncryptionInProgress");
+	assert_string_equal(vmstatus_volume_state_to_string(&s.volumes[1]), "Interrupted");
+	assert_string_equal(ade_state_to_string(s.data), "EncryptionInProgress");
 	assert_string_equal(s.progress_message,
 			    "Encryption of /dev/sdc interrupted at 42%: run 'vmcrypt resume /dev/sdc'");
 	assert_true(has_note(&s, "the journal says 'vmcrypt encrypt' (pid 4242) is running, but no vmcrypt process holds the VM lock"));
@@ -177,7 +177,7 @@ static void test_decrypting(void **state)
 	struct vmstatus s;
 
 	assert_int_equal(vmstatus_build(in, 2, NULL, 0, &h, NOW, &s), 0);
-	assert_string_equal(vmstatus_state_to_string(s.data), "DecryptionInProgress");
+	assert_string_equal(ade_state_to_string(s.data), "DecryptionInProgress");
 	assert_string_equal(s.progress_message, "Decrypting data volume 1/1: 10%");
 	assert_int_equal(s.volumes[1].mib_per_s, -1);
 	vmstatus_done(&s);
@@ -194,15 +194,15 @@ static void test_os(void **state)
 
 	/* The header is on the OS device but / still runs from the plain device. */
 	assert_int_equal(vmstatus_build(in, 2, NULL, 0, NULL, NOW, &s), 0);
-	assert_string_equal(vmstatus_state_to_string(s.os), "VMRestartPending");
+	assert_string_equal(ade_state_to_string(s.os), "VMRestartPending");
 	assert_string_equal(s.progress_message, "OS disk successfully encrypted, please reboot the VM");
 	vmstatus_done(&s);
 
 	/* After the reboot / runs from dm-crypt and the conversion goes on, with a percentage. */
 	in[0] = vol(VOLUME_ROLE_OS, VOLUME_KIND_CRYPT, "/dev/mapper/root", "/", VOLUME_ENCRYPTING, 55);
 	assert_int_equal(vmstatus_build(in, 2, NULL, 0, &h, NOW, &s), 0);
-	assert_string_equal(vmstatus_state_to_string(s.os), "EncryptionInProgress");
-	assert_string_equal(vmstatus_state_to_string(s.data), "Encrypted");
+	assert_string_equal(ade_state_to_string(s.os), "EncryptionInProgress");
+	assert_string_equal(ade_state_to_string(s.data), "Encrypted");
 	assert_string_equal(s.progress_message, "Encrypting OS volume: 55%");
 	vmstatus_done(&s);
 
@@ -230,7 +230,7 @@ static void test_disks_win(void **state)
 	struct vmstatus s;
 
 	assert_int_equal(vmstatus_build(in, 2, j, 1, NULL, NOW, &s), 0);
-	assert_string_equal(vmstatus_state_to_string(s.data), "NotEncrypted");
+	assert_string_equal(ade_state_to_string(s.data), "NotEncrypted");
 	assert_true(has_note(&s, "/dev/sdb1: the journal says 'vmcrypt encrypt' succeeded"));
 	assert_true(has_note(&s, "The disks win: shown as NotEncrypted"));
 	vmstatus_done(&s);
@@ -239,7 +239,7 @@ static void test_disks_win(void **state)
 	j[0] = entry("decrypt", "/dev/sdc", JOURNAL_SUCCEEDED, 100, 0);
 	in[1] = vol(VOLUME_ROLE_CANDIDATE, VOLUME_KIND_DISK, "/dev/sdc", "", VOLUME_ENCRYPTED, -1);
 	assert_int_equal(vmstatus_build(in, 2, j, 1, NULL, NOW, &s), 0);
-	assert_string_equal(vmstatus_state_to_string(s.data), "Encrypted");
+	assert_string_equal(ade_state_to_string(s.data), "Encrypted");
 	assert_true(has_note(&s, "The disks win: shown as Encrypted"));
 	vmstatus_done(&s);
 
@@ -247,7 +247,7 @@ static void test_disks_win(void **state)
 	in[1] = vol(VOLUME_ROLE_CANDIDATE, VOLUME_KIND_DISK, "/dev/sdc", "", VOLUME_PLAIN, -1);
 	assert_int_equal(vmstatus_build(in, 2, j, 1, NULL, NOW, &s), 0);
 	assert_string_equal(s.progress_message, "Decryption succeeded");
-	assert_string_equal(vmstatus_state_to_string(s.data), "NotMounted");
+	assert_string_equal(ade_state_to_string(s.data), "NotMounted");
 	vmstatus_done(&s);
 }
 
@@ -263,15 +263,15 @@ static void test_unknown(void **state)
 	in[1].inspect_error = -EIO;
 	assert_int_equal(vmstatus_build(in, 2, NULL, 0, NULL, NOW, &s), 0);
 	/* Mounted straight from the device with ext4: plain, whatever the header read said. */
-	assert_string_equal(vmstatus_state_to_string(s.os), "NotEncrypted");
+	assert_string_equal(ade_state_to_string(s.os), "NotEncrypted");
 	assert_true(has_note(&s, "/dev/vda: its header could not be read"));
-	assert_string_equal(vmstatus_state_to_string(s.data), "Unknown");
+	assert_string_equal(ade_state_to_string(s.data), "Unknown");
 	assert_true(has_note(&s, "/dev/mapper/x: could not be inspected (Input/output error)"));
 	assert_string_equal(s.progress_message, "Encryption state of a data volume is unknown");
 	vmstatus_done(&s);
 
 	assert_int_equal(vmstatus_build(NULL, 0, NULL, 0, NULL, NOW, &s), 0);
-	assert_string_equal(vmstatus_state_to_string(s.os), "Unknown");
+	assert_string_equal(ade_state_to_string(s.os), "Unknown");
 	assert_true(has_note(&s, "/ is not on a block device"));
 	vmstatus_done(&s);
 }
