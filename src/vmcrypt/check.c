@@ -81,7 +81,7 @@ int verb_check(int argc, char **argv)
 	r = preflight_run(scope, &rep);
 	if (r < 0) {
 		log_error_errno(r, "Prerequisite checks failed to run: %m");
-		return exit_status_from_errno(r);
+		return r;
 	}
 	if (json) {
 		json_t *j = preflight_report_to_json(&rep);

@@ -1,4 +1,5 @@
 /* The command line shared by encrypt, decrypt and resume. */
+#include <assert.h>
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
@@ -9,15 +10,36 @@
 
 #include "basic/log.h"
 #include "basic/string-util.h"
+#include "basic/macro.h"
 #include "convert-cli.h"
 #include "progress.h"
+#include "vmcrypt.h"
 #include "shared/convert.h"
 #include "shared/exit-status.h"
 #include "shared/journal.h"
 #include "shared/lock.h"
 #include "shared/secret.h"
 
-static const char *const verb_names[] = { "encrypt", "decrypt", "resume" };
+static const char *const convert_verb_table[_CONVERT_VERB_MAX] = {
+	[CONVERT_VERB_ENCRYPT] = "encrypt",
+	[CONVERT_VERB_DECRYPT] = "decrypt",
+	[CONVERT_VERB_RESUME] = "resume",
+};
+
+const char *convert_verb_to_string(enum convert_verb v)
+{
+	return v >= 0 && v < _CONVERT_VERB_MAX ? convert_verb_table[v] : NULL;
+}
+
+enum convert_verb convert_verb_from_string(const char *s)
+{
+	if (!s)
+		return _CONVERT_VERB_INVALID;
+	for (size_t i = 0; i < ELEMENTSOF(convert_verb_table); i++)
+		if (streq(s, convert_verb_table[i]))
+			return (enum convert_verb)i;
+	return _CONVERT_VERB_INVALID;
+}
 
 static volatile sig_atomic_t stop_requested;
 
@@ -88,6 +110,8 @@ static void usage(enum convert_verb verb, FILE *f)
 			"  --header FILE        the detached LUKS2 header (found on its own otherwise)\n"
 			"  --json               JSON lines on stdout: progress events, then a result\n");
 		break;
+	default:
+		assert(!"not a conversion verb");
 	}
 	fprintf(f, "\nExit codes: docs/exit-codes.md (0 done, 8 interrupted: resume).\n");
 }
@@ -127,7 +151,7 @@ static void print_result(struct run *run, int r, int status, const struct conver
 	progress_end(&run->progress);
 	if (run->json) {
 		json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f}", "event", "result", "operation",
-				      verb_names[run->verb], "target", run->target, "result", result,
+				      convert_verb_to_string(run->verb), "target", run->target, "result", result,
 				      "exit_code", status, "elapsed_seconds", progress_elapsed(&run->progress));
 		char *s;
 
@@ -174,7 +198,9 @@ static void print_result(struct run *run, int r, int status, const struct conver
 		fprintf(stderr, "  what to do: %s\n", res->remedy);
 }
 
-int convert_cli_run(enum convert_verb verb, int argc, char **argv)
+/* Returns a process exit status: the JSON result line reports it, so it is mapped here, through
+ * the same exit_status_from_errno() as every other verb's errno. */
+int verb_convert(int argc, char **argv)
 {
 	enum { ARG_KEY_FILE = 0x100, ARG_NEW_KEY_FILE, ARG_HEADER, ARG_SECTOR_SIZE, ARG_JSON };
 	static const struct option options[] = {
@@ -191,12 +217,15 @@ int convert_cli_run(enum convert_verb verb, int argc, char **argv)
 	struct convert_result res = {};
 	struct lock_holder holder = {};
 	struct convert_request req = {};
+	enum convert_verb verb = convert_verb_from_string(argv[0]);
 	struct run run = { .verb = verb };
 	struct sigaction sa = { .sa_handler = on_signal };
 	uint64_t sector_size = 0;
 	size_t key_size = 0;
 	bool world_readable = false;
 	int c, r, status;
+
+	assert(verb >= 0); /* vmcrypt.c's table sends only these three verbs here */
 
 	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
 		switch (c) {
@@ -217,7 +246,7 @@ int convert_cli_run(enum convert_verb verb, int argc, char **argv)
 		case ARG_SECTOR_SIZE:
 			if (verb != CONVERT_VERB_ENCRYPT || parse_u64(optarg, &sector_size) < 0 ||
 			    (sector_size != 512 && sector_size != 4096)) {
-				fprintf(stderr, "vmcrypt %s: --sector-size takes 512 or 4096\n", verb_names[verb]);
+				fprintf(stderr, "vmcrypt %s: --sector-size takes 512 or 4096\n", convert_verb_to_string(verb));
 				return EXIT_USAGE;
 			}
 			break;
@@ -230,14 +259,14 @@ int convert_cli_run(enum convert_verb verb, int argc, char **argv)
 	}
 	if (optind != argc - 1 || (!key_file == !new_key_file)) {
 		if (optind == argc - 1 && key_file && new_key_file)
-			fprintf(stderr, "vmcrypt %s: give either --key-file or --new-key-file, not both\n", verb_names[verb]);
+			fprintf(stderr, "vmcrypt %s: give either --key-file or --new-key-file, not both\n", convert_verb_to_string(verb));
 		goto bad_usage;
 	}
 	run.target = argv[optind];
 	json_mode = run.json;
 	if (run.json)
 		log_set_sink(json_log_sink, NULL);
-	progress_init(&run.progress, run.json, verb_names[verb], run.target);
+	progress_init(&run.progress, run.json, convert_verb_to_string(verb), run.target);
 
 	/* The key first: whatever it takes to read it (a pipe, a slow disk) must not hold the VM
 	 * operation lock, which every other operation would find taken. */
@@ -256,7 +285,7 @@ int convert_cli_run(enum convert_verb verb, int argc, char **argv)
 	}
 
 	/* One operation at a time on this VM, checked before anything changes. */
-	r = vm_lock_acquire(verb_names[verb], run.target, &run.lock, &holder);
+	r = vm_lock_acquire(convert_verb_to_string(verb), run.target, &run.lock, &holder);
 	if (r == -EAGAIN) {
 		char msg[1024];
 
@@ -299,7 +328,7 @@ int convert_cli_run(enum convert_verb verb, int argc, char **argv)
 		.progress = on_progress,
 		.userdata = &run,
 	};
-	(void)journal_begin(verb_names[verb], run.target, NULL);
+	(void)journal_begin(convert_verb_to_string(verb), run.target, NULL);
 	if (header)
 		/* A detached header leaves no signature on the device: status finds it here. */
 		(void)journal_set_header(run.target, header);

@@ -83,7 +83,7 @@ int status_vm(bool json)
 	r = vmstatus_compute(&s);
 	if (r < 0) {
 		log_error_errno(r, "Failed to compute the VM's encryption status: %m");
-		return exit_status_from_errno(r);
+		return r;
 	}
 	if (json) {
 		json_t *j = vmstatus_to_json(&s);

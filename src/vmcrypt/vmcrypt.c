@@ -1,4 +1,5 @@
-/* vmcrypt: the in-VM program. Dispatches a verb from one table; each verb lives in its own file. */
+/* vmcrypt: the in-VM program. Dispatches a verb from one table; each verb lives in its own file
+ * (encrypt, decrypt and resume share convert-cli.c) and its result becomes the exit status here. */
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
@@ -15,9 +16,9 @@ static const struct verb {
 	const char *help;
 } verbs[] = {
 	{ "check", verb_check, "check the VM's prerequisites, change nothing" },
-	{ "encrypt", verb_encrypt, "encrypt a volume in place into LUKS2" },
-	{ "decrypt", verb_decrypt, "decrypt a LUKS2 volume in place back to plain" },
-	{ "resume", verb_resume, "finish an interrupted encrypt or decrypt" },
+	{ "encrypt", verb_convert, "encrypt a volume in place into LUKS2" },
+	{ "decrypt", verb_convert, "decrypt a LUKS2 volume in place back to plain" },
+	{ "resume", verb_convert, "finish an interrupted encrypt or decrypt" },
 	{ "status", verb_status, "show a volume's or the whole VM's encryption state" },
 };
 
@@ -57,8 +58,11 @@ int main(int argc, char **argv)
 	}
 	for (size_t v = 0; v < ELEMENTSOF(verbs); v++)
 		if (streq(argv[i], verbs[v].name)) {
+			int r;
+
 			optind = 0; /* each verb runs its own getopt_long from a clean state */
-			return verbs[v].fn(argc - i, argv + i);
+			r = verbs[v].fn(argc - i, argv + i);
+			return r < 0 ? exit_status_from_errno(r) : r;
 		}
 	fprintf(stderr, "vmcrypt: unknown command '%s'\n", argv[i]);
 	usage(stderr);
