@@ -5,6 +5,7 @@
  * shrink, the header while it is off the device) in the state directory (convstate.h), writing
  * each step down before it starts. Resume reads both and continues from the step that was cut
  * short. See docs/vmcrypt.md for the sequence and why each step is safe to repeat. */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -40,6 +41,7 @@ struct ctx {
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(struct crypt_device *, crypt_free)
 
+/* Records a failure: the message, and the remedy in words (NULL: none). */
 _printf_(4, 5) static int fail(struct ctx *c, int error, const char *remedy, const char *fmt, ...)
 {
 	va_list ap;
@@ -48,6 +50,24 @@ _printf_(4, 5) static int fail(struct ctx *c, int error, const char *remedy, con
 	vsnprintf(c->res->message, sizeof(c->res->message), fmt, ap);
 	va_end(ap);
 	snprintf(c->res->remedy, sizeof(c->res->remedy), "%s", remedy ? remedy : "");
+	c->res->resume = CONVERT_RESUME_NO;
+	c->res->resume_header = false;
+	return error;
+}
+
+/* Records a failure that `vmcrypt resume` takes up; how says in what way, and the program
+ * words the remedy (convert_result.resume). */
+_printf_(4, 5) static int fail_resumable(struct ctx *c, int error, enum convert_resume how, const char *fmt, ...)
+{
+	va_list ap;
+
+	assert(how > CONVERT_RESUME_NO && how < _CONVERT_RESUME_MAX);
+	va_start(ap, fmt);
+	vsnprintf(c->res->message, sizeof(c->res->message), fmt, ap);
+	va_end(ap);
+	c->res->remedy[0] = 0;
+	c->res->resume = how;
+	c->res->resume_header = false;
 	return error;
 }
 
@@ -70,7 +90,7 @@ static int report(struct ctx *c, enum convert_phase phase, uint64_t done, uint64
 
 static int stopped(struct ctx *c)
 {
-	return fail(c, -EINTR, "Run 'vmcrypt resume --key-file FILE TARGET' to continue.",
+	return fail_resumable(c, -EINTR, CONVERT_RESUME_CONTINUE,
 		    "%s: stopped at a safe point; the %s is %s and can be resumed", c->dev.path,
 		    volume_op_to_string(c->st.op) , "incomplete");
 }
@@ -357,7 +377,7 @@ static int finalize_encrypt_moved(struct ctx *c, struct crypt_device *cd, uint64
 	if (moved_size) {
 		r = crypt_wipe(cd, NULL, CRYPT_WIPE_RANDOM, moved_offset, moved_size, 1 << 20, 0, NULL, NULL);
 		if (r < 0)
-			return fail(c, r, "Run 'vmcrypt resume --key-file FILE TARGET' again; the data is safe.",
+			return fail_resumable(c, r, CONVERT_RESUME_AGAIN,
 				    "%s: cannot wipe the old copy of the first data segment (%s)%s", c->dev.path,
 				    strerror(-r), crypt_reason());
 	}
@@ -372,7 +392,7 @@ static int finalize_encrypt_moved(struct ctx *c, struct crypt_device *cd, uint64
 		return fail(c, r, "Give the key file this volume was encrypted with.",
 			    "%s: the key does not open this volume", c->dev.path);
 	if (r < 0)
-		return fail(c, r, "Run 'vmcrypt resume --key-file FILE TARGET' again; the data is safe.",
+		return fail_resumable(c, r, CONVERT_RESUME_AGAIN,
 			    "%s: cannot make the final LUKS2 header (%s)%s", c->dev.path, strerror(-r), crypt_reason());
 	if ((r = save_phase(c, PHASE_FINALIZING)) < 0)
 		return r;
@@ -423,9 +443,11 @@ static int finalize_encrypt_detached(struct ctx *c, struct crypt_device *cd, con
 		r = fsync_parent_dir(header);
 	if (r < 0) {
 		(void)unlink(tmp);
-		return fail(c, r, "Run 'vmcrypt resume --key-file FILE --header FILE TARGET' again; the data is safe.",
-			    "%s: cannot write the final LUKS2 header to %s (%s)%s", c->dev.path, header,
-			    strerror(-r), crypt_reason());
+		r = fail_resumable(c, r, CONVERT_RESUME_AGAIN,
+				   "%s: cannot write the final LUKS2 header to %s (%s)%s", c->dev.path, header,
+				   strerror(-r), crypt_reason());
+		c->res->resume_header = true; /* the header is detached: resume must be told where */
+		return r;
 	}
 	return 0;
 }
@@ -523,7 +545,7 @@ static int run_reencrypt(struct ctx *c, const char *header)
 		goto key_or_io;
 	r = crypt_reencrypt_run(cd, reencrypt_progress, c);
 	if (r < 0)
-		return fail(c, r, "Run 'vmcrypt resume --key-file FILE TARGET' to continue; the data is safe.",
+		return fail_resumable(c, r, CONVERT_RESUME_FAILED_RUN,
 			    "%s: the conversion failed (%s)%s", c->dev.path, strerror(-r), crypt_reason());
 	ri = crypt_reencrypt_status(cd, NULL);
 	if (ri != CRYPT_REENCRYPT_NONE)
@@ -534,7 +556,7 @@ key_or_io:
 	if (r == -EPERM || r == -ENOENT)
 		return fail(c, -EPERM, "Give the key file this volume was encrypted with.",
 			    "%s: the key does not open this volume", c->dev.path);
-	return fail(c, r, "Run 'vmcrypt resume --key-file FILE TARGET' again; the data is safe.",
+	return fail_resumable(c, r, CONVERT_RESUME_AGAIN,
 		    "%s: cannot resume the conversion (%s)%s", c->dev.path, strerror(-r), crypt_reason());
 }
 
@@ -691,7 +713,7 @@ static int check_not_in_flight(struct ctx *c)
 	struct convstate st;
 
 	if (convstate_find(&c->dev, &st) == 0)
-		return fail(c, -EALREADY, "Run 'vmcrypt resume --key-file FILE TARGET' to finish it.",
+		return fail_resumable(c, -EALREADY, CONVERT_RESUME_PENDING,
 			    "%s: an interrupted %s (since %lld) is waiting to be resumed", c->dev.path,
 			    volume_op_to_string(st.op), (long long)st.started);
 	return 0;
@@ -751,7 +773,7 @@ static int encrypt_init(struct ctx *c, const char *header_file, bool shift)
 	r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->req->key, c->req->key_size, CRYPT_ANY_SLOT,
 					       keyslot, "aes", "xts-plain64", &params);
 	if (r < 0)
-		return fail(c, r, "Run 'vmcrypt resume --key-file FILE TARGET' to retry; the data is intact.",
+		return fail_resumable(c, r, CONVERT_RESUME_RETRY,
 			    "%s: cannot initialize the conversion (%s)%s", c->dev.path, strerror(-r),
 			    crypt_reason());
 	crypt_free(TAKE_PTR(cd));
@@ -778,7 +800,7 @@ static int place_header(struct ctx *c, const char *header_file)
 	if (r >= 0)
 		r = fsync_path(c->dev.path);
 	if (r < 0)
-		return fail(c, r, "Run 'vmcrypt resume --key-file FILE TARGET' to retry; the data is intact.",
+		return fail_resumable(c, r, CONVERT_RESUME_RETRY,
 			    "%s: cannot write the LUKS2 header to the device (%s)%s", c->dev.path, strerror(-r),
 			    crypt_reason());
 	return 0;
@@ -1072,7 +1094,7 @@ int convert_encrypt(const struct convert_request *req, struct convert_result *re
 
 			(void)restore_file_size(&c);
 			if (u < 0)
-				return fail(&c, r, "Run 'vmcrypt resume --key-file FILE TARGET'; it retries the undo.",
+				return fail_resumable(&c, r, CONVERT_RESUME_UNDO,
 					    "%s: shrinking the filesystem failed (%s) and so did undoing it (%s)",
 					    c.dev.path, msg, umsg);
 			if (r == -EILSEQ && extfs_check(c.dev.path, umsg, sizeof(umsg)) == 0) {
@@ -1129,12 +1151,12 @@ static int decrypt_init_shift(struct ctx *c, const char *header_file)
 		return 0; /* initialized before a crash */
 	r = device_wipe_luks_signatures(c->dev.path);
 	if (r < 0)
-		return fail(c, r, "Run 'vmcrypt resume --key-file FILE TARGET'; the header is saved in the state directory.",
+		return fail_resumable(c, r, CONVERT_RESUME_HEADER_SAVED,
 			    "%s: cannot wipe the LUKS signature on the device (%s)", c->dev.path, strerror(-r));
 	r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->req->key, c->req->key_size, CRYPT_ANY_SLOT,
 					       CRYPT_ANY_SLOT, NULL, NULL, &params);
 	if (r < 0)
-		return fail(c, r, "Run 'vmcrypt resume --key-file FILE TARGET'; the header is saved in the state directory.",
+		return fail_resumable(c, r, CONVERT_RESUME_HEADER_SAVED,
 			    "%s: cannot initialize the decryption (%s)%s", c->dev.path, strerror(-r), crypt_reason());
 	crypt_free(TAKE_PTR(cd));
 	r = fsync_path(header_file);
@@ -1292,7 +1314,7 @@ int convert_decrypt(const struct convert_request *req, struct convert_result *re
 	vi.device_size = c.dev.size;
 	luks_describe(cd, &vi);
 	if (vi.state != VOLUME_ENCRYPTED)
-		return fail(&c, -EALREADY, "Run 'vmcrypt resume --key-file FILE TARGET' to finish it first.",
+		return fail_resumable(&c, -EALREADY, CONVERT_RESUME_PENDING_FIRST,
 			    "%s: a conversion is already under way (%s)", c.dev.path, volume_state_to_string(vi.state));
 	if (!streq(crypt_get_type(cd), CRYPT_LUKS2))
 		return fail(&c, -EOPNOTSUPP, "Convert it with 'cryptsetup convert --type luks2' first.",
@@ -1379,7 +1401,7 @@ static int resume_from_state(struct ctx *c)
 				return fail(c, r, NULL, "%s: state path too long", c->dev.path);
 			r = restore_backup(c);
 			if (r < 0)
-				return fail(c, r, "Run 'vmcrypt resume' again.",
+				return fail_resumable(c, r, CONVERT_RESUME_RESTORE,
 					    "%s: cannot restore the filesystem from its safety copy (%s)", c->dev.path,
 					    strerror(-r));
 			if (r == 0)

@@ -2,6 +2,7 @@
  * surviving kill -9 and power loss at any point: see docs/vmcrypt.md for the design. */
 #pragma once
 
+#include <errno.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -40,6 +41,23 @@ struct convert_request {
 	void *userdata;
 };
 
+/* How `vmcrypt resume` takes up a conversion that stopped or failed part way; the program words
+ * the remedy from it (the library does not). */
+enum convert_resume {
+	CONVERT_RESUME_NO,            /* resume is not the remedy: convert_result.remedy says it */
+	CONVERT_RESUME_CONTINUE,      /* stopped at a safe point; resume continues */
+	CONVERT_RESUME_FAILED_RUN,    /* the data conversion failed part way; resume continues it */
+	CONVERT_RESUME_AGAIN,         /* a finishing step failed; resume repeats it, the data is safe */
+	CONVERT_RESUME_RETRY,         /* the conversion could not start; resume retries, data intact */
+	CONVERT_RESUME_PENDING,       /* an interrupted conversion waits to be resumed */
+	CONVERT_RESUME_PENDING_FIRST, /* a conversion is under way: resume it before this one */
+	CONVERT_RESUME_UNDO,          /* the shrink and its undo failed; resume retries the undo */
+	CONVERT_RESUME_HEADER_SAVED,  /* the header is parked in the state directory for resume */
+	CONVERT_RESUME_RESTORE,       /* the safety copy could not be restored; resume tries again */
+	_CONVERT_RESUME_MAX,
+	_CONVERT_RESUME_INVALID = -EINVAL,
+};
+
 struct convert_result {
 	enum volume_op op;        /* what was done (resume: what was resumed) */
 	char uuid[40];
@@ -50,12 +68,17 @@ struct convert_result {
 	char fs_type[32];
 	uint64_t shrunk_by;       /* bytes the filesystem gave up for the header */
 	bool resumed;             /* resume: there was something to finish */
-	/* On failure: what failed and why (naming the target), and what to do. */
+	/* On failure: what failed and why (naming the target), and what to do: in words in remedy
+	 * ("" when nothing), or, when resume is not CONVERT_RESUME_NO, left to the program to say
+	 * from resume and resume_header (remedy is then ""). */
 	char message[1024];
 	char remedy[1024];
+	enum convert_resume resume;
+	bool resume_header;       /* the resume command needs --header FILE */
 };
 
-/* Each returns 0 or a negative errno, with res->message/remedy set on failure:
+/* Each returns 0 or a negative errno, with res->message and res->remedy or res->resume set on
+ * failure:
  *   -ENOENT target missing; -ENOTBLK not a block device or file; -EROFS read-only;
  *   -EBUSY mounted, held open or has holders; -EALREADY already LUKS (encrypt), a conversion
  *   in flight (run resume), nothing to resume; -EMEDIUMTYPE not LUKS (decrypt);

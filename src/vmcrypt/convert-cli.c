@@ -41,6 +41,35 @@ enum convert_verb convert_verb_from_string(const char *s)
 	return _CONVERT_VERB_INVALID;
 }
 
+/* The remedy for a failure `vmcrypt resume` takes up: the one place that spells the command. */
+static const struct {
+	const char *tail; /* after the command: why resume is the remedy */
+	bool bare;        /* the command without its options */
+} resume_remedies[_CONVERT_RESUME_MAX] = {
+	[CONVERT_RESUME_CONTINUE] = { " to continue." },
+	[CONVERT_RESUME_FAILED_RUN] = { " to continue; the data is safe." },
+	[CONVERT_RESUME_AGAIN] = { " again; the data is safe." },
+	[CONVERT_RESUME_RETRY] = { " to retry; the data is intact." },
+	[CONVERT_RESUME_PENDING] = { " to finish it." },
+	[CONVERT_RESUME_PENDING_FIRST] = { " to finish it first." },
+	[CONVERT_RESUME_UNDO] = { "; it retries the undo." },
+	[CONVERT_RESUME_HEADER_SAVED] = { "; the header is saved in the state directory." },
+	[CONVERT_RESUME_RESTORE] = { " again.", true },
+};
+
+/* Words res->remedy from res->resume when the library left it to us. */
+static void word_resume_remedy(struct convert_result *res)
+{
+	bool bare;
+
+	if (res->resume <= CONVERT_RESUME_NO || res->resume >= _CONVERT_RESUME_MAX)
+		return;
+	bare = resume_remedies[res->resume].bare;
+	snprintf(res->remedy, sizeof(res->remedy), "Run 'vmcrypt resume%s%s'%s", bare ? "" : " --key-file FILE",
+		 bare ? "" : res->resume_header ? " --header FILE TARGET" : " TARGET",
+		 resume_remedies[res->resume].tail);
+}
+
 static volatile sig_atomic_t stop_requested;
 
 static void on_signal(int sig)
@@ -352,6 +381,8 @@ int verb_convert(int argc, char **argv)
 	}
 	(void)journal_end(run.target, r == 0 ? JOURNAL_SUCCEEDED : r == -EINTR ? JOURNAL_INTERRUPTED : JOURNAL_FAILED, r);
 	status = exit_status_from_errno(r);
+	if (r < 0)
+		word_resume_remedy(&res);
 
 	/* A key file we made for a conversion that never touched the target is removed again, so
 	 * a retry can use the same path; once the target changed, the key must stay. */

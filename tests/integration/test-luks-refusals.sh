@@ -141,6 +141,25 @@ refuses "raw device with data at its end" 6 "$raw: there is no filesystem on it,
 refuses "4096-byte sectors on 1 KiB blocks" 1 "the filesystem uses 1024-byte blocks, smaller than the 4096-byte encryption sectors" \
 	"$img" encrypt --key-file "$KEY" --sector-size 4096 "$img"
 
+# An interrupted encrypt waits for resume: a new encrypt is refused, and the program (not the
+# library) words the remedy, in the text and in the --json result alike.
+pend=$WORK/pending.img
+cp --sparse=always "$img" "$pend"
+VMCRYPT_TEST_KILL_AT=shrunk "$VMCRYPT" encrypt --key-file "$KEY" "$pend" >/dev/null 2>&1
+check_eq "encrypt killed after the shrink: died by SIGKILL" 137 "$?"
+refuses "encrypt while an interrupted one waits" 4 "$pend: an interrupted encrypt (since " "$pend" \
+	encrypt --key-file "$KEY" "$pend"
+out=$(timeout 60 "$VMCRYPT" encrypt --key-file "$KEY" "$pend" 2>&1)
+check_contains "interrupted one waits: remedy" \
+	"  what to do: Run 'vmcrypt resume --key-file FILE TARGET' to finish it." "$out"
+out=$(timeout 60 "$VMCRYPT" encrypt --json --key-file "$KEY" "$pend" 2>/dev/null | tail -n 1)
+check_contains "interrupted one waits: --json remedy" \
+	"\"remedy\":\"Run 'vmcrypt resume --key-file FILE TARGET' to finish it.\"" "$out"
+check_contains "interrupted one waits: --json exit_code" '"exit_code":4' "$out"
+timeout 120 "$VMCRYPT" resume --key-file "$KEY" "$pend" >/dev/null 2>&1
+check_eq "interrupted one waits: resume finishes it" 0 "$?"
+rm -f "$pend"
+
 # Usage errors.
 out=$("$VMCRYPT" encrypt "$img" 2>&1); rc=$?
 check_eq "no key option: usage exit 2" 2 "$rc"
