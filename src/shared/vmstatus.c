@@ -499,7 +499,9 @@ json_t *vmstatus_to_json(const struct vmstatus *s)
 		const struct vmstatus_volume *r = &s->volumes[i];
 		json_t *e = json_pack("{s:s, s:s, s:s, s:s, s:s, s:b, s:o, s:o, s:o, s:s}", "device",
 				      r->device, "mountpoint", r->mountpoint, "filesystem", r->fstype,
-				      "role", r->os ? "OS" : r->counted ? "Data" : "Other", "state", vmstatus_volume_state_to_string(r),
+				      "role", r->os ? ade_volume_type_to_string(ADE_VOLUME_OS)
+						    : r->counted ? ade_volume_type_to_string(ADE_VOLUME_DATA) : "Other",
+				      "state", vmstatus_volume_state_to_string(r),
 				      "data_volume", r->counted,
 				      "percent", r->percent >= 0 ? json_real(r->percent) : json_null(),
 				      "mib_per_s", r->mib_per_s >= 0 ? json_real(r->mib_per_s) : json_null(),
