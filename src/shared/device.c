@@ -101,8 +101,10 @@ char *device_identity(const struct device_info *d, char *buf, size_t len)
 
 /* Is d the source of a mount? Block devices are matched by device number, twice: mountinfo's
  * major:minor (the filesystem's own device) and the source's node (btrfs reports an anonymous
- * device number there). Regular files are mounted through loop devices, which
- * check_loop_devices() finds. */
+ * device number there). Regular files are mounted through loop devices, which the loop scan
+ * in check_unused() finds; a file that is itself a mount's source (FUSE image mounts) is matched
+ * by device and inode. Only absolute sources are stat()ed ("tmpfs", "server:/export" are not
+ * paths). */
 static int check_mounted(const struct device_info *d, struct device_usage *ret)
 {
 	_cleanup_(mnt_unref_tablep) struct libmnt_table *tb = NULL;
@@ -121,6 +123,8 @@ static int check_mounted(const struct device_info *d, struct device_usage *ret)
 		struct stat st;
 		bool match;
 
+		if (src && src[0] != '/')
+			src = NULL;
 		if (d->is_block)
 			match = mnt_fs_get_devno(fs) == d->rdev ||
 				(src && stat(src, &st) == 0 && S_ISBLK(st.st_mode) && st.st_rdev == d->rdev);
