@@ -36,9 +36,10 @@
 		_fd_;                        \
 	})
 
-/* Defines name##p(type *p) that calls func(*p) when *p is not NULL. */
-#define DEFINE_TRIVIAL_CLEANUP_FUNC(type, func)        \
-	static inline void func##p(type *p)            \
+/* Defines name(type *p) that calls func(*p) when *p is not NULL, for _cleanup_(name). The name is
+ * the caller's (its file's prefix), never func##p: that would carry the library's prefix. */
+#define DEFINE_CLEANUP_FUNC(name, type, func)          \
+	static inline void name(type *p)               \
 	{                                              \
 		if (*p)                                \
 			func(*p);                      \

@@ -181,7 +181,7 @@ bool api_status_valid(const char *s)
 
 /* Jansson has no depth limit of its own below 2048; scan brackets outside strings first, so a
  * deeply nested body costs one linear pass and never reaches the recursive parser. */
-static bool json_depth_ok(const char *s, size_t size, unsigned max)
+static bool api_json_depth_ok(const char *s, size_t size, unsigned max)
 {
 	unsigned depth = 0;
 	bool in_string = false;
@@ -457,7 +457,7 @@ int api_request_parse(const char *method, const char *path, const char *body, si
 			 (size_t)((const char *)memchr(body, 0, size) - body));
 		return -EINVAL;
 	}
-	if (!json_depth_ok(body, size, API_JSON_DEPTH_MAX)) {
+	if (!api_json_depth_ok(body, size, API_JSON_DEPTH_MAX)) {
 		snprintf(err, errlen, "JSON nested deeper than %d levels", API_JSON_DEPTH_MAX);
 		return -EINVAL;
 	}

@@ -39,7 +39,7 @@ struct ctx {
 	struct convstate st;
 };
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(struct crypt_device *, crypt_free)
+DEFINE_CLEANUP_FUNC(convert_crypt_freep, struct crypt_device *, crypt_free)
 
 /* Records a failure: the message, and the remedy in words (NULL: none). */
 _printf_(4, 5) static int fail(struct ctx *c, int error, const char *remedy, const char *fmt, ...)
@@ -72,7 +72,7 @@ _printf_(4, 5) static int fail_resumable(struct ctx *c, int error, enum convert_
 }
 
 /* Appends libcryptsetup's own last error to a message, which often holds the real cause. */
-static const char *crypt_reason(void)
+static const char *convert_cryptsetup_reason(void)
 {
 	static char buf[600];
 	const char *e = luks_last_error();
@@ -284,7 +284,7 @@ static int final_segment(struct crypt_device *cd, char *cipher, size_t cipher_le
  * to the state directory (header.img), for finalize_encrypt_moved(). */
 static int make_final_header(struct ctx *c, struct crypt_device *cd, const char *header_file)
 {
-	_cleanup_(crypt_freep) struct crypt_device *nd = NULL;
+	_cleanup_(convert_crypt_freep) struct crypt_device *nd = NULL;
 	_cleanup_secret_ char *vk = NULL;
 	char *tokens[32] = {};
 	size_t vk_size = 64;
@@ -379,7 +379,7 @@ static int finalize_encrypt_moved(struct ctx *c, struct crypt_device *cd, uint64
 		if (r < 0)
 			return fail_resumable(c, r, CONVERT_RESUME_AGAIN,
 				    "%s: cannot wipe the old copy of the first data segment (%s)%s", c->dev.path,
-				    strerror(-r), crypt_reason());
+				    strerror(-r), convert_cryptsetup_reason());
 	}
 	{
 		char dir[PATH_MAX];
@@ -393,7 +393,7 @@ static int finalize_encrypt_moved(struct ctx *c, struct crypt_device *cd, uint64
 			    "%s: the key does not open this volume", c->dev.path);
 	if (r < 0)
 		return fail_resumable(c, r, CONVERT_RESUME_AGAIN,
-			    "%s: cannot make the final LUKS2 header (%s)%s", c->dev.path, strerror(-r), crypt_reason());
+			    "%s: cannot make the final LUKS2 header (%s)%s", c->dev.path, strerror(-r), convert_cryptsetup_reason());
 	if ((r = save_phase(c, PHASE_FINALIZING)) < 0)
 		return r;
 	r = place_header(c, header_file);
@@ -445,7 +445,7 @@ static int finalize_encrypt_detached(struct ctx *c, struct crypt_device *cd, con
 		(void)unlink(tmp);
 		r = fail_resumable(c, r, CONVERT_RESUME_AGAIN,
 				   "%s: cannot write the final LUKS2 header to %s (%s)%s", c->dev.path, header,
-				   strerror(-r), crypt_reason());
+				   strerror(-r), convert_cryptsetup_reason());
 		c->res->resume_header = true; /* the header is detached: resume must be told where */
 		return r;
 	}
@@ -456,7 +456,7 @@ static int finalize_encrypt_detached(struct ctx *c, struct crypt_device *cd, con
  * device) to its end. Returns 0 when finished, -EINTR when stopped at a safe point. */
 static int run_reencrypt(struct ctx *c, const char *header)
 {
-	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+	_cleanup_(convert_crypt_freep) struct crypt_device *cd = NULL;
 	struct crypt_params_reencrypt params = {};
 	crypt_reencrypt_info ri;
 	int r;
@@ -465,7 +465,7 @@ static int run_reencrypt(struct ctx *c, const char *header)
 	if (r < 0)
 		return fail(c, r, "Run 'vmcrypt status TARGET' and report this error.",
 			    "%s: cannot load the LUKS2 header%s%s%s", c->dev.path, header ? " from " : "",
-			    header ? header : "", crypt_reason());
+			    header ? header : "", convert_cryptsetup_reason());
 
 	ri = crypt_reencrypt_status(cd, &params);
 	if (params.flags & CRYPT_REENCRYPT_REPAIR_NEEDED) {
@@ -491,14 +491,14 @@ static int run_reencrypt(struct ctx *c, const char *header)
 		r = luks_load(header, c->dev.path, &cd);
 		if (r < 0)
 			return fail(c, r, NULL, "%s: cannot reload the header after recovery%s", c->dev.path,
-				    crypt_reason());
+				    convert_cryptsetup_reason());
 		ri = crypt_reencrypt_status(cd, &params);
 	}
 	if (ri == CRYPT_REENCRYPT_NONE)
 		return 0;
 	if (ri != CRYPT_REENCRYPT_CLEAN)
 		return fail(c, -EINVAL, "Inspect the header with 'cryptsetup luksDump'.",
-			    "%s: the reencryption metadata is invalid%s", c->dev.path, crypt_reason());
+			    "%s: the reencryption metadata is invalid%s", c->dev.path, convert_cryptsetup_reason());
 
 	{
 		bool encrypting = params.mode == CRYPT_REENCRYPT_ENCRYPT;
@@ -546,7 +546,7 @@ static int run_reencrypt(struct ctx *c, const char *header)
 	r = crypt_reencrypt_run(cd, reencrypt_progress, c);
 	if (r < 0)
 		return fail_resumable(c, r, CONVERT_RESUME_FAILED_RUN,
-			    "%s: the conversion failed (%s)%s", c->dev.path, strerror(-r), crypt_reason());
+			    "%s: the conversion failed (%s)%s", c->dev.path, strerror(-r), convert_cryptsetup_reason());
 	ri = crypt_reencrypt_status(cd, NULL);
 	if (ri != CRYPT_REENCRYPT_NONE)
 		return stopped(c);
@@ -557,7 +557,7 @@ key_or_io:
 		return fail(c, -EPERM, "Give the key file this volume was encrypted with.",
 			    "%s: the key does not open this volume", c->dev.path);
 	return fail_resumable(c, r, CONVERT_RESUME_AGAIN,
-		    "%s: cannot resume the conversion (%s)%s", c->dev.path, strerror(-r), crypt_reason());
+		    "%s: cannot resume the conversion (%s)%s", c->dev.path, strerror(-r), convert_cryptsetup_reason());
 }
 
 /* --- encrypt ---------------------------------------------------------------------------- */
@@ -724,7 +724,7 @@ static int check_not_in_flight(struct ctx *c)
  * device). The device's first bytes are not written. */
 static int encrypt_init(struct ctx *c, const char *header_file, bool shift)
 {
-	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+	_cleanup_(convert_crypt_freep) struct crypt_device *cd = NULL;
 	struct crypt_params_luks2 luks2 = {
 		.sector_size = c->st.sector_size,
 		.data_device = c->dev.path,
@@ -761,21 +761,21 @@ static int encrypt_init(struct ctx *c, const char *header_file, bool shift)
 		r = crypt_format(cd, CRYPT_LUKS2, "aes", "xts-plain64", c->st.uuid, NULL, 64, &luks2);
 	if (r < 0)
 		return fail(c, r, NULL, "%s: cannot format the LUKS2 header (%s)%s", c->dev.path, strerror(-r),
-			    crypt_reason());
+			    convert_cryptsetup_reason());
 	keyslot = crypt_keyslot_add_by_volume_key(cd, CRYPT_ANY_SLOT, NULL, 0, c->req->key, c->req->key_size);
 	if (keyslot < 0)
 		return fail(c, keyslot, NULL, "%s: cannot add the keyslot (%s)%s", c->dev.path,
-			    strerror(-keyslot), crypt_reason());
+			    strerror(-keyslot), convert_cryptsetup_reason());
 	r = set_token(c, cd);
 	if (r < 0)
 		return fail(c, r, NULL, "%s: cannot store the vmcrypt token (%s)%s", c->dev.path, strerror(-r),
-			    crypt_reason());
+			    convert_cryptsetup_reason());
 	r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->req->key, c->req->key_size, CRYPT_ANY_SLOT,
 					       keyslot, "aes", "xts-plain64", &params);
 	if (r < 0)
 		return fail_resumable(c, r, CONVERT_RESUME_RETRY,
 			    "%s: cannot initialize the conversion (%s)%s", c->dev.path, strerror(-r),
-			    crypt_reason());
+			    convert_cryptsetup_reason());
 	crypt_free(TAKE_PTR(cd));
 	r = fsync_path(header_file);
 	if (r >= 0)
@@ -790,7 +790,7 @@ static int encrypt_init(struct ctx *c, const char *header_file, bool shift)
  * data it overwrites was copied behind the data by encrypt_init(). Safe to repeat. */
 static int place_header(struct ctx *c, const char *header_file)
 {
-	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+	_cleanup_(convert_crypt_freep) struct crypt_device *cd = NULL;
 	int r;
 
 	luks_setup_logging();
@@ -802,7 +802,7 @@ static int place_header(struct ctx *c, const char *header_file)
 	if (r < 0)
 		return fail_resumable(c, r, CONVERT_RESUME_RETRY,
 			    "%s: cannot write the LUKS2 header to the device (%s)%s", c->dev.path, strerror(-r),
-			    crypt_reason());
+			    convert_cryptsetup_reason());
 	return 0;
 }
 
@@ -1132,7 +1132,7 @@ int convert_encrypt(const struct convert_request *req, struct convert_result *re
  * in header_file and the data moves back to the start of the device. */
 static int decrypt_init_shift(struct ctx *c, const char *header_file)
 {
-	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+	_cleanup_(convert_crypt_freep) struct crypt_device *cd = NULL;
 	struct crypt_params_reencrypt params = {
 		.mode = CRYPT_REENCRYPT_DECRYPT,
 		.direction = CRYPT_REENCRYPT_FORWARD,
@@ -1146,7 +1146,7 @@ static int decrypt_init_shift(struct ctx *c, const char *header_file)
 	r = luks_load(header_file, c->dev.path, &cd);
 	if (r < 0)
 		return fail(c, r, NULL, "%s: cannot load the header from %s%s", c->dev.path, header_file,
-			    crypt_reason());
+			    convert_cryptsetup_reason());
 	if (crypt_reencrypt_status(cd, NULL) != CRYPT_REENCRYPT_NONE)
 		return 0; /* initialized before a crash */
 	r = device_wipe_luks_signatures(c->dev.path);
@@ -1157,7 +1157,7 @@ static int decrypt_init_shift(struct ctx *c, const char *header_file)
 					       CRYPT_ANY_SLOT, NULL, NULL, &params);
 	if (r < 0)
 		return fail_resumable(c, r, CONVERT_RESUME_HEADER_SAVED,
-			    "%s: cannot initialize the decryption (%s)%s", c->dev.path, strerror(-r), crypt_reason());
+			    "%s: cannot initialize the decryption (%s)%s", c->dev.path, strerror(-r), convert_cryptsetup_reason());
 	crypt_free(TAKE_PTR(cd));
 	r = fsync_path(header_file);
 	if (r < 0)
@@ -1250,7 +1250,7 @@ static int decrypt_detached(struct ctx *c)
 	int r;
 
 	if (c->st.phase <= PHASE_INIT) {
-		_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+		_cleanup_(convert_crypt_freep) struct crypt_device *cd = NULL;
 		struct crypt_params_reencrypt params = {
 			.mode = CRYPT_REENCRYPT_DECRYPT,
 			.direction = CRYPT_REENCRYPT_BACKWARD,
@@ -1264,7 +1264,7 @@ static int decrypt_detached(struct ctx *c)
 		r = luks_load(c->st.header, c->dev.path, &cd);
 		if (r < 0)
 			return fail(c, r, NULL, "%s: cannot load the header %s%s", c->dev.path, c->st.header,
-				    crypt_reason());
+				    convert_cryptsetup_reason());
 		if (crypt_reencrypt_status(cd, NULL) == CRYPT_REENCRYPT_NONE) {
 			r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->req->key, c->req->key_size,
 							       CRYPT_ANY_SLOT, CRYPT_ANY_SLOT, NULL, NULL, &params);
@@ -1272,7 +1272,7 @@ static int decrypt_detached(struct ctx *c)
 				if (crypt_reencrypt_status(cd, NULL) == CRYPT_REENCRYPT_NONE)
 					(void)convstate_remove(c->st.uuid);
 				return fail(c, r, NULL, "%s: cannot initialize the decryption (%s)%s", c->dev.path,
-					    strerror(-r), crypt_reason());
+					    strerror(-r), convert_cryptsetup_reason());
 			}
 			r = fsync_path(c->st.header);
 			if (r < 0)
@@ -1289,7 +1289,7 @@ static int decrypt_detached(struct ctx *c)
 int convert_decrypt(const struct convert_request *req, struct convert_result *res)
 {
 	struct ctx c = { .req = req, .res = res };
-	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+	_cleanup_(convert_crypt_freep) struct crypt_device *cd = NULL;
 	struct volume_info vi = {};
 	char header_file[PATH_MAX];
 	int r;
@@ -1310,7 +1310,7 @@ int convert_decrypt(const struct convert_request *req, struct convert_result *re
 	r = luks_load(req->header, c.dev.path, &cd);
 	if (r < 0)
 		return fail(&c, -EMEDIUMTYPE, "Check the --header path.", "%s: no valid LUKS header in %s%s",
-			    c.dev.path, req->header ? req->header : c.dev.path, crypt_reason());
+			    c.dev.path, req->header ? req->header : c.dev.path, convert_cryptsetup_reason());
 	vi.device_size = c.dev.size;
 	luks_describe(cd, &vi);
 	if (vi.state != VOLUME_ENCRYPTED)
@@ -1324,7 +1324,7 @@ int convert_decrypt(const struct convert_request *req, struct convert_result *re
 		return fail(&c, r == -EPERM || r == -ENOENT ? -EPERM : r,
 			    "Give the key file this volume was encrypted with.",
 			    "%s: the key does not open this volume%s", c.dev.path,
-			    r == -EPERM || r == -ENOENT ? "" : crypt_reason());
+			    r == -EPERM || r == -ENOENT ? "" : convert_cryptsetup_reason());
 	if (vi.header_detached && vi.data_offset && !req->header)
 		return fail(&c, -EOPNOTSUPP, NULL, "%s: unexpected layout", c.dev.path);
 
@@ -1371,7 +1371,7 @@ int convert_decrypt(const struct convert_request *req, struct convert_result *re
 		(void)convstate_remove(c.st.uuid);
 		return fail(&c, r, "Check free space in the state directory.",
 			    "%s: cannot save the LUKS2 header to %s (%s)%s", c.dev.path, header_file,
-			    strerror(-r), crypt_reason());
+			    strerror(-r), convert_cryptsetup_reason());
 	}
 	crypt_free(TAKE_PTR(cd));
 	if ((r = save_phase(&c, PHASE_WIPING)) < 0)
@@ -1456,7 +1456,7 @@ static int resume_from_state(struct ctx *c)
 int convert_resume(const struct convert_request *req, struct convert_result *res)
 {
 	struct ctx c = { .req = req, .res = res };
-	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
+	_cleanup_(convert_crypt_freep) struct crypt_device *cd = NULL;
 	struct volume_info vi = {};
 	int r;
 
@@ -1484,7 +1484,7 @@ int convert_resume(const struct convert_request *req, struct convert_result *res
 			    "%s: no interrupted conversion found (not LUKS, no saved state)", c.dev.path);
 	r = luks_load(req->header, c.dev.path, &cd);
 	if (r < 0)
-		return fail(&c, -EMEDIUMTYPE, NULL, "%s: cannot load its LUKS header%s", c.dev.path, crypt_reason());
+		return fail(&c, -EMEDIUMTYPE, NULL, "%s: cannot load its LUKS header%s", c.dev.path, convert_cryptsetup_reason());
 	vi.device_size = c.dev.size;
 	luks_describe(cd, &vi);
 	crypt_free(TAKE_PTR(cd));

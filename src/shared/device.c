@@ -18,14 +18,14 @@
 #include "basic/log.h"
 #include "basic/string-util.h"
 #include "device.h"
+#include "mount-util.h"
 #include "proc-users.h"
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(blkid_probe, blkid_free_probe)
-DEFINE_TRIVIAL_CLEANUP_FUNC(struct libmnt_table *, mnt_unref_table)
+DEFINE_CLEANUP_FUNC(device_probe_freep, blkid_probe, blkid_free_probe)
 
 int device_probe(const char *target, struct device_info *ret)
 {
-	_cleanup_(blkid_free_probep) blkid_probe pr = NULL;
+	_cleanup_(device_probe_freep) blkid_probe pr = NULL;
 	_cleanup_close_ int fd = -1;
 	struct device_info d = {};
 	struct stat st;
@@ -107,7 +107,7 @@ char *device_identity(const struct device_info *d, char *buf, size_t len)
  * paths). */
 static int check_mounted(const struct device_info *d, struct device_usage *ret)
 {
-	_cleanup_(mnt_unref_tablep) struct libmnt_table *tb = NULL;
+	_cleanup_(mount_util_table_unrefp) struct libmnt_table *tb = NULL;
 	struct libmnt_iter *it;
 	struct libmnt_fs *fs;
 	int r = 0;
@@ -447,7 +447,7 @@ int device_tail_is_zero(const char *path, uint64_t device_size, uint64_t size)
 
 int device_wipe_luks_signatures(const char *path)
 {
-	_cleanup_(blkid_free_probep) blkid_probe pr = NULL;
+	_cleanup_(device_probe_freep) blkid_probe pr = NULL;
 	_cleanup_close_ int fd = -1;
 	int r;
 

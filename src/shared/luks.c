@@ -72,7 +72,7 @@ int luks_load(const char *header, const char *data_device, struct crypt_device *
 	return 0;
 }
 
-static uint64_t json_u64_string(json_t *v)
+static uint64_t luks_json_u64(json_t *v)
 {
 	const char *s = json_string_value(v);
 	uint64_t x;
@@ -138,7 +138,7 @@ static double segments_progress(struct crypt_device *cd, bool encrypting, uint64
 
 		if ((flags & LUKS_SEGMENT_BACKUP) || !type || !size)
 			continue;
-		len = streq(size, "dynamic") ? 0 : json_u64_string(json_object_get(seg, "size"));
+		len = streq(size, "dynamic") ? 0 : luks_json_u64(json_object_get(seg, "size"));
 		total += len;
 		if (!(flags & LUKS_SEGMENT_HOT) && streq(type, encrypting ? "crypt" : "linear"))
 			done += len;

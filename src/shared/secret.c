@@ -237,12 +237,12 @@ int secret_generate_file(const char *path, size_t size, void **ret)
  * everything jansson itself frees is wiped. They are not locked: mlock per allocation would cost
  * a system call for every string a server parses; the secrets themselves live in secret_alloc()
  * buffers. */
-static void *json_wiping_malloc(size_t size)
+static void *secret_json_malloc(size_t size)
 {
 	return malloc(size);
 }
 
-static void json_wiping_free(void *p)
+static void secret_json_free(void *p)
 {
 	if (!p)
 		return;
@@ -252,5 +252,5 @@ static void json_wiping_free(void *p)
 
 void secret_setup_json_allocator(void)
 {
-	json_set_alloc_funcs(json_wiping_malloc, json_wiping_free);
+	json_set_alloc_funcs(secret_json_malloc, secret_json_free);
 }

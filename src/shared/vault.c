@@ -1,5 +1,5 @@
 /* The key vault's cryptography: master-key sealing (AES-256-GCM), KEK generation, RSA-OAEP and
- * AES key wrap. This file is the only place that reads OpenSSL's error queue. */
+ * AES key wrap. OpenSSL's error queue is read by openssl-util.c. */
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -10,6 +10,7 @@
 
 #include "basic/log.h"
 #include "basic/string-util.h"
+#include "openssl-util.h"
 #include "secret.h"
 #include "vault.h"
 
@@ -18,24 +19,6 @@ struct vault {
 };
 
 #define SEAL_FORMAT 1
-
-/* Drains OpenSSL's error queue into one debug message and returns error. */
-static int openssl_error(int error, const char *what)
-{
-	unsigned long e = ERR_get_error();
-	char buf[256] = "";
-
-	if (e)
-		ERR_error_string_n(e, buf, sizeof(buf));
-	ERR_clear_error();
-	log_debug("OpenSSL: %s failed: %s", what, buf[0] ? buf : "(no detail)");
-	return error;
-}
-
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_CIPHER_CTX *, EVP_CIPHER_CTX_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_PKEY *, EVP_PKEY_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_PKEY_CTX *, EVP_PKEY_CTX_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(BIO *, BIO_free);
 
 int vault_new_from_key(const uint8_t key[VAULT_MASTER_KEY_SIZE], struct vault **ret)
 {
@@ -82,7 +65,7 @@ void vault_free(struct vault *v)
 int vault_seal_with_nonce(struct vault *v, const uint8_t nonce[VAULT_SEAL_NONCE_SIZE], const char *context,
 			  const void *plain, size_t size, uint8_t **ret, size_t *ret_size)
 {
-	_cleanup_(EVP_CIPHER_CTX_freep) EVP_CIPHER_CTX *ctx = NULL;
+	_cleanup_(openssl_util_cipher_ctx_freep) EVP_CIPHER_CTX *ctx = NULL;
 	_cleanup_free_ uint8_t *out = NULL;
 	int n, fin;
 
@@ -100,7 +83,7 @@ int vault_seal_with_nonce(struct vault *v, const uint8_t nonce[VAULT_SEAL_NONCE_
 	    EVP_EncryptFinal_ex(ctx, out + 1 + VAULT_SEAL_NONCE_SIZE + n, &fin) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, VAULT_SEAL_TAG_SIZE,
 				out + 1 + VAULT_SEAL_NONCE_SIZE + n + fin) != 1)
-		return openssl_error(-EIO, "AES-GCM seal");
+		return openssl_util_error(-EIO, "AES-GCM seal");
 	*ret_size = size + VAULT_SEAL_OVERHEAD;
 	*ret = TAKE_PTR(out);
 	return 0;
@@ -122,7 +105,7 @@ int vault_seal(struct vault *v, const char *context, const void *plain, size_t s
 int vault_unseal(struct vault *v, const char *context, const uint8_t *sealed, size_t size, void **ret,
 		 size_t *ret_size)
 {
-	_cleanup_(EVP_CIPHER_CTX_freep) EVP_CIPHER_CTX *ctx = NULL;
+	_cleanup_(openssl_util_cipher_ctx_freep) EVP_CIPHER_CTX *ctx = NULL;
 	_cleanup_secret_ uint8_t *out = NULL;
 	size_t clen;
 	int n, fin;
@@ -140,7 +123,7 @@ int vault_unseal(struct vault *v, const char *context, const uint8_t *sealed, si
 	    EVP_DecryptUpdate(ctx, out, &n, sealed + 1 + VAULT_SEAL_NONCE_SIZE, (int)clen) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, VAULT_SEAL_TAG_SIZE,
 				(void *)(sealed + size - VAULT_SEAL_TAG_SIZE)) != 1)
-		return openssl_error(-EIO, "AES-GCM unseal");
+		return openssl_util_error(-EIO, "AES-GCM unseal");
 	if (EVP_DecryptFinal_ex(ctx, out + n, &fin) != 1) {
 		ERR_clear_error();
 		return -EBADMSG;
@@ -221,8 +204,8 @@ bool vault_alg_fits(enum vault_alg alg, enum vault_kty kty)
 int vault_key_generate(enum vault_kty kty, unsigned size, void **ret_material, size_t *ret_material_size,
 		       char **ret_public)
 {
-	_cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
-	_cleanup_(BIO_freep) BIO *bio = NULL;
+	_cleanup_(openssl_util_pkey_freep) EVP_PKEY *pkey = NULL;
+	_cleanup_(openssl_util_bio_freep) BIO *bio = NULL;
 	_cleanup_secret_ uint8_t *material = NULL;
 	_cleanup_free_ char *pem = NULL;
 	unsigned char *p;
@@ -249,20 +232,20 @@ int vault_key_generate(enum vault_kty kty, unsigned size, void **ret_material, s
 
 	pkey = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)size);
 	if (!pkey)
-		return openssl_error(-EIO, "RSA key generation");
+		return openssl_util_error(-EIO, "RSA key generation");
 	n = i2d_PrivateKey(pkey, NULL);
 	if (n <= 0)
-		return openssl_error(-EIO, "RSA key export");
+		return openssl_util_error(-EIO, "RSA key export");
 	material = secret_alloc((size_t)n);
 	if (!material)
 		return -ENOMEM;
 	p = material;
 	if (i2d_PrivateKey(pkey, &p) != n)
-		return openssl_error(-EIO, "RSA key export");
+		return openssl_util_error(-EIO, "RSA key export");
 
 	bio = BIO_new(BIO_s_mem());
 	if (!bio || PEM_write_bio_PUBKEY(bio, pkey) != 1)
-		return openssl_error(-ENOMEM, "public key export");
+		return openssl_util_error(-ENOMEM, "public key export");
 	len = BIO_get_mem_data(bio, &data);
 	pem = strndup(data, (size_t)len);
 	if (!pem)
@@ -303,7 +286,7 @@ int vault_key_load(enum vault_kty kty, const void *material, size_t material_siz
 		k->pkey = d2i_PrivateKey(EVP_PKEY_RSA, NULL, &p, (long)material_size);
 		if (!k->pkey) {
 			free(k);
-			return openssl_error(-EBADMSG, "RSA key import");
+			return openssl_util_error(-EBADMSG, "RSA key import");
 		}
 	}
 	*ret = k;
@@ -326,16 +309,16 @@ enum vault_kty vault_key_type(const struct vault_key *k)
 
 static int rsa_ctx(EVP_PKEY *pkey, enum vault_alg alg, bool encrypt, EVP_PKEY_CTX **ret)
 {
-	_cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = NULL;
+	_cleanup_(openssl_util_pkey_ctx_freep) EVP_PKEY_CTX *ctx = NULL;
 	const EVP_MD *md = alg == VAULT_ALG_RSA_OAEP ? EVP_sha1() : EVP_sha256();
 
 	ctx = EVP_PKEY_CTX_new(pkey, NULL);
 	if (!ctx)
-		return openssl_error(-ENOMEM, "EVP_PKEY_CTX_new");
+		return openssl_util_error(-ENOMEM, "EVP_PKEY_CTX_new");
 	if ((encrypt ? EVP_PKEY_encrypt_init(ctx) : EVP_PKEY_decrypt_init(ctx)) != 1 ||
 	    EVP_PKEY_CTX_set_rsa_padding(ctx, RSA_PKCS1_OAEP_PADDING) != 1 ||
 	    EVP_PKEY_CTX_set_rsa_oaep_md(ctx, md) != 1 || EVP_PKEY_CTX_set_rsa_mgf1_md(ctx, md) != 1)
-		return openssl_error(-EIO, "RSA-OAEP setup");
+		return openssl_util_error(-EIO, "RSA-OAEP setup");
 	*ret = TAKE_PTR(ctx);
 	return 0;
 }
@@ -348,14 +331,14 @@ static const EVP_CIPHER *aes_wrap_cipher(size_t plain_size)
 static int aes_wrap(const EVP_CIPHER *cipher, bool encrypt, const void *key, const uint8_t *in, size_t size,
 		    uint8_t *out, size_t *ret_size)
 {
-	_cleanup_(EVP_CIPHER_CTX_freep) EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+	_cleanup_(openssl_util_cipher_ctx_freep) EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
 	int n = 0, fin = 0;
 
 	if (!ctx)
 		return -ENOMEM;
 	EVP_CIPHER_CTX_set_flags(ctx, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
 	if (EVP_CipherInit_ex(ctx, cipher, NULL, key, NULL, encrypt) != 1)
-		return openssl_error(-EIO, "AES key wrap setup");
+		return openssl_util_error(-EIO, "AES key wrap setup");
 	if (EVP_CipherUpdate(ctx, out, &n, in, (int)size) != 1 || n < 0 ||
 	    EVP_CipherFinal_ex(ctx, out + n, &fin) != 1) {
 		ERR_clear_error();
@@ -385,14 +368,14 @@ int vault_key_wrap(struct vault_key *k, enum vault_alg alg, const void *plain, s
 		if (r < 0)
 			return r;
 	} else {
-		_cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = NULL;
+		_cleanup_(openssl_util_pkey_ctx_freep) EVP_PKEY_CTX *ctx = NULL;
 		size_t hlen = alg == VAULT_ALG_RSA_OAEP ? 20 : 32;
 
 		r = rsa_ctx(k->pkey, alg, true, &ctx);
 		if (r < 0)
 			return r;
 		if (EVP_PKEY_encrypt(ctx, NULL, &outlen, plain, size) != 1)
-			return openssl_error(-EIO, "RSA-OAEP size");
+			return openssl_util_error(-EIO, "RSA-OAEP size");
 		/* RFC 8017 7.1.1: the message may be at most k - 2hLen - 2 bytes. */
 		if (size + 2 * hlen + 2 > outlen)
 			return -EMSGSIZE;
@@ -400,7 +383,7 @@ int vault_key_wrap(struct vault_key *k, enum vault_alg alg, const void *plain, s
 		if (!out)
 			return -ENOMEM;
 		if (EVP_PKEY_encrypt(ctx, out, &outlen, plain, size) != 1)
-			return openssl_error(-EIO, "RSA-OAEP encrypt");
+			return openssl_util_error(-EIO, "RSA-OAEP encrypt");
 	}
 	*ret_size = outlen;
 	*ret = TAKE_PTR(out);
@@ -433,7 +416,7 @@ int vault_key_unwrap(struct vault_key *k, enum vault_alg alg, const uint8_t *wra
 		if (r < 0)
 			return r;
 	} else {
-		_cleanup_(EVP_PKEY_CTX_freep) EVP_PKEY_CTX *ctx = NULL;
+		_cleanup_(openssl_util_pkey_ctx_freep) EVP_PKEY_CTX *ctx = NULL;
 
 		r = rsa_ctx(k->pkey, alg, false, &ctx);
 		if (r < 0)

@@ -16,6 +16,7 @@
 #include "basic/fileio.h"
 #include "basic/macro.h"
 #include "basic/string-util.h"
+#include "mount-util.h"
 #include "paths.h"
 #include "volumes.h"
 
@@ -255,23 +256,11 @@ static const char *key_storage_reason(const struct volume *v)
 	return NULL;
 }
 
-static void mnt_table_unrefp(struct libmnt_table **t)
-{
-	if (*t)
-		mnt_unref_table(*t);
-}
-
-static void mnt_free_iterp(struct libmnt_iter **i)
-{
-	if (*i)
-		mnt_free_iter(*i);
-}
-
 static int discover_mounts(struct discovery *d)
 {
 	char path[PATH_MAX + 32];
-	_cleanup_(mnt_table_unrefp) struct libmnt_table *tb = NULL;
-	_cleanup_(mnt_free_iterp) struct libmnt_iter *itr = NULL;
+	_cleanup_(mount_util_table_unrefp) struct libmnt_table *tb = NULL;
+	_cleanup_(mount_util_iter_freep) struct libmnt_iter *itr = NULL;
 	struct libmnt_fs *fs;
 
 	snprintf(path, sizeof(path), "%s/proc/self/mountinfo", d->root);

@@ -654,7 +654,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 	*con_cls = NULL;
 }
 
-static void mhd_log(void *cls, const char *fmt, va_list ap)
+static void http_mhd_log(void *cls, const char *fmt, va_list ap)
 {
 	char buf[512];
 	size_t n;
@@ -755,7 +755,7 @@ int http_start(struct server *srv, const char *listen, const char *cert_pem, con
 		MHD_OPTION_HTTPS_MEM_CERT, cert_pem, MHD_OPTION_HTTPS_MEM_KEY, key_pem,
 		MHD_OPTION_HTTPS_PRIORITIES, TLS_PRIORITIES,
 		MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv,
-		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv,
+		MHD_OPTION_EXTERNAL_LOGGER, http_mhd_log, srv,
 		MHD_OPTION_CONNECTION_TIMEOUT, srv->idle_timeout, MHD_OPTION_CONNECTION_LIMIT, srv->max_conns,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, srv->max_conns_per_address,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, CONNECTION_POOL_SIZE,

@@ -15,24 +15,18 @@
 #include "basic/fileio.h"
 #include "basic/log.h"
 #include "basic/string-util.h"
+#include "shared/openssl-util.h"
 #include "shared/secret.h"
 #include "vmcryptd.h"
 
 #define TLS_PEM_MAX (64 * 1024)
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(EVP_PKEY *, EVP_PKEY_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(X509 *, X509_free);
-DEFINE_TRIVIAL_CLEANUP_FUNC(BIO *, BIO_free);
-
 static int tls_error(const char *what)
 {
-	unsigned long e = ERR_get_error();
-	char buf[256] = "";
+	char buf[256];
 
-	if (e)
-		ERR_error_string_n(e, buf, sizeof(buf));
-	ERR_clear_error();
-	return log_error_errno(-EIO, "Could not make the TLS certificate: %s: %s", what, buf);
+	return log_error_errno(-EIO, "Could not make the TLS certificate: %s: %s", what,
+			       openssl_util_drain(buf, sizeof(buf)));
 }
 
 static int add_ext(X509 *x, int nid, const char *value)
@@ -68,10 +62,10 @@ static int bio_text(BIO *bio, bool secret, char **ret)
 static int generate(const char *cert_path, const char *key_path, const char *listen_host, char **ret_cert,
 		    char **ret_key)
 {
-	_cleanup_(EVP_PKEY_freep) EVP_PKEY *pkey = NULL;
-	_cleanup_(X509_freep) X509 *x = NULL;
-	_cleanup_(BIO_freep) BIO *kb = NULL;
-	_cleanup_(BIO_freep) BIO *cb = NULL;
+	_cleanup_(openssl_util_pkey_freep) EVP_PKEY *pkey = NULL;
+	_cleanup_(openssl_util_x509_freep) X509 *x = NULL;
+	_cleanup_(openssl_util_bio_freep) BIO *kb = NULL;
+	_cleanup_(openssl_util_bio_freep) BIO *cb = NULL;
 	_cleanup_free_ char *cert = NULL;
 	_cleanup_secret_ char *key = NULL;
 	char san[512], host[256] = "";
