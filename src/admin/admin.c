@@ -12,6 +12,7 @@
 #include "basic/log.h"
 #include "basic/string-util.h"
 #include "shared/exit-status.h"
+#include "shared/json-util.h"
 #include "shared/secret.h"
 
 #define DEFAULT_SERVER "https://127.0.0.1:8443"
@@ -113,15 +114,7 @@ char *admin_age(long long seconds, char *buf, size_t len)
 
 void admin_print_json(json_t *j)
 {
-	char *text = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-	json_malloc_t m;
-	json_free_t f;
-
-	if (!text)
-		return;
-	printf("%s\n", text);
-	json_get_alloc_funcs(&m, &f);
-	(f ? f : free)(text);
+	(void)json_util_write(stdout, j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 }
 
 static int connect_client(struct admin *a)

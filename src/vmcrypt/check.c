@@ -7,6 +7,7 @@
 
 #include "basic/log.h"
 #include "shared/exit-status.h"
+#include "shared/json-util.h"
 #include "shared/preflight.h"
 #include "vmcrypt.h"
 
@@ -85,16 +86,14 @@ int verb_check(int argc, char **argv)
 	}
 	if (json) {
 		json_t *j = preflight_report_to_json(&rep);
-		char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 
+		r = json_util_write(stdout, j, JSON_INDENT(2));
 		json_decref(j);
-		if (!text) {
+		if (r == -ENOMEM) {
 			preflight_report_done(&rep);
 			log_error("Out of memory.");
 			return EXIT_ERROR;
 		}
-		printf("%s\n", text);
-		free(text);
 	} else
 		print_text(&rep);
 	r = rep.ok ? EXIT_OK : EXIT_CHECK;

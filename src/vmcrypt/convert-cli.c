@@ -16,6 +16,7 @@
 #include "vmcrypt.h"
 #include "shared/convert.h"
 #include "shared/exit-status.h"
+#include "shared/json-util.h"
 #include "shared/journal.h"
 #include "shared/lock.h"
 #include "shared/secret.h"
@@ -90,17 +91,13 @@ struct run {
 static bool json_mode;
 
 /* In --json mode messages become JSON lines on stdout, so one stream carries everything. */
-static void json_log_sink(enum log_level level, const char *message, void *userdata)
+static void convert_cli_log_sink(enum log_level level, const char *message, void *userdata)
 {
 	static const char *const names[] = { "error", "warning", "info", "debug" };
-	json_t *o = json_pack("{s:s, s:s, s:s}", "event", "log", "level", names[level], "message", message);
-	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	_cleanup_(json_util_decrefp) json_t *o =
+		json_pack("{s:s, s:s, s:s}", "event", "log", "level", names[level], "message", message);
 
-	if (s)
-		printf("%s\n", s);
-	fflush(stdout);
-	free(s);
-	json_decref(o);
+	(void)json_util_write(stdout, o, JSON_COMPACT);
 }
 
 static void usage(enum convert_verb verb, FILE *f)
@@ -182,7 +179,6 @@ static void print_result(struct run *run, int r, int status, const struct conver
 		json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:i, s:f}", "event", "result", "operation",
 				      convert_verb_to_string(run->verb), "target", run->target, "result", result,
 				      "exit_code", status, "elapsed_seconds", progress_elapsed(&run->progress));
-		char *s;
 
 		if (r == 0) {
 			json_object_set_new(o, "performed", json_string(volume_op_to_string(res->op)));
@@ -199,12 +195,8 @@ static void print_result(struct run *run, int r, int status, const struct conver
 			json_object_set_new(o, "message", json_string(res->message));
 			json_object_set_new(o, "remedy", json_string(res->remedy));
 		}
-		s = json_dumps(o, JSON_COMPACT);
-		if (s)
-			printf("%s\n", s);
-		free(s);
+		(void)json_util_write(stdout, o, JSON_COMPACT);
 		json_decref(o);
-		fflush(stdout);
 		return;
 	}
 	if (r == 0) {
@@ -294,7 +286,7 @@ int verb_convert(int argc, char **argv)
 	run.target = argv[optind];
 	json_mode = run.json;
 	if (run.json)
-		log_set_sink(json_log_sink, NULL);
+		log_set_sink(convert_cli_log_sink, NULL);
 	progress_init(&run.progress, run.json, convert_verb_to_string(verb), run.target);
 
 	/* The key first: whatever it takes to read it (a pipe, a slow disk) must not hold the VM

@@ -6,6 +6,7 @@
 
 #include "basic/string-util.h"
 #include "progress.h"
+#include "shared/json-util.h"
 
 static double now_s(const struct progress *p)
 {
@@ -49,13 +50,8 @@ static void print_json(struct progress *p, uint64_t done, uint64_t total)
 			      "percent", p->percent < 0 ? 0.0 : p->percent, "rate_mib_s",
 			      p->rate / 1048576.0, "eta_seconds", p->eta < 0 ? 0.0 : p->eta,
 			      "elapsed_seconds", now_s(p));
-	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 
-	if (s) {
-		printf("%s\n", s);
-		fflush(stdout);
-	}
-	free(s);
+	(void)json_util_write(stdout, o, JSON_COMPACT);
 	json_decref(o);
 }
 

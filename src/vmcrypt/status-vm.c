@@ -7,6 +7,7 @@
 #include "basic/log.h"
 #include "basic/string-util.h"
 #include "shared/exit-status.h"
+#include "shared/json-util.h"
 #include "shared/vmstatus.h"
 #include "vmcrypt.h"
 
@@ -87,16 +88,14 @@ int status_vm(bool json)
 	}
 	if (json) {
 		json_t *j = vmstatus_to_json(&s);
-		char *text = j ? json_dumps(j, JSON_INDENT(2)) : NULL;
 
+		r = json_util_write(stdout, j, JSON_INDENT(2));
 		json_decref(j);
 		vmstatus_done(&s);
-		if (!text) {
+		if (r == -ENOMEM) {
 			log_error("Out of memory.");
 			return EXIT_ERROR;
 		}
-		printf("%s\n", text);
-		free(text);
 		return EXIT_OK;
 	}
 	print_text(&s);

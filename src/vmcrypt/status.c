@@ -9,6 +9,7 @@
 #include "basic/log.h"
 #include "basic/string-util.h"
 #include "shared/exit-status.h"
+#include "shared/json-util.h"
 #include "shared/lock.h"
 #include "shared/luks.h"
 #include "vmcrypt.h"
@@ -102,7 +103,6 @@ int verb_status(int argc, char **argv)
 		json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:I}", "target", target, "state", state,
 				      "operation", volume_op_to_string(vi.op), "running", running,
 				      "device_size", (json_int_t)vi.device_size);
-		char *s;
 
 		json_object_set_new(o, "percent", vi.percent >= 0 ? json_real(vi.percent) : json_null());
 		if (*vi.uuid)
@@ -123,10 +123,7 @@ int verb_status(int argc, char **argv)
 			json_object_set_new(o, "fs_type", json_string(vi.fs_type));
 		if (vi.started)
 			json_object_set_new(o, "started", json_integer(vi.started));
-		s = json_dumps(o, JSON_COMPACT);
-		if (s)
-			printf("%s\n", s);
-		free(s);
+		(void)json_util_write(stdout, o, JSON_COMPACT);
 		json_decref(o);
 		return EXIT_OK;
 	}
