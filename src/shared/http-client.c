@@ -104,20 +104,9 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 		r->too_big = true;
 		return 0;
 	}
-	if (r->size + n + 1 > r->cap) {
-		size_t cap = MAX(r->cap * 2, r->size + n + 1);
-		char *nd;
-
-		cap = MAX(cap, (size_t)4096);
-		nd = secret_alloc(cap);
-		if (!nd)
-			return 0;
-		if (r->data)
-			memcpy(nd, r->data, r->size);
-		secret_free(r->data);
-		r->data = nd;
-		r->cap = cap;
-	}
+	/* At least 4 KiB at first: most answers fit in one buffer. */
+	if (secret_grow(&r->data, &r->cap, r->size, MAX(r->size + n + 1, (size_t)4096)) < 0)
+		return 0;
 	memcpy(r->data + r->size, ptr, n);
 	r->size += n;
 	r->data[r->size] = 0;

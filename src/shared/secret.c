@@ -79,6 +79,25 @@ void secret_free(void *p)
 	free(h);
 }
 
+int secret_grow(char **buf, size_t *cap, size_t used, size_t need)
+{
+	size_t size;
+	char *nb;
+
+	if (*buf && need <= *cap)
+		return 0;
+	size = *cap > SIZE_MAX / 2 ? need : MAX(need, 2 * *cap);
+	nb = secret_alloc(size);
+	if (!nb)
+		return -ENOMEM;
+	if (*buf)
+		memcpy(nb, *buf, used);
+	secret_free(*buf);
+	*buf = nb;
+	*cap = size;
+	return 0;
+}
+
 int secret_random(void *buf, size_t size)
 {
 	if (size > INT32_MAX || RAND_bytes(buf, (int)size) != 1)

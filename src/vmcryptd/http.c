@@ -612,19 +612,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			cs->size = 0;
 			return MHD_YES;
 		}
-		if (cs->size + n + 1 > cs->cap || !cs->body) {
-			/* Secret memory is never realloc'd: copy into a larger buffer (chunked bodies). */
-			size_t cap = MAX(cs->size + n, cs->cap) + 1;
-			char *nb = secret_alloc(cap);
-
-			if (!nb)
-				return MHD_NO;
-			if (cs->body)
-				memcpy(nb, cs->body, cs->size);
-			secret_free(cs->body);
-			cs->body = nb;
-			cs->cap = cap;
-		}
+		/* Chunked bodies arrive in pieces; the NUL after them makes the body a string. */
+		if (secret_grow(&cs->body, &cs->cap, cs->size, cs->size + n + 1) < 0)
+			return MHD_NO;
 		memcpy(cs->body + cs->size, upload_data, n);
 		cs->size += n;
 		cs->body[cs->size] = 0;

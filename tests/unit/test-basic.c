@@ -106,6 +106,34 @@ static void test_secret_alloc(void **state)
 	assert_null(secret_alloc(0));
 }
 
+static void test_secret_grow(void **state)
+{
+	_cleanup_secret_ char *buf = NULL;
+	size_t cap = 0;
+	char *before;
+
+	/* From nothing: exactly what was asked. */
+	assert_int_equal(secret_grow(&buf, &cap, 0, 10), 0);
+	assert_non_null(buf);
+	assert_int_equal(cap, 10);
+	assert_int_equal(secret_size(buf), 10);
+	memcpy(buf, "0123456789", 10);
+
+	/* Room enough: the same buffer. */
+	before = buf;
+	assert_int_equal(secret_grow(&buf, &cap, 10, 10), 0);
+	assert_ptr_equal(buf, before);
+
+	/* Too small: at least double, the used bytes carried over. */
+	assert_int_equal(secret_grow(&buf, &cap, 10, 11), 0);
+	assert_int_equal(cap, 20);
+	assert_int_equal(secret_size(buf), 20);
+	assert_memory_equal(buf, "0123456789", 10);
+	assert_int_equal(secret_grow(&buf, &cap, 10, 100), 0);
+	assert_int_equal(cap, 100);
+	assert_memory_equal(buf, "0123456789", 10);
+}
+
 static void test_secret_files(void **state)
 {
 	char dir[] = "/tmp/vmcrypt-unit.XXXXXX", path[128], empty[128];
@@ -189,6 +217,7 @@ int main(void)
 		cmocka_unit_test(test_text_escape),
 		cmocka_unit_test(test_log_escape),
 		cmocka_unit_test(test_secret_alloc),
+		cmocka_unit_test(test_secret_grow),
 		cmocka_unit_test(test_secret_files),
 		cmocka_unit_test(test_atomic_write),
 		cmocka_unit_test(test_exit_status),
