@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fileio.h"
@@ -29,15 +31,39 @@ int write_all(int fd, const void *data, size_t size)
 	return 0;
 }
 
-ssize_t read_all(int fd, void *data, size_t size)
+/* read(2) of up to size bytes until EOF. With a deadline, poll()s first and gives up at the
+ * deadline (a pipe whose writer never writes nor closes; fd may be non-blocking). Returns the byte
+ * count, -ETIMEDOUT or -errno. */
+static ssize_t read_until(int fd, void *buf, size_t size, const struct timespec *deadline)
 {
-	char *p = data;
 	size_t done = 0;
 
 	while (done < size) {
-		ssize_t n = read(fd, p + done, size - done);
+		ssize_t n;
+
+		if (deadline) {
+			struct pollfd pfd = { .fd = fd, .events = POLLIN };
+			struct timespec now;
+			long long left_ms;
+			int r;
+
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			left_ms = (deadline->tv_sec - now.tv_sec) * 1000LL + (deadline->tv_nsec - now.tv_nsec) / 1000000;
+			if (left_ms <= 0)
+				return -ETIMEDOUT;
+			r = poll(&pfd, 1, (int)MIN(left_ms, (long long)INT32_MAX));
+			if (r < 0) {
+				if (errno == EINTR)
+					continue;
+				return negative_errno();
+			}
+			if (r == 0)
+				return -ETIMEDOUT;
+		}
+		n = read(fd, (char *)buf + done, size - done);
 		if (n < 0) {
-			if (errno == EINTR)
+			/* EAGAIN only with a deadline: poll() said readable, yet another reader won. */
+			if (errno == EINTR || (errno == EAGAIN && deadline))
 				continue;
 			return negative_errno();
 		}
@@ -46,6 +72,21 @@ ssize_t read_all(int fd, void *data, size_t size)
 		done += (size_t)n;
 	}
 	return (ssize_t)done;
+}
+
+ssize_t read_all(int fd, void *data, size_t size)
+{
+	return read_until(fd, data, size, NULL);
+}
+
+ssize_t read_capped(int fd, void *buf, size_t max, const struct timespec *deadline)
+{
+	/* One byte past the cap, so that an oversized pipe or device is noticed. */
+	ssize_t n = read_until(fd, buf, max + 1, deadline);
+
+	if (n >= 0 && (size_t)n > max)
+		return -EFBIG;
+	return n;
 }
 
 int read_full_file(const char *path, size_t max, char **ret, size_t *ret_size)
@@ -66,12 +107,9 @@ int read_full_file(const char *path, size_t max, char **ret, size_t *ret_size)
 	buf = malloc(max + 1);
 	if (!buf)
 		return -ENOMEM;
-	/* Read one byte past the cap so that an oversized pipe or device is noticed. */
-	n = read_all(fd, buf, max + 1);
+	n = read_capped(fd, buf, max, NULL);
 	if (n < 0)
 		return (int)n;
-	if ((size_t)n > max)
-		return -EFBIG;
 	buf[n] = 0;
 	if (ret_size)
 		*ret_size = (size_t)n;

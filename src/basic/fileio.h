@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* Reads all of path (at most max bytes) into a NUL-terminated malloc'd buffer.
  * Returns 0, -ENOENT, -EFBIG when larger than max, or another -errno. */
@@ -18,6 +19,12 @@ int write_all(int fd, const void *data, size_t size);
 
 /* read(2) until size bytes or EOF. Returns the byte count read or -errno. */
 ssize_t read_all(int fd, void *data, size_t size);
+
+/* Reads fd until EOF into buf, which has room for max + 1 bytes (the byte past the cap tells an
+ * oversized pipe or device from one that fits). With deadline (CLOCK_MONOTONIC) waits in poll()
+ * and gives up then; with NULL, plain blocking reads. Returns the byte count (at most max),
+ * -EFBIG when there is more, -ETIMEDOUT, or another -errno. */
+ssize_t read_capped(int fd, void *buf, size_t max, const struct timespec *deadline);
 
 /* fsync()s the directory that holds path. Returns 0 or -errno. */
 int fsync_parent_dir(const char *path);

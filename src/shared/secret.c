@@ -5,7 +5,6 @@
 #include <malloc.h>
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
-#include <poll.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -120,44 +119,6 @@ static bool names_descriptor(const char *path)
 	return p && *p && p[strspn(p, "0123456789")] == 0;
 }
 
-/* read(2) of up to size bytes until EOF, giving up at the deadline (a pipe whose writer never
- * writes nor closes). Returns the byte count, -ETIMEDOUT or -errno. */
-static ssize_t read_until(int fd, void *buf, size_t size, const struct timespec *deadline)
-{
-	size_t done = 0;
-
-	while (done < size) {
-		struct pollfd pfd = { .fd = fd, .events = POLLIN };
-		struct timespec now;
-		long long left_ms;
-		ssize_t n;
-		int r;
-
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		left_ms = (deadline->tv_sec - now.tv_sec) * 1000LL + (deadline->tv_nsec - now.tv_nsec) / 1000000;
-		if (left_ms <= 0)
-			return -ETIMEDOUT;
-		r = poll(&pfd, 1, (int)MIN(left_ms, (long long)INT32_MAX));
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			return negative_errno();
-		}
-		if (r == 0)
-			return -ETIMEDOUT;
-		n = read(fd, (char *)buf + done, size - done);
-		if (n < 0) {
-			if (errno == EINTR || errno == EAGAIN)
-				continue;
-			return negative_errno();
-		}
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	return (ssize_t)done;
-}
-
 int secret_read_file(const char *path, void **ret, size_t *ret_size, bool *ret_world_readable)
 {
 	_cleanup_close_ int fd = -1;
@@ -186,11 +147,9 @@ int secret_read_file(const char *path, void **ret, size_t *ret_size, bool *ret_w
 		return -ENOMEM;
 	clock_gettime(CLOCK_MONOTONIC, &deadline);
 	deadline.tv_sec += SECRET_READ_TIMEOUT_SEC;
-	n = read_until(fd, buf, SECRET_FILE_MAX + 1, &deadline);
+	n = read_capped(fd, buf, SECRET_FILE_MAX, &deadline);
 	if (n < 0)
 		return (int)n;
-	if (n > SECRET_FILE_MAX)
-		return -EFBIG;
 	if (n == 0)
 		return -ENOKEY;
 

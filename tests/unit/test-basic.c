@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -175,6 +176,39 @@ static void test_secret_files(void **state)
 	rmdir(dir);
 }
 
+static void test_read_capped(void **state)
+{
+	struct timespec deadline;
+	char buf[5];
+	int p[2];
+
+	/* Exactly the cap fits; one byte more is -EFBIG (pipes have no size to check first). */
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(write(p[1], "abcd", 4), 4);
+	close(p[1]);
+	assert_int_equal(read_capped(p[0], buf, 4, NULL), 4);
+	assert_memory_equal(buf, "abcd", 4);
+	close(p[0]);
+
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(write(p[1], "abcde", 5), 5);
+	close(p[1]);
+	assert_int_equal(read_capped(p[0], buf, 4, NULL), -EFBIG);
+	close(p[0]);
+
+	/* A writer that neither writes nor closes: the deadline ends the wait. */
+	assert_int_equal(pipe2(p, O_NONBLOCK), 0);
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_nsec += 100 * 1000 * 1000;
+	if (deadline.tv_nsec >= 1000 * 1000 * 1000) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000 * 1000 * 1000;
+	}
+	assert_int_equal(read_capped(p[0], buf, 4, &deadline), -ETIMEDOUT);
+	close(p[0]);
+	close(p[1]);
+}
+
 static void test_atomic_write(void **state)
 {
 	char dir[] = "/tmp/vmcrypt-unit.XXXXXX", path[128];
@@ -219,6 +253,7 @@ int main(void)
 		cmocka_unit_test(test_secret_alloc),
 		cmocka_unit_test(test_secret_grow),
 		cmocka_unit_test(test_secret_files),
+		cmocka_unit_test(test_read_capped),
 		cmocka_unit_test(test_atomic_write),
 		cmocka_unit_test(test_exit_status),
 	};
