@@ -187,6 +187,22 @@ int admin_call(struct admin *a, const char *method, const char *path, json_t *bo
 	return 0;
 }
 
+int admin_call_print(struct admin *a, const char *method, const char *path, json_t *body, admin_print_fn print,
+		     const void *userdata)
+{
+	_cleanup_(json_util_decrefp) json_t *resp = NULL;
+	int r;
+
+	r = admin_call(a, method, path, body, &resp);
+	if (r)
+		return r;
+	if (a->json)
+		admin_print_json(resp);
+	else
+		print(resp, userdata);
+	return EXIT_OK;
+}
+
 /* Reads "key = value" lines; unknown keys are an error, so a typo does not go unnoticed. */
 static int load_config(struct admin *a, const char *path, bool must_exist, char **ret_text)
 {

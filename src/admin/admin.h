@@ -29,6 +29,14 @@ int admin_dispatch(struct admin *a, const char *group, const struct verb *verbs,
  * EXIT_STATE for 409 (a lifecycle rule refused), EXIT_REMOTE otherwise. */
 int admin_call(struct admin *a, const char *method, const char *path, json_t *body, json_t **ret);
 
+/* What a verb prints from vmcryptd's answer without --json; userdata is the verb's own. */
+typedef void (*admin_print_fn)(json_t *resp, const void *userdata);
+
+/* The shape of nearly every verb: admin_call(), then the answer printed as JSON (--json) or by
+ * print, then freed. Returns EXIT_OK or admin_call()'s exit status. */
+int admin_call_print(struct admin *a, const char *method, const char *path, json_t *body, admin_print_fn print,
+		     const void *userdata);
+
 /* Prints JSON (for --json). */
 void admin_print_json(json_t *j);
 

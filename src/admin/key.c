@@ -33,6 +33,11 @@ static void print_key(json_t *k, bool pem)
 		printf("%s", admin_str(k, "publicKey"));
 }
 
+static void print_created(json_t *k, const void *userdata)
+{
+	print_key(k, false);
+}
+
 static int key_create(struct admin *a, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -42,8 +47,8 @@ static int key_create(struct admin *a, int argc, char **argv)
 	};
 	const char *kty = NULL;
 	uint64_t size = 0;
-	json_t *body, *resp = NULL;
-	int c, r;
+	json_t *body;
+	int c;
 
 	while ((c = admin_getopt(a, argc, argv, opts)) >= 0) {
 		if (c == 'k')
@@ -65,65 +70,45 @@ static int key_create(struct admin *a, int argc, char **argv)
 		json_object_set_new(body, "kty", json_string(kty));
 	if (size)
 		json_object_set_new(body, "size", json_integer((json_int_t)size));
-	r = admin_call(a, "POST", "/v1/admin/keys", body, &resp);
-	if (r)
-		return r;
-	if (a->json)
-		admin_print_json(resp);
-	else
-		print_key(resp, false);
-	json_decref(resp);
-	return EXIT_OK;
+	return admin_call_print(a, "POST", "/v1/admin/keys", body, print_created, NULL);
+}
+
+static void print_list(json_t *resp, const void *userdata)
+{
+	json_t *k;
+	size_t i;
+
+	printf("%-24s %-7s %-4s %-5s %-7s %s\n", "NAME", "VERSION", "KTY", "SIZE", "ENABLED", "CREATED");
+	json_array_foreach(json_object_get(resp, "keys"), i, k)
+		printf("%-24s %-7lld %-4s %-5lld %-7s %s\n", admin_str(k, "name"),
+		       (long long)json_integer_value(json_object_get(k, "version")), admin_str(k, "kty"),
+		       (long long)json_integer_value(json_object_get(k, "size")),
+		       json_is_true(json_object_get(k, "enabled")) ? "yes" : "no", admin_str(k, "created"));
 }
 
 static int key_list(struct admin *a, int argc, char **argv)
 {
-	json_t *resp = NULL, *k;
-	size_t i;
-	int r;
-
 	while (admin_getopt(a, argc, argv, NULL) >= 0)
 		return EXIT_USAGE;
-	r = admin_call(a, "GET", "/v1/admin/keys", NULL, &resp);
-	if (r)
-		return r;
-	if (a->json)
-		admin_print_json(resp);
-	else {
-		printf("%-24s %-7s %-4s %-5s %-7s %s\n", "NAME", "VERSION", "KTY", "SIZE", "ENABLED", "CREATED");
-		json_array_foreach(json_object_get(resp, "keys"), i, k)
-			printf("%-24s %-7lld %-4s %-5lld %-7s %s\n", admin_str(k, "name"),
-			       (long long)json_integer_value(json_object_get(k, "version")), admin_str(k, "kty"),
-			       (long long)json_integer_value(json_object_get(k, "size")),
-			       json_is_true(json_object_get(k, "enabled")) ? "yes" : "no", admin_str(k, "created"));
-	}
-	json_decref(resp);
-	return EXIT_OK;
+	return admin_call_print(a, "GET", "/v1/admin/keys", NULL, print_list, NULL);
 }
 
-static int key_one(struct admin *a, int argc, char **argv, const char *method, const char *suffix)
-{
-	char path[160];
-	const char *name;
-	json_t *resp = NULL;
-	int r;
+struct key_one {
+	const char *name, *suffix;
+};
 
-	r = key_name_arg(a, argc, argv, &name);
-	if (r)
-		return r;
-	snprintf(path, sizeof(path), "/v1/admin/keys/%s%s", name, suffix);
-	r = admin_call(a, method, path, NULL, &resp);
-	if (r)
-		return r;
-	if (a->json)
-		admin_print_json(resp);
-	else if (streq(suffix, "/disable"))
+static void print_one(json_t *resp, const void *userdata)
+{
+	const struct key_one *o = userdata;
+	const char *name = o->name, *suffix = o->suffix;
+
+	if (streq(suffix, "/disable"))
 		printf("Key '%s' disabled: no wrap or unwrap with any of its versions.\n", name);
 	else if (streq(suffix, "/enable"))
 		printf("Key '%s' enabled: every version wraps and unwraps again.\n", name);
 	else
 		print_key(resp, streq(suffix, ""));
-	if (!a->json && json_object_get(resp, "rewrapped")) {
+	if (json_object_get(resp, "rewrapped")) {
 		printf("Re-wrapped %lld secrets with the new version",
 		       (long long)json_integer_value(json_object_get(resp, "rewrapped")));
 		if (json_integer_value(json_object_get(resp, "rewrapFailed")) > 0)
@@ -131,8 +116,19 @@ static int key_one(struct admin *a, int argc, char **argv, const char *method, c
 			       (long long)json_integer_value(json_object_get(resp, "rewrapFailed")));
 		printf(".\n");
 	}
-	json_decref(resp);
-	return EXIT_OK;
+}
+
+static int key_one(struct admin *a, int argc, char **argv, const char *method, const char *suffix)
+{
+	struct key_one o = { .suffix = suffix };
+	char path[160];
+	int r;
+
+	r = key_name_arg(a, argc, argv, &o.name);
+	if (r)
+		return r;
+	snprintf(path, sizeof(path), "/v1/admin/keys/%s%s", o.name, suffix);
+	return admin_call_print(a, method, path, NULL, print_one, &o);
 }
 
 static int key_show(struct admin *a, int argc, char **argv)

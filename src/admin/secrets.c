@@ -10,14 +10,29 @@
 #include "shared/api.h"
 #include "shared/exit-status.h"
 
+static void print_list(json_t *resp, const void *userdata)
+{
+	json_t *s, *tags;
+	size_t i;
+
+	printf("%-40s %-7s %-12s %-28s %s\n", "NAME", "VERSION", "CONTENT", "KEK", "CREATED");
+	json_array_foreach(json_object_get(resp, "secrets"), i, s) {
+		tags = json_object_get(s, "tags");
+		printf("%-40s %-7lld %-12s %-28s %s\n", admin_str(s, "name"),
+		       (long long)json_integer_value(json_object_get(s, "version")), admin_str(s, "contentType"),
+		       admin_str(tags, "DiskEncryptionKeyEncryptionKeyURL")[0]
+			       ? admin_str(tags, "DiskEncryptionKeyEncryptionKeyURL")
+			       : "-",
+		       admin_str(s, "created"));
+	}
+}
+
 static int secret_list(struct admin *a, int argc, char **argv)
 {
 	static const struct option opts[] = { { "vm", required_argument, NULL, 'v' }, {} };
 	const char *vm = NULL;
 	char path[128];
-	json_t *resp = NULL, *s, *tags;
-	size_t i;
-	int c, r;
+	int c;
 
 	while ((c = admin_getopt(a, argc, argv, opts)) >= 0) {
 		if (c != 'v')
@@ -29,25 +44,27 @@ static int secret_list(struct admin *a, int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	snprintf(path, sizeof(path), "/v1/admin/secrets%s%s", vm ? "?vm=" : "", vm ? vm : "");
-	r = admin_call(a, "GET", path, NULL, &resp);
-	if (r)
-		return r;
-	if (a->json)
-		admin_print_json(resp);
-	else {
-		printf("%-40s %-7s %-12s %-28s %s\n", "NAME", "VERSION", "CONTENT", "KEK", "CREATED");
-		json_array_foreach(json_object_get(resp, "secrets"), i, s) {
-			tags = json_object_get(s, "tags");
-			printf("%-40s %-7lld %-12s %-28s %s\n", admin_str(s, "name"),
-			       (long long)json_integer_value(json_object_get(s, "version")), admin_str(s, "contentType"),
-			       admin_str(tags, "DiskEncryptionKeyEncryptionKeyURL")[0]
-				       ? admin_str(tags, "DiskEncryptionKeyEncryptionKeyURL")
-				       : "-",
-			       admin_str(s, "created"));
-		}
+	return admin_call_print(a, "GET", path, NULL, print_list, NULL);
+}
+
+/* userdata: a bool, whether the value was asked for. */
+static void print_secret(json_t *resp, const void *userdata)
+{
+	const bool *reveal = userdata;
+	json_t *tags, *v;
+	const char *k;
+
+	printf("Name        : %s\n", admin_str(resp, "name"));
+	printf("Version     : %lld\n", (long long)json_integer_value(json_object_get(resp, "version")));
+	printf("ContentType : %s\n", admin_str(resp, "contentType"));
+	printf("Created     : %s\n", admin_str(resp, "created"));
+	tags = json_object_get(resp, "tags");
+	json_object_foreach(tags, k, v) {
+		char key[256];
+
+		printf("Tag         : %s = %s\n", string_escape_hidden(k, key, sizeof(key)), admin_str(tags, k));
 	}
-	json_decref(resp);
-	return EXIT_OK;
+	printf("Value       : %s\n", *reveal ? admin_str(resp, "value") : "(hidden; --reveal shows it and is audited)");
 }
 
 static int secret_show(struct admin *a, int argc, char **argv)
@@ -56,9 +73,7 @@ static int secret_show(struct admin *a, int argc, char **argv)
 	bool reveal = false;
 	char vm[API_NAME_MAX + 1], path[256];
 	const char *name, *slash;
-	json_t *resp = NULL, *tags, *v;
-	const char *k;
-	int c, r;
+	int c;
 
 	while ((c = admin_getopt(a, argc, argv, opts)) >= 0) {
 		if (c != 'r')
@@ -77,26 +92,7 @@ static int secret_show(struct admin *a, int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	snprintf(path, sizeof(path), "/v1/admin/secrets/%s/%s%s", vm, slash + 1, reveal ? "?reveal=true" : "");
-	r = admin_call(a, "GET", path, NULL, &resp);
-	if (r)
-		return r;
-	if (a->json) {
-		admin_print_json(resp);
-	} else {
-		printf("Name        : %s\n", admin_str(resp, "name"));
-		printf("Version     : %lld\n", (long long)json_integer_value(json_object_get(resp, "version")));
-		printf("ContentType : %s\n", admin_str(resp, "contentType"));
-		printf("Created     : %s\n", admin_str(resp, "created"));
-		tags = json_object_get(resp, "tags");
-		json_object_foreach(tags, k, v) {
-			char key[256];
-
-			printf("Tag         : %s = %s\n", string_escape_hidden(k, key, sizeof(key)), admin_str(tags, k));
-		}
-		printf("Value       : %s\n", reveal ? admin_str(resp, "value") : "(hidden; --reveal shows it and is audited)");
-	}
-	json_decref(resp);
-	return EXIT_OK;
+	return admin_call_print(a, "GET", path, NULL, print_secret, &reveal);
 }
 
 static const struct verb secret_verbs[] = {
@@ -126,6 +122,18 @@ static void query_escape(const char *in, char *out, size_t len)
 	out[n] = 0;
 }
 
+static void print_audit(json_t *resp, const void *userdata)
+{
+	json_t *e;
+	size_t i;
+
+	printf("%-20s %-16s %-15s %-20s %-36s %s\n", "TIME", "ACTOR", "SOURCE", "ACTION", "OBJECT", "RESULT");
+	json_array_foreach(json_object_get(resp, "events"), i, e)
+		printf("%-20s %-16s %-15s %-20s %-36s %s\n", admin_str(e, "time"), admin_str(e, "actor"),
+		       admin_str(e, "source")[0] ? admin_str(e, "source") : "-", admin_str(e, "action"),
+		       admin_str(e, "object"), admin_str(e, "result"));
+}
+
 int verb_audit(struct admin *a, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -136,9 +144,7 @@ int verb_audit(struct admin *a, int argc, char **argv)
 	};
 	const char *vm = NULL, *since = NULL, *result = NULL;
 	char path[256], esc[128];
-	json_t *resp = NULL, *e;
-	size_t i;
-	int c, r;
+	int c;
 
 	while ((c = admin_getopt(a, argc, argv, opts)) >= 0) {
 		if (c == 'v')
@@ -166,18 +172,5 @@ int verb_audit(struct admin *a, int argc, char **argv)
 	if (result)
 		snprintf(path + strlen(path), sizeof(path) - strlen(path), "%cresult=%s", strchr(path, '?') ? '&' : '?',
 			 api_audit_result_to_string(api_audit_result_from_string(result)));
-	r = admin_call(a, "GET", path, NULL, &resp);
-	if (r)
-		return r;
-	if (a->json)
-		admin_print_json(resp);
-	else {
-		printf("%-20s %-16s %-15s %-20s %-36s %s\n", "TIME", "ACTOR", "SOURCE", "ACTION", "OBJECT", "RESULT");
-		json_array_foreach(json_object_get(resp, "events"), i, e)
-			printf("%-20s %-16s %-15s %-20s %-36s %s\n", admin_str(e, "time"), admin_str(e, "actor"),
-			       admin_str(e, "source")[0] ? admin_str(e, "source") : "-", admin_str(e, "action"),
-			       admin_str(e, "object"), admin_str(e, "result"));
-	}
-	json_decref(resp);
-	return EXIT_OK;
+	return admin_call_print(a, "GET", path, NULL, print_audit, NULL);
 }

@@ -24,28 +24,24 @@ static int one_name(struct admin *a, int argc, char **argv, const char **ret)
 	return 0;
 }
 
+/* userdata: the VM's name. */
+static void print_registered(json_t *resp, const void *userdata)
+{
+	fprintf(stderr, "VM '%s' registered (id %s). One-time enrollment token, shown only now; give it to\n"
+			"the VM's agent through a file (never a command line):\n",
+		(const char *)userdata, admin_str(resp, "id"));
+	printf("%s\n", admin_str(resp, "enrollmentToken"));
+}
+
 static int vm_register(struct admin *a, int argc, char **argv)
 {
 	const char *name;
-	json_t *resp = NULL;
 	int r;
 
 	r = one_name(a, argc, argv, &name);
 	if (r)
 		return r;
-	r = admin_call(a, "POST", "/v1/admin/vms", json_pack("{s:s}", "name", name), &resp);
-	if (r)
-		return r;
-	if (a->json) {
-		admin_print_json(resp);
-	} else {
-		fprintf(stderr, "VM '%s' registered (id %s). One-time enrollment token, shown only now; give it to\n"
-				"the VM's agent through a file (never a command line):\n",
-			name, admin_str(resp, "id"));
-		printf("%s\n", admin_str(resp, "enrollmentToken"));
-	}
-	json_decref(resp);
-	return EXIT_OK;
+	return admin_call_print(a, "POST", "/v1/admin/vms", json_pack("{s:s}", "name", name), print_registered, name);
 }
 
 static void print_vm_row(json_t *vm)
@@ -59,82 +55,75 @@ static void print_vm_row(json_t *vm)
 	       admin_str(vm, "hostname")[0] ? admin_str(vm, "hostname") : "-", admin_str(vm, "extension"), when);
 }
 
+static void print_list(json_t *resp, const void *userdata)
+{
+	json_t *vm;
+	size_t i;
+
+	printf("%-24s %-10s %-20s %-9s %s\n", "NAME", "STATE", "HOSTNAME", "EXTENSION", "LAST REPORT");
+	json_array_foreach(json_object_get(resp, "vms"), i, vm)
+		print_vm_row(vm);
+}
+
 static int vm_list(struct admin *a, int argc, char **argv)
 {
-	json_t *resp = NULL, *vm;
-	size_t i;
-	int r;
-
 	while (admin_getopt(a, argc, argv, NULL) >= 0)
 		return EXIT_USAGE;
-	r = admin_call(a, "GET", "/v1/admin/vms", NULL, &resp);
-	if (r)
-		return r;
-	if (a->json)
-		admin_print_json(resp);
-	else {
-		printf("%-24s %-10s %-20s %-9s %s\n", "NAME", "STATE", "HOSTNAME", "EXTENSION", "LAST REPORT");
-		json_array_foreach(json_object_get(resp, "vms"), i, vm)
-			print_vm_row(vm);
-	}
-	json_decref(resp);
-	return EXIT_OK;
+	return admin_call_print(a, "GET", "/v1/admin/vms", NULL, print_list, NULL);
+}
+
+static void print_vm(json_t *resp, const void *userdata)
+{
+	json_t *st = json_object_get(resp, "settings");
+
+	printf("Name                : %s\n", admin_str(resp, "name"));
+	printf("Id                  : %s\n", admin_str(resp, "id"));
+	printf("State               : %s\n", admin_str(resp, "state"));
+	printf("Hostname            : %s\n", admin_str(resp, "hostname"));
+	printf("AgentVersion        : %s\n", admin_str(resp, "agentVersion"));
+	printf("Extension           : %s\n", admin_str(resp, "extension"));
+	printf("Registered          : %s\n", admin_str(resp, "registered"));
+	printf("EncryptionOperation : %s\n", admin_str(st, "EncryptionOperation"));
+	printf("VolumeType          : %s\n", admin_str(st, "VolumeType"));
+	printf("SequenceVersion     : %lld\n", (long long)json_integer_value(json_object_get(st, "SequenceVersion")));
 }
 
 static int vm_show(struct admin *a, int argc, char **argv)
 {
 	char path[128];
 	const char *name;
-	json_t *resp = NULL, *st;
 	int r;
 
 	r = one_name(a, argc, argv, &name);
 	if (r)
 		return r;
 	snprintf(path, sizeof(path), "/v1/admin/vms/%s", name);
-	r = admin_call(a, "GET", path, NULL, &resp);
-	if (r)
-		return r;
-	if (a->json) {
-		admin_print_json(resp);
-	} else {
-		st = json_object_get(resp, "settings");
-		printf("Name                : %s\n", admin_str(resp, "name"));
-		printf("Id                  : %s\n", admin_str(resp, "id"));
-		printf("State               : %s\n", admin_str(resp, "state"));
-		printf("Hostname            : %s\n", admin_str(resp, "hostname"));
-		printf("AgentVersion        : %s\n", admin_str(resp, "agentVersion"));
-		printf("Extension           : %s\n", admin_str(resp, "extension"));
-		printf("Registered          : %s\n", admin_str(resp, "registered"));
-		printf("EncryptionOperation : %s\n", admin_str(st, "EncryptionOperation"));
-		printf("VolumeType          : %s\n", admin_str(st, "VolumeType"));
-		printf("SequenceVersion     : %lld\n", (long long)json_integer_value(json_object_get(st, "SequenceVersion")));
-	}
-	json_decref(resp);
-	return EXIT_OK;
+	return admin_call_print(a, "GET", path, NULL, print_vm, NULL);
+}
+
+struct vm_done {
+	const char *name, *done;
+};
+
+static void print_done(json_t *resp, const void *userdata)
+{
+	const struct vm_done *d = userdata;
+
+	printf("VM '%s' %s.\n", d->name, d->done);
 }
 
 static int vm_simple(struct admin *a, int argc, char **argv, const char *method, const char *suffix,
 		     const char *done)
 {
+	struct vm_done d = { .done = done };
 	char path[160];
-	const char *name;
-	json_t *resp = NULL;
 	int r;
 
-	r = one_name(a, argc, argv, &name);
+	r = one_name(a, argc, argv, &d.name);
 	if (r)
 		return r;
-	snprintf(path, sizeof(path), "/v1/admin/vms/%s%s", name, suffix);
-	r = admin_call(a, method, path, NULL, &resp);
-	if (r)
-		return r;
-	if (a->json)
-		admin_print_json(resp);
-	else
-		printf("VM '%s' %s.\n", name, done);
-	json_decref(resp);
-	return EXIT_OK;
+	snprintf(path, sizeof(path), "/v1/admin/vms/%s%s", d.name, suffix);
+	return admin_call_print(a, method, path, NULL, print_done, &d);
 }
 
 static int vm_revoke(struct admin *a, int argc, char **argv)
@@ -208,8 +197,11 @@ static int parse_encryption(struct admin *a, int argc, char **argv, struct encry
 	return 0;
 }
 
-static void print_settings(const char *vm, json_t *st)
+/* userdata: the VM's name. */
+static void print_settings(json_t *st, const void *userdata)
 {
+	const char *vm = userdata;
+
 	printf("VM                     : %s\n", vm);
 	printf("EncryptionOperation    : %s\n", admin_str(st, "EncryptionOperation"));
 	printf("VolumeType             : %s\n", admin_str(st, "VolumeType"));
@@ -224,7 +216,7 @@ static int encryption_enable(struct admin *a, int argc, char **argv)
 {
 	struct encryption_args e = {};
 	char path[160];
-	json_t *body, *resp = NULL;
+	json_t *body;
 	int r;
 
 	r = parse_encryption(a, argc, argv, &e, true);
@@ -242,22 +234,13 @@ static int encryption_enable(struct admin *a, int argc, char **argv)
 	if (e.format_all)
 		json_object_set_new(body, "encryptFormatAll", json_true());
 	snprintf(path, sizeof(path), "/v1/admin/vms/%s/encryption/enable", e.vm);
-	r = admin_call(a, "POST", path, body, &resp);
-	if (r)
-		return r;
-	if (a->json)
-		admin_print_json(resp);
-	else
-		print_settings(e.vm, resp);
-	json_decref(resp);
-	return EXIT_OK;
+	return admin_call_print(a, "POST", path, body, print_settings, e.vm);
 }
 
 static int encryption_disable(struct admin *a, int argc, char **argv)
 {
 	struct encryption_args e = {};
 	char path[160];
-	json_t *resp = NULL;
 	int r;
 
 	r = parse_encryption(a, argc, argv, &e, true);
@@ -268,37 +251,15 @@ static int encryption_disable(struct admin *a, int argc, char **argv)
 		return EXIT_USAGE;
 	}
 	snprintf(path, sizeof(path), "/v1/admin/vms/%s/encryption/disable", e.vm);
-	r = admin_call(a, "POST", path, json_pack("{s:s}", "volumeType", e.volume_type), &resp);
-	if (r)
-		return r;
-	if (a->json)
-		admin_print_json(resp);
-	else
-		print_settings(e.vm, resp);
-	json_decref(resp);
-	return EXIT_OK;
+	return admin_call_print(a, "POST", path, json_pack("{s:s}", "volumeType", e.volume_type), print_settings,
+				e.vm);
 }
 
-static int encryption_show(struct admin *a, int argc, char **argv)
+static void print_encryption(json_t *resp, const void *userdata)
 {
-	struct encryption_args e = {};
-	char path[160], refs[1024] = "", age[64];
-	json_t *resp = NULL, *s, *sec, *st;
+	char refs[1024] = "", age[64];
+	json_t *s, *sec, *st;
 	size_t i, n = 0;
-	int r;
-
-	r = parse_encryption(a, argc, argv, &e, false);
-	if (r)
-		return r;
-	snprintf(path, sizeof(path), "/v1/admin/vms/%s/encryption", e.vm);
-	r = admin_call(a, "GET", path, NULL, &resp);
-	if (r)
-		return r;
-	if (a->json) {
-		admin_print_json(resp);
-		json_decref(resp);
-		return EXIT_OK;
-	}
 
 	/* References only: secret URLs and the KEK, never a value. */
 	s = json_object_get(resp, "OsVolumeEncryptionSettings");
@@ -344,8 +305,19 @@ static int encryption_show(struct admin *a, int argc, char **argv)
 			       admin_str(v, "mountPoint")[0] ? admin_str(v, "mountPoint") : "-");
 		}
 	}
-	json_decref(resp);
-	return EXIT_OK;
+}
+
+static int encryption_show(struct admin *a, int argc, char **argv)
+{
+	struct encryption_args e = {};
+	char path[160];
+	int r;
+
+	r = parse_encryption(a, argc, argv, &e, false);
+	if (r)
+		return r;
+	snprintf(path, sizeof(path), "/v1/admin/vms/%s/encryption", e.vm);
+	return admin_call_print(a, "GET", path, NULL, print_encryption, NULL);
 }
 
 static const struct verb encryption_verbs[] = {
@@ -360,26 +332,23 @@ static int vm_encryption(struct admin *a, int argc, char **argv)
 	return admin_dispatch(a, "vm encryption", encryption_verbs, argc - 1, argv + 1);
 }
 
+/* userdata: the VM's name. */
+static void print_removed(json_t *resp, const void *userdata)
+{
+	printf("Encryption extension of VM '%s' removed.\n", (const char *)userdata);
+}
+
 static int extension_remove(struct admin *a, int argc, char **argv)
 {
 	struct encryption_args e = {};
 	char path[160];
-	json_t *resp = NULL;
 	int r;
 
 	r = parse_encryption(a, argc, argv, &e, false);
 	if (r)
 		return r;
 	snprintf(path, sizeof(path), "/v1/admin/vms/%s/extension/remove", e.vm);
-	r = admin_call(a, "POST", path, NULL, &resp);
-	if (r)
-		return r;
-	if (a->json)
-		admin_print_json(resp);
-	else
-		printf("Encryption extension of VM '%s' removed.\n", e.vm);
-	json_decref(resp);
-	return EXIT_OK;
+	return admin_call_print(a, "POST", path, NULL, print_removed, e.vm);
 }
 
 static const struct verb extension_verbs[] = {
