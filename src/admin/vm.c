@@ -307,7 +307,10 @@ static void print_encryption(json_t *resp, const void *userdata)
 	}
 }
 
-static int encryption_show(struct admin *a, int argc, char **argv)
+/* A verb that takes only --vm NAME and sends no body: /v1/admin/vms/NAME/SUFFIX; print gets the
+ * VM's name as userdata. */
+static int vm_option_only(struct admin *a, int argc, char **argv, const char *method, const char *suffix,
+			  admin_print_fn print)
 {
 	struct encryption_args e = {};
 	char path[160];
@@ -316,8 +319,13 @@ static int encryption_show(struct admin *a, int argc, char **argv)
 	r = parse_encryption(a, argc, argv, &e, false);
 	if (r)
 		return r;
-	snprintf(path, sizeof(path), "/v1/admin/vms/%s/encryption", e.vm);
-	return admin_call_print(a, "GET", path, NULL, print_encryption, NULL);
+	snprintf(path, sizeof(path), "/v1/admin/vms/%s/%s", e.vm, suffix);
+	return admin_call_print(a, method, path, NULL, print, e.vm);
+}
+
+static int encryption_show(struct admin *a, int argc, char **argv)
+{
+	return vm_option_only(a, argc, argv, "GET", "encryption", print_encryption);
 }
 
 static const struct verb encryption_verbs[] = {
@@ -340,15 +348,7 @@ static void print_removed(json_t *resp, const void *userdata)
 
 static int extension_remove(struct admin *a, int argc, char **argv)
 {
-	struct encryption_args e = {};
-	char path[160];
-	int r;
-
-	r = parse_encryption(a, argc, argv, &e, false);
-	if (r)
-		return r;
-	snprintf(path, sizeof(path), "/v1/admin/vms/%s/extension/remove", e.vm);
-	return admin_call_print(a, "POST", path, NULL, print_removed, e.vm);
+	return vm_option_only(a, argc, argv, "POST", "extension/remove", print_removed);
 }
 
 static const struct verb extension_verbs[] = {

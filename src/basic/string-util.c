@@ -6,7 +6,14 @@
 
 #include "string-util.h"
 
-int parse_u64(const char *s, uint64_t *ret)
+struct unit {
+	const char *suffix;
+	uint64_t factor;
+};
+
+/* A decimal number (a digit first: strtoull() would take "-1" and " 1") followed by exactly one
+ * of the suffixes in units, times its factor. Returns 0, -EINVAL or -ERANGE. */
+static int parse_scaled(const char *s, const struct unit *units, size_t n_units, uint64_t *ret)
 {
 	char *end;
 	unsigned long long v;
@@ -17,18 +24,27 @@ int parse_u64(const char *s, uint64_t *ret)
 	v = strtoull(s, &end, 10);
 	if (errno == ERANGE)
 		return -ERANGE;
-	if (*end)
-		return -EINVAL;
-	*ret = v;
-	return 0;
+	for (size_t i = 0; i < n_units; i++) {
+		if (strcmp(end, units[i].suffix) != 0)
+			continue;
+		if (v > UINT64_MAX / units[i].factor)
+			return -ERANGE;
+		*ret = v * units[i].factor;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+int parse_u64(const char *s, uint64_t *ret)
+{
+	static const struct unit none[] = { { "", 1 } };
+
+	return parse_scaled(s, none, 1, ret);
 }
 
 int parse_size(const char *s, uint64_t *ret)
 {
-	static const struct {
-		const char *suffix;
-		uint64_t factor;
-	} table[] = {
+	static const struct unit units[] = {
 		{ "", 1 },
 		{ "B", 1 },
 		{ "K", UINT64_C(1) << 10 }, { "KiB", UINT64_C(1) << 10 },
@@ -36,24 +52,8 @@ int parse_size(const char *s, uint64_t *ret)
 		{ "G", UINT64_C(1) << 30 }, { "GiB", UINT64_C(1) << 30 },
 		{ "T", UINT64_C(1) << 40 }, { "TiB", UINT64_C(1) << 40 },
 	};
-	char *end;
-	unsigned long long v;
 
-	if (!s || !isdigit((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno == ERANGE)
-		return -ERANGE;
-	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
-		if (strcmp(end, table[i].suffix) != 0)
-			continue;
-		if (v > UINT64_MAX / table[i].factor)
-			return -ERANGE;
-		*ret = v * table[i].factor;
-		return 0;
-	}
-	return -EINVAL;
+	return parse_scaled(s, units, sizeof(units) / sizeof(units[0]), ret);
 }
 
 char *format_bytes(char *buf, size_t len, uint64_t bytes)

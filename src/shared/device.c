@@ -23,6 +23,24 @@
 
 DEFINE_CLEANUP_FUNC(device_probe_freep, blkid_probe, blkid_free_probe)
 
+/* A libblkid probe on fd that looks for superblocks with the given BLKID_SUBLKS_* flags, and for
+ * partition tables when partitions is set. Returns 0, -ENOMEM or -EIO. */
+static int device_probe_new(int fd, int superblock_flags, bool partitions, blkid_probe *ret)
+{
+	_cleanup_(device_probe_freep) blkid_probe pr = NULL;
+
+	pr = blkid_new_probe();
+	if (!pr)
+		return -ENOMEM;
+	if (blkid_probe_set_device(pr, fd, 0, 0) < 0)
+		return -EIO;
+	blkid_probe_enable_superblocks(pr, 1);
+	blkid_probe_set_superblocks_flags(pr, superblock_flags);
+	blkid_probe_enable_partitions(pr, partitions);
+	*ret = TAKE_PTR(pr);
+	return 0;
+}
+
 int device_probe(const char *target, struct device_info *ret)
 {
 	_cleanup_(device_probe_freep) blkid_probe pr = NULL;
@@ -58,14 +76,9 @@ int device_probe(const char *target, struct device_info *ret)
 	} else
 		return -ENOTBLK;
 
-	pr = blkid_new_probe();
-	if (!pr)
-		return -ENOMEM;
-	if (blkid_probe_set_device(pr, fd, 0, 0) < 0)
-		return -EIO;
-	blkid_probe_enable_superblocks(pr, 1);
-	blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_UUID);
-	blkid_probe_enable_partitions(pr, 1);
+	r = device_probe_new(fd, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_UUID, true, &pr);
+	if (r < 0)
+		return r;
 	r = blkid_do_safeprobe(pr);
 	if (r == -2) {
 		/* Ambivalent: two signatures (e.g. an old filesystem under a new one). Converting
@@ -454,14 +467,9 @@ int device_wipe_luks_signatures(const char *path)
 	fd = open(path, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
 		return negative_errno();
-	pr = blkid_new_probe();
-	if (!pr)
-		return -ENOMEM;
-	if (blkid_probe_set_device(pr, fd, 0, 0) < 0)
-		return -EIO;
-	blkid_probe_enable_superblocks(pr, 1);
-	blkid_probe_set_superblocks_flags(pr, BLKID_SUBLKS_MAGIC | BLKID_SUBLKS_TYPE | BLKID_SUBLKS_BADCSUM);
-	blkid_probe_enable_partitions(pr, 0);
+	r = device_probe_new(fd, BLKID_SUBLKS_MAGIC | BLKID_SUBLKS_TYPE | BLKID_SUBLKS_BADCSUM, false, &pr);
+	if (r < 0)
+		return r;
 	/* Only LUKS: anything else found here (there should be nothing) is left alone. */
 	blkid_probe_filter_superblocks_type(pr, BLKID_FLTR_ONLYIN, (char *[]){ "crypto_LUKS", NULL });
 	while ((r = blkid_do_probe(pr)) == 0) {

@@ -230,13 +230,11 @@ int journal_begin(const char *command, const char *target, const char *uuid)
 	return journal_save(entries, n);
 }
 
-static struct journal_entry *find_last_mutable(struct journal_entry *entries, size_t n,
-					       const char *target)
-{
-	return (struct journal_entry *)journal_find_last(entries, n, target);
-}
-
-int journal_progress(const char *target, const char *uuid, double percent, uint64_t rate)
+/* Loads the journal for an update and finds target's last entry (only a running one, when running
+ * is set). Returns 0 with *ret_entries (to free) and *ret_n, *ret pointing into it; -ENOENT; or
+ * journal_load_for_update()'s error. */
+static int load_last(const char *target, bool running, struct journal_entry **ret_entries, size_t *ret_n,
+		     struct journal_entry **ret)
 {
 	_cleanup_free_ struct journal_entry *entries = NULL;
 	struct journal_entry *e;
@@ -246,9 +244,25 @@ int journal_progress(const char *target, const char *uuid, double percent, uint6
 	r = journal_load_for_update(&entries, &n);
 	if (r < 0)
 		return r;
-	e = find_last_mutable(entries, n, target);
-	if (!e || e->result != JOURNAL_RUNNING)
+	e = (struct journal_entry *)journal_find_last(entries, n, target);
+	if (!e || (running && e->result != JOURNAL_RUNNING))
 		return -ENOENT;
+	*ret = e;
+	*ret_n = n;
+	*ret_entries = TAKE_PTR(entries);
+	return 0;
+}
+
+int journal_progress(const char *target, const char *uuid, double percent, uint64_t rate)
+{
+	_cleanup_free_ struct journal_entry *entries = NULL;
+	struct journal_entry *e;
+	size_t n = 0;
+	int r;
+
+	r = load_last(target, true, &entries, &n, &e);
+	if (r < 0)
+		return r;
 	if (uuid && *uuid) {
 		if (strlen(uuid) >= sizeof(e->uuid))
 			return -EINVAL;
@@ -269,12 +283,9 @@ int journal_set_header(const char *target, const char *header)
 
 	if (!header || strlen(header) >= sizeof(e->header))
 		return -EINVAL;
-	r = journal_load_for_update(&entries, &n);
+	r = load_last(target, true, &entries, &n, &e);
 	if (r < 0)
 		return r;
-	e = find_last_mutable(entries, n, target);
-	if (!e || e->result != JOURNAL_RUNNING)
-		return -ENOENT;
 	strcpy(e->header, header);
 	e->updated = (int64_t)time(NULL);
 	return journal_save(entries, n);
@@ -287,12 +298,9 @@ int journal_end(const char *target, enum journal_result result, int error)
 	size_t n = 0;
 	int r;
 
-	r = journal_load_for_update(&entries, &n);
+	r = load_last(target, false, &entries, &n, &e);
 	if (r < 0)
 		return r;
-	e = find_last_mutable(entries, n, target);
-	if (!e)
-		return -ENOENT;
 	e->result = result;
 	e->error = error;
 	if (result == JOURNAL_SUCCEEDED)

@@ -896,6 +896,14 @@ struct list_ctx {
 	void *userdata;
 };
 
+/* Every row of statement id (one without parameters) through row_cb. */
+static int do_list_all(struct conn *c, enum stmt_id id, int (*row_cb)(sqlite3_stmt *q, void *ud), struct list_ctx *l)
+{
+	_cleanup_stmt_ sqlite3_stmt *q = NULL;
+	int r = stmt_get(c, id, &q);
+	return r < 0 ? r : list_rows(c, q, row_cb, l);
+}
+
 static int vm_row_cb(sqlite3_stmt *q, void *ud)
 {
 	struct list_ctx *l = ud;
@@ -907,17 +915,10 @@ static int vm_row_cb(sqlite3_stmt *q, void *ud)
 	return r;
 }
 
-static int do_vm_list(struct conn *c, struct list_ctx *l)
-{
-	_cleanup_stmt_ sqlite3_stmt *q = NULL;
-	int r = stmt_get(c, S_VM_LIST, &q);
-	return r < 0 ? r : list_rows(c, q, vm_row_cb, l);
-}
-
 static int store_sqlite_vm_list(void *impl, store_vm_cb cb, void *userdata)
 {
 	struct list_ctx l = { (void *)cb, userdata };
-	return WITH_READ_CONN(impl, c, do_vm_list(c, &l));
+	return WITH_READ_CONN(impl, c, do_list_all(c, S_VM_LIST, vm_row_cb, &l));
 }
 
 static int do_settings_get(struct conn *c, const char *vm, struct store_settings *s)
@@ -1044,17 +1045,10 @@ static int key_row_cb(sqlite3_stmt *q, void *ud)
 	return r;
 }
 
-static int do_key_list(struct conn *c, struct list_ctx *l)
-{
-	_cleanup_stmt_ sqlite3_stmt *q = NULL;
-	int r = stmt_get(c, S_KEY_LIST, &q);
-	return r < 0 ? r : list_rows(c, q, key_row_cb, l);
-}
-
 static int store_sqlite_key_list(void *impl, store_key_cb cb, void *userdata)
 {
 	struct list_ctx l = { (void *)cb, userdata };
-	return WITH_READ_CONN(impl, c, do_key_list(c, &l));
+	return WITH_READ_CONN(impl, c, do_list_all(c, S_KEY_LIST, key_row_cb, &l));
 }
 
 static int do_secret_insert(struct conn *c, const void *a, const void *b, void *out)

@@ -319,8 +319,10 @@ static void conns_stop(struct server *srv)
 	srv->conns = NULL;
 }
 
-/* www_authenticate: the challenge for a 401 (RFC 6750 3), or NULL. */
-static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *body, const char *www_authenticate)
+/* header, value: one more response header (a 401's WWW-Authenticate challenge, RFC 6750 3; a
+ * 429's Retry-After, RFC 6585 4), or NULL. */
+static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json_t *body, const char *header,
+				 const char *value)
 {
 	struct MHD_Response *resp;
 	enum MHD_Result ret;
@@ -338,8 +340,8 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json
 	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-	if (www_authenticate)
-		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, www_authenticate);
+	if (header)
+		MHD_add_response_header(resp, header, value);
 	ret = MHD_queue_response(c, status, resp);
 	MHD_destroy_response(resp);
 	return ret;
@@ -356,8 +358,8 @@ static enum MHD_Result send_error(struct MHD_Connection *c, int error, const cha
 	body = json_pack("{s:{s:i,s:s}}", "error", "code", (int)status, "message", message);
 	if (!body)
 		return MHD_NO;
-	ret = send_json(c, status, body,
-			status == MHD_HTTP_UNAUTHORIZED ? "Bearer realm=\"vmcryptd\"" : NULL);
+	ret = send_json(c, status, body, status == MHD_HTTP_UNAUTHORIZED ? MHD_HTTP_HEADER_WWW_AUTHENTICATE : NULL,
+			"Bearer realm=\"vmcryptd\"");
 	json_decref(body);
 	return ret;
 }
@@ -387,27 +389,16 @@ static void object_for(const struct api_request *api, const char *url, char *out
 /* 429 with Retry-After (RFC 6585 4): the lockout of a source after failed authentications. */
 static enum MHD_Result send_locked_out(struct MHD_Connection *c, unsigned retry_after, const char *message)
 {
-	struct MHD_Response *resp;
 	enum MHD_Result ret;
-	char seconds[16], *text;
+	char seconds[16];
 	json_t *body;
 
 	body = json_pack("{s:{s:i,s:s}}", "error", "code", MHD_HTTP_TOO_MANY_REQUESTS, "message", message);
-	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	json_decref(body);
-	if (!text)
+	if (!body)
 		return MHD_NO;
-	resp = MHD_create_response_from_buffer_with_free_callback(strlen(text), text, model_text_free);
-	if (!resp) {
-		model_text_free(text);
-		return MHD_NO;
-	}
 	snprintf(seconds, sizeof(seconds), "%u", retry_after);
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-	MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
-	ret = MHD_queue_response(c, MHD_HTTP_TOO_MANY_REQUESTS, resp);
-	MHD_destroy_response(resp);
+	ret = send_json(c, MHD_HTTP_TOO_MANY_REQUESTS, body, MHD_HTTP_HEADER_RETRY_AFTER, seconds);
+	json_decref(body);
 	return ret;
 }
 
@@ -469,7 +460,7 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *c, co
 	} else {
 		if (!rep.body)
 			rep.body = json_object();
-		ret = rep.body ? send_json(c, rep.status ? rep.status : MHD_HTTP_OK, rep.body, NULL) : MHD_NO;
+		ret = rep.body ? send_json(c, rep.status ? rep.status : MHD_HTTP_OK, rep.body, NULL, NULL) : MHD_NO;
 	}
 	json_decref(rep.body);
 	api_request_done(&api);
