@@ -11,6 +11,7 @@
 #include "basic/fileio.h"
 #include "basic/log.h"
 #include "basic/string-util.h"
+#include "shared/api.h"
 #include "shared/exit-status.h"
 #include "shared/json-util.h"
 #include "shared/secret.h"
@@ -184,6 +185,18 @@ int admin_call(struct admin *a, const char *method, const char *path, json_t *bo
 		return status == 409 ? EXIT_STATE : EXIT_REMOTE;
 	}
 	*ret = resp ? resp : json_object();
+	return 0;
+}
+
+int admin_name_arg(struct admin *a, int argc, char **argv, const char *group, const char *hint, const char **ret)
+{
+	while (admin_getopt(a, argc, argv, NULL) >= 0)
+		return EXIT_USAGE;
+	if (optind != argc - 1 || !api_name_valid(argv[optind])) {
+		log_error("Usage: vmcrypt-admin %s %s NAME%s", group, argv[0], hint);
+		return EXIT_USAGE;
+	}
+	*ret = argv[optind];
 	return 0;
 }
 

@@ -45,6 +45,11 @@ void admin_print_json(json_t *j);
 struct option;
 int admin_getopt(struct admin *a, int argc, char **argv, const struct option *extra);
 
+/* The one positional NAME (an api_name_valid() name) of "vmcrypt-admin GROUP VERB NAME", after
+ * the shared options. Returns 0, or EXIT_USAGE after "Usage: vmcrypt-admin GROUP VERB NAME" and
+ * hint. */
+int admin_name_arg(struct admin *a, int argc, char **argv, const char *group, const char *hint, const char **ret);
+
 /* String field or "", for text output: hidden characters (controls, bidi overrides, invalid
  * UTF-8) come back escaped, the field in j is replaced by the escaped text. */
 const char *admin_str(json_t *j, const char *key);

@@ -9,18 +9,6 @@
 #include "shared/api.h"
 #include "shared/exit-status.h"
 
-static int key_name_arg(struct admin *a, int argc, char **argv, const char **ret)
-{
-	while (admin_getopt(a, argc, argv, NULL) >= 0)
-		return EXIT_USAGE;
-	if (optind != argc - 1 || !api_name_valid(argv[optind])) {
-		log_error("Usage: vmcrypt-admin key %s NAME", argv[0]);
-		return EXIT_USAGE;
-	}
-	*ret = argv[optind];
-	return 0;
-}
-
 static void print_key(json_t *k, bool pem)
 {
 	printf("Name    : %s\n", admin_str(k, "name"));
@@ -124,7 +112,7 @@ static int key_one(struct admin *a, int argc, char **argv, const char *method, c
 	char path[160];
 	int r;
 
-	r = key_name_arg(a, argc, argv, &o.name);
+	r = admin_name_arg(a, argc, argv, "key", "", &o.name);
 	if (r)
 		return r;
 	snprintf(path, sizeof(path), "/v1/admin/keys/%s%s", o.name, suffix);

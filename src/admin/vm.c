@@ -12,16 +12,7 @@
 /* One positional NAME after the options. */
 static int one_name(struct admin *a, int argc, char **argv, const char **ret)
 {
-	int c;
-
-	while ((c = admin_getopt(a, argc, argv, NULL)) >= 0)
-		return EXIT_USAGE;
-	if (optind != argc - 1 || !api_name_valid(argv[optind])) {
-		log_error("Usage: vmcrypt-admin vm %s NAME (NAME: letters, digits, '.', '_', '-')", argv[0]);
-		return EXIT_USAGE;
-	}
-	*ret = argv[optind];
-	return 0;
+	return admin_name_arg(a, argc, argv, "vm", " (NAME: letters, digits, '.', '_', '-')", ret);
 }
 
 /* userdata: the VM's name. */
