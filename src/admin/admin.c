@@ -13,7 +13,7 @@
 #include "basic/string-util.h"
 #include "shared/api.h"
 #include "shared/exit-status.h"
-#include "shared/json-util.h"
+#include "shared/jansson-util.h"
 #include "shared/secret.h"
 
 #define DEFAULT_SERVER "https://127.0.0.1:8443"
@@ -115,7 +115,7 @@ char *admin_age(long long seconds, char *buf, size_t len)
 
 void admin_print_json(json_t *j)
 {
-	(void)json_util_write(stdout, j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	(void)jansson_util_write(stdout, j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 }
 
 static int connect_client(struct admin *a)
@@ -203,7 +203,7 @@ int admin_name_arg(struct admin *a, int argc, char **argv, const char *group, co
 int admin_call_print(struct admin *a, const char *method, const char *path, json_t *body, admin_print_fn print,
 		     const void *userdata)
 {
-	_cleanup_(json_util_decrefp) json_t *resp = NULL;
+	_cleanup_(jansson_util_decrefp) json_t *resp = NULL;
 	int r;
 
 	r = admin_call(a, method, path, body, &resp);

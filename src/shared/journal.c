@@ -11,7 +11,7 @@
 #include "basic/fileio.h"
 #include "basic/macro.h"
 #include "basic/string-util.h"
-#include "json-util.h"
+#include "jansson-util.h"
 #include "journal.h"
 #include "paths.h"
 
@@ -81,7 +81,7 @@ static int entry_from_json(json_t *o, struct journal_entry *e)
 
 int journal_parse(const char *text, struct journal_entry **ret, size_t *ret_n)
 {
-	_cleanup_(json_util_decrefp) json_t *j = NULL;
+	_cleanup_(jansson_util_decrefp) json_t *j = NULL;
 	_cleanup_free_ struct journal_entry *entries = NULL;
 	json_t *list, *o;
 	size_t i, n;
@@ -141,7 +141,7 @@ const struct journal_entry *journal_find_last(const struct journal_entry *entrie
 static int journal_save(const struct journal_entry *entries, size_t n)
 {
 	char path[PATH_MAX];
-	_cleanup_(json_util_decrefp) json_t *j = NULL;
+	_cleanup_(jansson_util_decrefp) json_t *j = NULL;
 	_cleanup_free_ char *text = NULL;
 	json_t *list;
 	int r;

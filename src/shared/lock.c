@@ -15,7 +15,7 @@
 #include "basic/fileio.h"
 #include "basic/macro.h"
 #include "basic/string-util.h"
-#include "json-util.h"
+#include "jansson-util.h"
 #include "lock.h"
 #include "paths.h"
 
@@ -49,7 +49,7 @@ static bool pid_alive(pid_t pid)
 static int record_read(const char *path, struct lock_holder *ret)
 {
 	_cleanup_free_ char *text = NULL;
-	_cleanup_(json_util_decrefp) json_t *j = NULL;
+	_cleanup_(jansson_util_decrefp) json_t *j = NULL;
 	struct lock_holder h = { .percent = -1 };
 	json_int_t pid = 0, started = 0;
 	const char *command = NULL, *target = NULL;
@@ -76,7 +76,7 @@ static int record_read(const char *path, struct lock_holder *ret)
 
 static int record_write(const char *path, const struct lock_holder *h)
 {
-	_cleanup_(json_util_decrefp) json_t *j = NULL;
+	_cleanup_(jansson_util_decrefp) json_t *j = NULL;
 	_cleanup_free_ char *text = NULL;
 
 	j = json_pack("{s:i, s:s, s:s, s:I, s:f}", "pid", (int)h->pid, "command", h->command,

@@ -7,7 +7,7 @@
 
 #include "basic/log.h"
 #include "shared/exit-status.h"
-#include "shared/json-util.h"
+#include "shared/jansson-util.h"
 #include "shared/preflight.h"
 #include "vmcrypt.h"
 
@@ -87,7 +87,7 @@ int verb_check(int argc, char **argv)
 	if (json) {
 		json_t *j = preflight_report_to_json(&rep);
 
-		r = json_util_write(stdout, j, JSON_INDENT(2));
+		r = jansson_util_write(stdout, j, JSON_INDENT(2));
 		json_decref(j);
 		if (r == -ENOMEM) {
 			preflight_report_done(&rep);

@@ -16,7 +16,7 @@
 #include "vmcrypt.h"
 #include "shared/convert.h"
 #include "shared/exit-status.h"
-#include "shared/json-util.h"
+#include "shared/jansson-util.h"
 #include "shared/journal.h"
 #include "shared/lock.h"
 #include "shared/secret.h"
@@ -94,10 +94,10 @@ static bool json_mode;
 static void convert_cli_log_sink(enum log_level level, const char *message, void *userdata)
 {
 	static const char *const names[] = { "error", "warning", "info", "debug" };
-	_cleanup_(json_util_decrefp) json_t *o =
+	_cleanup_(jansson_util_decrefp) json_t *o =
 		json_pack("{s:s, s:s, s:s}", "event", "log", "level", names[level], "message", message);
 
-	(void)json_util_write(stdout, o, JSON_COMPACT);
+	(void)jansson_util_write(stdout, o, JSON_COMPACT);
 }
 
 static void usage(enum convert_verb verb, FILE *f)
@@ -195,7 +195,7 @@ static void print_result(struct run *run, int r, int status, const struct conver
 			json_object_set_new(o, "message", json_string(res->message));
 			json_object_set_new(o, "remedy", json_string(res->remedy));
 		}
-		(void)json_util_write(stdout, o, JSON_COMPACT);
+		(void)jansson_util_write(stdout, o, JSON_COMPACT);
 		json_decref(o);
 		return;
 	}

@@ -6,7 +6,7 @@
 
 #include "basic/string-util.h"
 #include "progress.h"
-#include "shared/json-util.h"
+#include "shared/jansson-util.h"
 
 static double now_s(const struct progress *p)
 {
@@ -51,7 +51,7 @@ static void print_json(struct progress *p, uint64_t done, uint64_t total)
 			      p->rate / 1048576.0, "eta_seconds", p->eta < 0 ? 0.0 : p->eta,
 			      "elapsed_seconds", now_s(p));
 
-	(void)json_util_write(stdout, o, JSON_COMPACT);
+	(void)jansson_util_write(stdout, o, JSON_COMPACT);
 	json_decref(o);
 }
 

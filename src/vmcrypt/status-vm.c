@@ -7,7 +7,7 @@
 #include "basic/log.h"
 #include "basic/string-util.h"
 #include "shared/exit-status.h"
-#include "shared/json-util.h"
+#include "shared/jansson-util.h"
 #include "shared/vmstatus.h"
 #include "vmcrypt.h"
 
@@ -89,7 +89,7 @@ int status_vm(bool json)
 	if (json) {
 		json_t *j = vmstatus_to_json(&s);
 
-		r = json_util_write(stdout, j, JSON_INDENT(2));
+		r = jansson_util_write(stdout, j, JSON_INDENT(2));
 		json_decref(j);
 		vmstatus_done(&s);
 		if (r == -ENOMEM) {

@@ -9,7 +9,7 @@
 #include "basic/log.h"
 #include "basic/string-util.h"
 #include "shared/exit-status.h"
-#include "shared/json-util.h"
+#include "shared/jansson-util.h"
 #include "shared/lock.h"
 #include "shared/luks.h"
 #include "vmcrypt.h"
@@ -123,7 +123,7 @@ int verb_status(int argc, char **argv)
 			json_object_set_new(o, "fs_type", json_string(vi.fs_type));
 		if (vi.started)
 			json_object_set_new(o, "started", json_integer(vi.started));
-		(void)json_util_write(stdout, o, JSON_COMPACT);
+		(void)jansson_util_write(stdout, o, JSON_COMPACT);
 		json_decref(o);
 		return EXIT_OK;
 	}

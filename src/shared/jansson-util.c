@@ -1,9 +1,9 @@
 /* jansson helpers: writing JSON text to a stream. */
 #include <errno.h>
 
-#include "json-util.h"
+#include "jansson-util.h"
 
-int json_util_write(FILE *f, json_t *j, size_t flags)
+int jansson_util_write(FILE *f, json_t *j, size_t flags)
 {
 	json_malloc_t m;
 	json_free_t fr;
