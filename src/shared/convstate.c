@@ -151,7 +151,7 @@ int convstate_find(const struct device_info *d, struct convstate *ret)
 	struct convstate by_path = {};
 	bool have_by_path = false;
 	struct dirent *de;
-	DIR *dp;
+	_cleanup_(closedirp) DIR *dp = NULL;
 
 	device_identity(d, id, sizeof(id));
 	snprintf(dir, sizeof(dir), "%s/volumes", path_state_dir());
@@ -166,7 +166,6 @@ int convstate_find(const struct device_info *d, struct convstate *ret)
 		if (s.device_size != d->size)
 			continue;
 		if (streq(s.identity, id)) {
-			closedir(dp);
 			*ret = s;
 			return 0;
 		}
@@ -177,7 +176,6 @@ int convstate_find(const struct device_info *d, struct convstate *ret)
 			have_by_path = true;
 		}
 	}
-	closedir(dp);
 	if (!have_by_path)
 		return -ENOENT;
 	*ret = by_path;
@@ -188,7 +186,7 @@ int convstate_remove(const char *uuid)
 {
 	char dir[PATH_MAX];
 	struct dirent *de;
-	DIR *dp;
+	_cleanup_(closedirp) DIR *dp = NULL;
 	int r;
 
 	if ((r = convstate_path(uuid, NULL, dir, sizeof(dir))) < 0)
@@ -201,13 +199,10 @@ int convstate_remove(const char *uuid)
 	while ((de = readdir(dp))) {
 		if (streq(de->d_name, ".") || streq(de->d_name, ".."))
 			continue;
-		if (unlinkat(dirfd(dp), de->d_name, 0) < 0 && errno != ENOENT) {
-			r = negative_errno();
-			closedir(dp);
-			return r;
-		}
+		if (unlinkat(dirfd(dp), de->d_name, 0) < 0 && errno != ENOENT)
+			return negative_errno();
 	}
-	closedir(dp);
+	closedir(TAKE_PTR(dp));
 	if (rmdir(dir) < 0 && errno != ENOENT)
 		return negative_errno();
 	return fsync_parent_dir(dir);
