@@ -23,7 +23,7 @@ struct response {
 	bool too_big;
 };
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static pthread_once_t http_client_once = PTHREAD_ONCE_INIT;
 static void http_client_init_once(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -60,7 +60,7 @@ int http_client_new(const char *base_url, const char *ca_file, const char *token
 
 	if (!startswith(base_url, "https://"))
 		return -EINVAL;
-	pthread_once(&curl_once, http_client_init_once);
+	pthread_once(&http_client_once, http_client_init_once);
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
