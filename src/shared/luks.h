@@ -1,5 +1,5 @@
-/* In-place conversion of a volume to and from LUKS2, and its inspection, all through
- * libcryptsetup. No LUKS2 structure is written by hand. */
+/* LUKS2 headers through libcryptsetup: loading and describing one, reading its segments, and the
+ * words for a volume's state and operation. No LUKS2 structure is written by hand. */
 #pragma once
 
 #include <errno.h>
@@ -50,12 +50,6 @@ struct volume_info {
 	char fs_type[32];           /* filesystem found before encryption ("ext4", "xfs", "") */
 	uint64_t fs_size;           /* the filesystem's size before it was shrunk, bytes */
 };
-
-/* Inspects target. header is a detached header file, or NULL: then the header on the target
- * is used, or the one vmcrypt parked in its state directory for this target during a decrypt.
- * Returns 0 (even for a plain target), or -ENOENT, -ENOTBLK (target or header not a block device
- * or regular file), or another -errno. */
-int luks_inspect(const char *target, const char *header, struct volume_info *ret);
 
 struct crypt_device;
 

@@ -10,6 +10,7 @@
 
 #include "basic/macro.h"
 #include "basic/string-util.h"
+#include "luks-inspect.h"
 #include "vmstatus.h"
 
 /* Journal rates older than this are not shown: the operation is not publishing any more. */

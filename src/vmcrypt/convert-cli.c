@@ -13,6 +13,7 @@
 #include "basic/macro.h"
 #include "convert-cli.h"
 #include "progress.h"
+#include "shared/luks-inspect.h"
 #include "vmcrypt.h"
 #include "shared/convert.h"
 #include "shared/exit-status.h"

@@ -11,6 +11,7 @@
 #include "shared/exit-status.h"
 #include "shared/jansson-util.h"
 #include "shared/lock.h"
+#include "shared/luks-inspect.h"
 #include "shared/luks.h"
 #include "vmcrypt.h"
 
