@@ -101,21 +101,14 @@ static int get_u64(json_t *o, const char *key, uint64_t *ret)
 	return 0;
 }
 
-int convstate_load(const char *uuid, struct convstate *ret)
+int convstate_parse(const char *text, const char *uuid, struct convstate *ret)
 {
-	char file[PATH_MAX], op[16], phase[24];
-	_cleanup_free_ char *text = NULL;
+	char op[16] = "", phase[24] = "";
 	struct convstate s = {};
-	uint64_t v;
+	uint64_t v = 0;
 	json_t *o;
 	int r;
 
-	r = convstate_path(uuid, "state.json", file, sizeof(file));
-	if (r < 0)
-		return r;
-	r = read_full_file(file, STATE_FILE_MAX, &text, NULL);
-	if (r < 0)
-		return r;
 	o = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
 	if (!o)
 		return -EINVAL;
@@ -143,6 +136,21 @@ int convstate_load(const char *uuid, struct convstate *ret)
 		return r;
 	*ret = s;
 	return 0;
+}
+
+int convstate_load(const char *uuid, struct convstate *ret)
+{
+	char file[PATH_MAX];
+	_cleanup_free_ char *text = NULL;
+	int r;
+
+	r = convstate_path(uuid, "state.json", file, sizeof(file));
+	if (r < 0)
+		return r;
+	r = read_full_file(file, STATE_FILE_MAX, &text, NULL);
+	if (r < 0)
+		return r;
+	return convstate_parse(text, uuid, ret);
 }
 
 int convstate_find(const struct device_info *d, struct convstate *ret)

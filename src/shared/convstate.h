@@ -53,6 +53,10 @@ int convstate_path(const char *uuid, const char *name, char *buf, size_t len);
 /* Creates the directory (0700) and writes state.json atomically. Returns 0 or -errno. */
 int convstate_save(const struct convstate *s);
 
+/* Parses state.json's text (NUL-terminated) of the entry uuid; the parser convstate_load()
+ * uses, separate for the fuzz harness. Returns 0 or -EINVAL when it is not a valid entry of uuid. */
+int convstate_parse(const char *text, const char *uuid, struct convstate *ret);
+
 /* Returns 0, -ENOENT when there is no entry, -EINVAL when it is unreadable, or -errno. */
 int convstate_load(const char *uuid, struct convstate *ret);
 
