@@ -309,10 +309,14 @@ static int make_final_header(struct ctx *c, struct crypt_device *cd, const char 
 	r = crypt_volume_key_get(cd, CRYPT_ANY_SLOT, vk, &vk_size, c->req->key, c->req->key_size);
 	if (r < 0)
 		return r == -ENOENT ? -EPERM : r;
+	/* A token lost here would be the vmcrypt token, which carries the filesystem size
+	 * decrypt needs: fail instead, the live header is untouched and the step is redone. */
 	for (int t = 0; t < 32; t++) {
 		const char *json;
-		if (crypt_token_json_get(cd, t, &json) >= 0)
-			tokens[t] = strdup(json);
+		if (crypt_token_json_get(cd, t, &json) >= 0 && !(tokens[t] = strdup(json))) {
+			r = -ENOMEM;
+			goto out;
+		}
 	}
 
 	(void)unlink(header_file);
