@@ -219,6 +219,9 @@ static int errno_from_sqlite(int rc)
 		return 0;
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
+	/* A WAL reader that found every read-mark lock taken for its ~10 s of retries: contention,
+	 * not damage (sqlite.org/rescode.html#protocol). */
+	case SQLITE_PROTOCOL:
 		return -EBUSY;
 	case SQLITE_CONSTRAINT:
 		return -EEXIST;

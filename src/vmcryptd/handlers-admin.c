@@ -167,8 +167,10 @@ int handle_admin_vm_show(struct request *rq, struct reply *rep)
 	int r;
 
 	r = store_vm_get(rq->srv->store, rq->api->vm, &vm);
-	if (r < 0)
+	if (r == -ENOENT)
 		return http_reply_error(rep, r, "no VM named '%s'; see `vmcrypt-admin vm list`", rq->api->vm);
+	if (r < 0)
+		return http_reply_error(rep, r, "store unavailable");
 	r = load_settings(rq->srv->store, vm.name, &st);
 	if (r >= 0) {
 		rep->body = model_vm(&vm);
@@ -541,8 +543,10 @@ int handle_admin_encryption_show(struct request *rq, struct reply *rep)
 	int r;
 
 	r = store_vm_get(srv->store, rq->api->vm, &vm);
-	if (r < 0)
+	if (r == -ENOENT)
 		return http_reply_error(rep, r, "no VM named '%s'; see `vmcrypt-admin vm list`", rq->api->vm);
+	if (r < 0)
+		return http_reply_error(rep, r, "store unavailable");
 	r = load_settings(srv->store, vm.name, &st);
 	if (r < 0)
 		goto out;

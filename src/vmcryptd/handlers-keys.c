@@ -273,8 +273,10 @@ int handle_admin_key_rotate(struct request *rq, struct reply *rep)
 	int r;
 
 	r = store_key_get(rq->srv->store, rq->api->key, 0, &latest);
-	if (r < 0)
+	if (r == -ENOENT)
 		return http_reply_error(rep, r, "no key named '%s'; see `vmcrypt-admin key list`", rq->api->key);
+	if (r < 0)
+		return http_reply_error(rep, r, "store unavailable");
 	store_key_done(&latest);
 	if (!latest.enabled)
 		return http_reply_error(rep, -EKEYEXPIRED, "key '%s' is disabled; create a new key instead", rq->api->key);
@@ -356,8 +358,10 @@ int handle_admin_key_show(struct request *rq, struct reply *rep)
 	int r;
 
 	r = store_key_get(rq->srv->store, rq->api->key, 0, &k);
-	if (r < 0)
+	if (r == -ENOENT)
 		return http_reply_error(rep, r, "no key named '%s'; see `vmcrypt-admin key list`", rq->api->key);
+	if (r < 0)
+		return http_reply_error(rep, r, "store unavailable");
 	rep->body = model_key(&k);
 	store_key_done(&k);
 	return rep->body ? 0 : -ENOMEM;

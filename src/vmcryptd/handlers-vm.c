@@ -90,8 +90,10 @@ int handle_vm_goal(struct request *rq, struct reply *rep)
 	int r;
 
 	r = store_settings_get(rq->srv->store, rq->who->vm.name, &st);
-	if (r < 0)
+	if (r == -ENOENT)
 		return http_reply_error(rep, r, "no settings for VM '%s'", rq->who->vm.name);
+	if (r < 0)
+		return http_reply_error(rep, r, "store unavailable");
 	rep->body = json_pack("{s:s,s:I,s:s,s:o}", "name", rq->who->vm.name, "sequence", (json_int_t)st.sequence,
 			      "extension", rq->who->vm.extension_removed ? "removed" : "installed", "settings",
 			      model_settings(&st, rq->who->vm.extension_removed));
