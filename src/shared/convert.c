@@ -286,7 +286,7 @@ static int make_final_header(struct ctx *c, struct crypt_device *cd, const char 
 {
 	_cleanup_(convert_crypt_freep) struct crypt_device *nd = NULL;
 	_cleanup_secret_ char *vk = NULL;
-	char *tokens[32] = {};
+	char *tokens[LUKS_TOKENS_MAX] = {};
 	size_t vk_size = 64;
 	struct crypt_params_luks2 luks2 = {
 		.data_device = c->dev.path,
@@ -311,7 +311,7 @@ static int make_final_header(struct ctx *c, struct crypt_device *cd, const char 
 		return r == -ENOENT ? -EPERM : r;
 	/* A token lost here would be the vmcrypt token, which carries the filesystem size
 	 * decrypt needs: fail instead, the live header is untouched and the step is redone. */
-	for (int t = 0; t < 32; t++) {
+	for (int t = 0; t < LUKS_TOKENS_MAX; t++) {
 		const char *json;
 		if (crypt_token_json_get(cd, t, &json) >= 0 && !(tokens[t] = strdup(json))) {
 			r = -ENOMEM;
@@ -340,7 +340,7 @@ static int make_final_header(struct ctx *c, struct crypt_device *cd, const char 
 		r = keyslot;
 		goto out;
 	}
-	for (int t = 0; t < 32; t++)
+	for (int t = 0; t < LUKS_TOKENS_MAX; t++)
 		if (tokens[t] && (r = crypt_token_json_set(nd, t, tokens[t])) < 0)
 			goto out;
 	crypt_free(TAKE_PTR(nd));
@@ -348,7 +348,7 @@ static int make_final_header(struct ctx *c, struct crypt_device *cd, const char 
 	if (r >= 0)
 		r = fsync_parent_dir(header_file);
 out:
-	for (int t = 0; t < 32; t++)
+	for (int t = 0; t < LUKS_TOKENS_MAX; t++)
 		free(tokens[t]);
 	return r;
 }
@@ -571,12 +571,14 @@ key_or_io:
 static int plan_room(struct ctx *c, uint64_t *ret_new_fs_size)
 {
 	const struct device_info *d = &c->dev;
-	const char *remedy_both =
-		"Use --header FILE to keep the LUKS2 header in a separate file (a detached header), "
-		"or grow the device by 32 MiB (the space at its end then holds the header).";
+	const unsigned long long reduce_mib = CONVERT_REDUCE / MIB(1);
 	uint64_t limit = d->size - CONVERT_REDUCE;
-	char msg[1024];
+	char msg[1024], remedy_both[256];
 	int r;
+
+	snprintf(remedy_both, sizeof(remedy_both),
+		 "Use --header FILE to keep the LUKS2 header in a separate file (a detached header), "
+		 "or grow the device by %llu MiB (the space at its end then holds the header).", reduce_mib);
 
 	*ret_new_fs_size = 0;
 	if (is_extfs(d->fs_type)) {
@@ -616,7 +618,7 @@ static int plan_room(struct ctx *c, uint64_t *ret_new_fs_size)
 				    "%s: no room to shrink the %s filesystem by %s for the LUKS2 header: "
 				    "moving the data at its end needs up to %s free and %llu free inodes, "
 				    "it has %s and %llu",
-				    d->path, d->fs_type, format_bytes(msg, 32, d->size - limit),
+				    d->path, d->fs_type, format_bytes(msg, sizeof(msg), d->size - limit),
 				    format_bytes(need, sizeof(need), (room.blocks_to_move + room.margin_blocks) * l.block_size),
 				    (unsigned long long)room.inodes_to_move,
 				    format_bytes(have, sizeof(have), room.kept_free_blocks * l.block_size),
@@ -637,7 +639,7 @@ static int plan_room(struct ctx *c, uint64_t *ret_new_fs_size)
 		if (r == 0)
 			return fail(c, -ENOSPC, remedy_both,
 				    "%s: there is no filesystem on it, so vmcrypt cannot shrink anything to make "
-				    "room for the LUKS2 header, and its last 32 MiB hold data", d->path);
+				    "room for the LUKS2 header, and its last %llu MiB hold data", d->path, reduce_mib);
 		return 0;
 	}
 
@@ -662,13 +664,17 @@ static int plan_room(struct ctx *c, uint64_t *ret_new_fs_size)
 				return 0;
 		}
 	}
-	if (streq(d->fs_type, "btrfs"))
-		return fail(c, -EOPNOTSUPP,
-			    "Shrink it while mounted ('btrfs filesystem resize -32M MOUNTPOINT'), unmount it and "
-			    "retry; or use --header FILE to keep the LUKS2 header in a separate file (a detached "
-			    "header); or grow the device by 32 MiB.",
+	if (streq(d->fs_type, "btrfs")) {
+		char remedy[320];
+
+		snprintf(remedy, sizeof(remedy),
+			 "Shrink it while mounted ('btrfs filesystem resize -%lluM MOUNTPOINT'), unmount it and "
+			 "retry; or use --header FILE to keep the LUKS2 header in a separate file (a detached "
+			 "header); or grow the device by %llu MiB.", reduce_mib, reduce_mib);
+		return fail(c, -EOPNOTSUPP, remedy,
 			    "%s: btrfs can only shrink while mounted, so vmcrypt cannot make room for the LUKS2 "
 			    "header at its end", d->path);
+	}
 	return fail(c, -EOPNOTSUPP, remedy_both,
 		    "%s: %s cannot shrink to make room for the LUKS2 header on the device", d->path, d->fs_type);
 }
@@ -1032,11 +1038,16 @@ int convert_encrypt(const struct convert_request *req, struct convert_result *re
 			    "%s: the header file %s already exists", c.dev.path, req->header);
 
 	data_size = req->header ? c.dev.size : (c.dev.size > CONVERT_REDUCE ? c.dev.size - CONVERT_REDUCE : 0);
-	if (data_size < CONVERT_MIN_DATA)
+	if (data_size < CONVERT_MIN_DATA) {
+		char on_device[128];
+
+		snprintf(on_device, sizeof(on_device), " with its %llu MiB header on the device (at least %llu MiB needed)",
+			 (unsigned long long)(CONVERT_DATA_SHIFT / MIB(1)),
+			 (unsigned long long)((CONVERT_REDUCE + CONVERT_MIN_DATA) / MIB(1)));
 		return fail(&c, -ENOSPC, req->header ? "Use a larger device." : "Use --header FILE, or a larger device.",
 			    "%s: too small (%llu bytes) for a LUKS2 volume%s", c.dev.path,
-			    (unsigned long long)c.dev.size,
-			    req->header ? "" : " with its 16 MiB header on the device (at least 33 MiB needed)");
+			    (unsigned long long)c.dev.size, req->header ? "" : on_device);
+	}
 
 	c.st = (struct convstate){
 		.op = VOLUME_OP_ENCRYPT,

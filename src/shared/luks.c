@@ -152,7 +152,7 @@ static double segments_progress(struct crypt_device *cd, bool encrypting, uint64
 
 static void read_vmcrypt_token(struct crypt_device *cd, struct volume_info *ret)
 {
-	for (int t = 0; t < 32; t++) {
+	for (int t = 0; t < LUKS_TOKENS_MAX; t++) {
 		const char *json = NULL;
 		json_t *o;
 

@@ -29,6 +29,9 @@ enum volume_op {
 };
 
 #define LUKS_TOKEN_TYPE "vmcrypt"
+/* LUKS2 token slots: ids 0-31 (the LUKS2 on-disk format; libcryptsetup does not export its own
+ * LUKS2_TOKENS_MAX). */
+#define LUKS_TOKENS_MAX 32
 
 struct volume_info {
 	enum volume_state state;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "basic/macro.h"
+#include "convert.h"
 #include "preflight.h"
 #include "volumes.h"
 
@@ -63,7 +64,7 @@ void pf_check_vault(struct preflight_context *c, struct preflight_builder *b);
 void pf_check_agent_version(struct preflight_context *c, struct preflight_builder *b);
 
 /* Tunables the checks and docs/check.md share. */
-#define PF_HEADER_SIZE MIB(32)            /* LUKS2 header + reencryption shift vmcrypt reserves */
+#define PF_HEADER_SIZE CONVERT_REDUCE     /* LUKS2 header + reencryption shift vmcrypt reserves */
 #define PF_MIN_DEVICE_SIZE MIB(64)
 #define PF_STATE_FREE_MIN MIB(64)         /* detached headers in flight + journal */
 #define PF_MEM_AVAILABLE_MIN MIB(256)
