@@ -25,7 +25,9 @@ static int line_u64(const char *text, const char *key, uint64_t *ret)
 			return -EINVAL;
 		memcpy(num, v, n);
 		num[n] = 0;
-		return parse_u64(num, ret);
+		/* parse_u64() says -ERANGE for a number past UINT64_MAX; the parsers promise -EINVAL
+		 * for output they cannot read (found by fuzz/fuzz-fssize.c). */
+		return parse_u64(num, ret) < 0 ? -EINVAL : 0;
 	}
 	return -EINVAL;
 }
@@ -44,6 +46,19 @@ int fs_size_parse_xfs_db(const char *text, uint64_t *ret)
 int fs_size_parse_btrfs_super(const char *text, uint64_t *ret)
 {
 	return line_u64(text, "dev_item.total_bytes", ret);
+}
+
+int fs_size_parse_dumpe2fs(const char *text, uint64_t *ret)
+{
+	uint64_t count, bs;
+
+	/* A block count and size that overflow together are not a filesystem: the product was
+	 * taken unchecked before. */
+	if (line_u64(text, "Block count:", &count) < 0 || line_u64(text, "Block size:", &bs) < 0 || bs == 0 ||
+	    count > UINT64_MAX / bs)
+		return -EINVAL;
+	*ret = count * bs;
+	return 0;
 }
 
 int fs_size_bytes(const char *dev, const char *type, uint64_t *ret)
@@ -70,15 +85,10 @@ int fs_size_bytes(const char *dev, const char *type, uint64_t *ret)
 		return fs_size_parse_btrfs_super(out, ret);
 	}
 	if (startswith(type, "ext")) {
-		uint64_t count, bs;
-
 		r = process_run((char *[]){ "dumpe2fs", "-h", (char *)dev, NULL }, out, sizeof(out));
 		if (r != 0)
 			return r < 0 ? r : -EIO;
-		if (line_u64(out, "Block count:", &count) < 0 || line_u64(out, "Block size:", &bs) < 0)
-			return -EINVAL;
-		*ret = count * bs;
-		return 0;
+		return fs_size_parse_dumpe2fs(out, ret);
 	}
 	return -EOPNOTSUPP;
 }

@@ -8,7 +8,9 @@
  * the tool's output cannot be read, or -errno. */
 int fs_size_bytes(const char *dev, const char *type, uint64_t *ret);
 
-/* The parsers, separate for tests: "dblocks = N" and "blocksize = N" lines (xfs_db), a
- * "dev_item.total_bytes<spaces>N" line (btrfs). Return 0 or -EINVAL. */
+/* The parsers, separate for tests and fuzz/fuzz-fssize.c: "dblocks = N" and "blocksize = N"
+ * lines (xfs_db), a "dev_item.total_bytes<spaces>N" line (btrfs), "Block count:" and
+ * "Block size:" lines (dumpe2fs -h). Return 0 or -EINVAL. */
 int fs_size_parse_xfs_db(const char *text, uint64_t *ret);
 int fs_size_parse_btrfs_super(const char *text, uint64_t *ret);
+int fs_size_parse_dumpe2fs(const char *text, uint64_t *ret);

@@ -1,4 +1,4 @@
-/* Unit tests for the parsers of xfs_db and btrfs dump-super output (src/shared/fssize.c). */
+/* Unit tests for the parsers of xfs_db, btrfs dump-super and dumpe2fs -h output (src/shared/fssize.c). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,6 +31,26 @@ static void test_btrfs(void **state)
 	assert_int_equal(v, 385875968);
 	assert_int_equal(fs_size_parse_btrfs_super("dev_item.bytes_used\t1\n", &v), -EINVAL);
 	assert_int_equal(fs_size_parse_btrfs_super("", &v), -EINVAL);
+	/* Past UINT64_MAX: -EINVAL as documented, not parse_u64()'s -ERANGE. */
+	assert_int_equal(fs_size_parse_btrfs_super("dev_item.total_bytes\t123456789012345678901234567890\n", &v),
+			 -EINVAL);
+}
+
+/* dumpe2fs -h: a count and size whose product overflows was multiplied unchecked. */
+static void test_dumpe2fs(void **state)
+{
+	uint64_t v;
+
+	assert_int_equal(fs_size_parse_dumpe2fs("Block count:              262144\n"
+						"Block size:               4096\n", &v), 0);
+	assert_int_equal(v, UINT64_C(262144) * 4096);
+	assert_int_equal(fs_size_parse_dumpe2fs("Block count:              262144\n", &v), -EINVAL);
+	assert_int_equal(fs_size_parse_dumpe2fs("Block count:              18446744073709551615\n"
+						"Block size:               4096\n", &v), -EINVAL);
+	assert_int_equal(fs_size_parse_dumpe2fs("Block count:              4503599627370497\n"
+						"Block size:               4096\n", &v), -EINVAL);
+	assert_int_equal(fs_size_parse_dumpe2fs("Block count:              1\nBlock size:               0\n", &v),
+			 -EINVAL);
 }
 
 int main(void)
@@ -38,6 +58,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_xfs),
 		cmocka_unit_test(test_btrfs),
+		cmocka_unit_test(test_dumpe2fs),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
