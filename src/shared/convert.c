@@ -100,7 +100,7 @@ static int stopped(struct ctx *c)
  * a crash. Harmless in production: nobody sets it. */
 static void test_kill_point(const char *name)
 {
-	const char *at = getenv("VMCRYPT_TEST_KILL_AT");
+	const char *at = secure_getenv("VMCRYPT_TEST_KILL_AT");
 
 	if (at && streq(at, name))
 		raise(SIGKILL);
@@ -182,7 +182,7 @@ static int set_token(struct ctx *c, struct crypt_device *cd)
 static int reencrypt_progress(uint64_t size, uint64_t offset, void *usrptr)
 {
 	struct ctx *c = usrptr;
-	const char *at = getenv("VMCRYPT_TEST_KILL_AT");
+	const char *at = secure_getenv("VMCRYPT_TEST_KILL_AT");
 	uint64_t pct;
 
 	/* Crash tests: "convert-N" kills the process once N% of the data has moved. */

@@ -3,9 +3,11 @@
 
 #include "paths.h"
 
+/* secure_getenv(): a vmcrypt run with raised privileges (setuid, file capabilities) must not let
+ * the caller's environment move its state, lock or the root it inspects. */
 static const char *env_or(const char *name, const char *def)
 {
-	const char *v = getenv(name);
+	const char *v = secure_getenv(name);
 	return v && *v ? v : def;
 }
 

@@ -1,4 +1,5 @@
-/* Where vmcrypt keeps its state. Tests point these elsewhere through the environment. */
+/* Where vmcrypt keeps its state. Tests point these elsewhere through the environment; a process
+ * in secure-execution mode (setuid, file capabilities: AT_SECURE) ignores the overrides. */
 #pragma once
 
 /* Persistent state: detached headers in flight, the operation journal. Default /var/lib/vmcrypt,
