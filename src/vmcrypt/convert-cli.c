@@ -89,8 +89,6 @@ struct run {
 	double last_lock_update;
 };
 
-static bool json_mode;
-
 /* In --json mode messages become JSON lines on stdout, so one stream carries everything. */
 static void convert_cli_log_sink(enum log_level level, const char *message, void *userdata)
 {
@@ -285,7 +283,6 @@ int verb_convert(int argc, char **argv)
 		goto bad_usage;
 	}
 	run.target = argv[optind];
-	json_mode = run.json;
 	if (run.json)
 		log_set_sink(convert_cli_log_sink, NULL);
 	progress_init(&run.progress, run.json, convert_verb_to_string(verb), run.target);
