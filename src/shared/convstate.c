@@ -120,7 +120,7 @@ int convstate_parse(const char *text, const char *uuid, struct convstate *ret)
 	    copy_str(o, "fs_type", s.fs_type, sizeof(s.fs_type)) < 0 ||
 	    copy_str(o, "header", s.header, sizeof(s.header)) < 0 ||
 	    get_u64(o, "device_size", &s.device_size) < 0 || get_u64(o, "fs_size", &s.fs_size) < 0 ||
-	    get_u64(o, "data_shift", &s.data_shift) < 0 || get_u64(o, "sector_size", &v) < 0 ||
+	    get_u64(o, "data_shift", &s.data_shift) < 0 || get_u64(o, "sector_size", &v) < 0 || v > UINT32_MAX ||
 	    phase_from_string(phase, &s.phase) < 0 || !streq(s.uuid, uuid))
 		r = -EINVAL;
 	s.sector_size = (uint32_t)v;

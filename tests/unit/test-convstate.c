@@ -1,0 +1,61 @@
+/* Unit tests for the conversion state file's parser (convstate_parse() in src/shared/convstate.c). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <cmocka.h>
+
+#include "shared/convstate.h"
+
+#define UUID "0b7c3a52-6f1e-4a8e-9d2c-5e4f3a2b1c0d"
+
+static const char *entry(const char *sector_size)
+{
+	static char buf[1024];
+
+	snprintf(buf, sizeof(buf),
+		 "{\"version\": 1, \"uuid\": \"" UUID "\", \"operation\": \"encrypt\", \"phase\": \"converting\", "
+		 "\"target\": \"/dev/loop0\", \"identity\": \"7:0:12\", \"device_size\": 1073741824, "
+		 "\"fs_type\": \"ext4\", \"fs_size\": 1040187392, \"data_shift\": 33554432, \"sector_size\": %s, "
+		 "\"detached\": false, \"header\": \"\", \"started\": 1764633600}",
+		 sector_size);
+	return buf;
+}
+
+static void test_parse(void **state)
+{
+	struct convstate s;
+
+	assert_int_equal(convstate_parse(entry("4096"), UUID, &s), 0);
+	assert_string_equal(s.uuid, UUID);
+	assert_int_equal(s.op, VOLUME_OP_ENCRYPT);
+	assert_int_equal(s.phase, PHASE_CONVERTING);
+	assert_string_equal(s.target, "/dev/loop0");
+	assert_int_equal(s.sector_size, 4096);
+	assert_int_equal(s.data_shift, 33554432);
+	assert_int_equal(s.started, 1764633600);
+	/* Another entry's file, or not an entry at all. */
+	assert_int_equal(convstate_parse(entry("4096"), "1b7c3a52-6f1e-4a8e-9d2c-5e4f3a2b1c0d", &s), -EINVAL);
+	assert_int_equal(convstate_parse("[]", UUID, &s), -EINVAL);
+	assert_int_equal(convstate_parse(entry("\"4096\""), UUID, &s), -EINVAL);
+}
+
+/* A sector size past 32 bits was cut to its low bits: 2^32 + 4096 loaded as 4096. */
+static void test_sector_size_range(void **state)
+{
+	struct convstate s;
+
+	assert_int_equal(convstate_parse(entry("4294971392"), UUID, &s), -EINVAL);
+	assert_int_equal(convstate_parse(entry("4294967295"), UUID, &s), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_parse),
+		cmocka_unit_test(test_sector_size_range),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
