@@ -183,7 +183,7 @@ static bool dd_writes_device(const struct preflight_context *c, const char *pid,
 	snprintf(path, sizeof(path), "/proc/%s/cmdline", pid);
 	if (snprintf(full, sizeof(full), "%s%s", c->root, path) >= (int)sizeof(full))
 		return false;
-	if (read_full_file(full, 65536, &args, &size) < 0)
+	if (read_full_file(full, PF_SMALL_FILE_MAX, &args, &size) < 0)
 		return false;
 	for (size_t off = 0; off < size; off += strlen(args + off) + 1) {
 		const char *dev = startswith(args + off, "of=/dev/");
