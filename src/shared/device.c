@@ -207,8 +207,16 @@ static int loop_backing_read(const char *name, struct loop_backing *ret)
 		return 0; /* the loop/ attributes exist only while a file is attached */
 	snprintf(path, sizeof(path), "/dev/%s", name);
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-	if (fd < 0)
-		return negative_errno();
+	if (fd < 0) {
+		int r = negative_errno();
+		char attached[PATH_MAX];
+
+		/* Another program's loop device going away as we look: nothing to prove then. */
+		snprintf(attached, sizeof(attached), "/sys/block/%s/loop", name);
+		if (r == -ENXIO || r == -ENODEV || access(attached, F_OK) < 0)
+			return 0;
+		return r;
+	}
 	if (fstat(fd, &st) < 0)
 		return negative_errno();
 	if (!S_ISBLK(st.st_mode))
