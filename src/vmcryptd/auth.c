@@ -46,7 +46,7 @@ static int deny(struct server *srv, const struct client_addr *src, const struct 
 	/* A refusal changes nothing: recorded like a read, so a flood of bad tokens cannot force a
 	 * disk flush per request. */
 	(void)audit_read_event(srv, who, def->action, object, result);
-	return http_reply_error(rep, error, "%s", why);
+	return reply_error(rep, error, "%s", why);
 }
 
 int auth_locked_out(struct server *srv, const struct client_addr *src, struct reply *rep)
@@ -56,7 +56,7 @@ int auth_locked_out(struct server *srv, const struct client_addr *src, struct re
 	if (wait == 0)
 		return 0;
 	rep->retry_after = wait;
-	return http_reply_error(rep, -EUSERS, "too many failed authentications from %s; retry in %u s",
+	return reply_error(rep, -EUSERS, "too many failed authentications from %s; retry in %u s",
 				src->text[0] ? src->text : "this address", wait);
 }
 
@@ -111,7 +111,7 @@ int auth_check(struct server *srv, const struct client_addr *src, const char *au
 		return deny(srv, src, def, object, ret, "anonymous", rep, -EKEYREJECTED, NULL,
 			    "invalid credential");
 	if (r < 0)
-		return http_reply_error(rep, r, "store unavailable");
+		return reply_error(rep, r, "store unavailable");
 
 	if (kind == TOKEN_ENROLL) {
 		/* A used or revoked enrollment token must fail exactly like a wrong one. */

@@ -84,8 +84,8 @@ static int run_admin_txn(struct request *rq, struct reply *rep, store_txn_fn fn,
 
 	if (r < 0) {
 		if (t->message[0])
-			return http_reply_error(rep, r, "%s", t->message);
-		return http_reply_error(rep, r, "the change could not be stored");
+			return reply_error(rep, r, "%s", t->message);
+		return reply_error(rep, r, "the change could not be stored");
 	}
 	return 0;
 }
@@ -128,7 +128,7 @@ int handle_admin_vm_register(struct request *rq, struct reply *rep)
 	if (r >= 0)
 		r = token_generate(TOKEN_ENROLL, vm.id, &token, vm.enroll_hash);
 	if (r < 0)
-		return http_reply_error(rep, r, "could not generate an enrollment token");
+		return reply_error(rep, r, "could not generate an enrollment token");
 	vm.state = STORE_VM_REGISTERED;
 	vm.created = now();
 	r = run_admin_txn(rq, rep, register_txn, &t);
@@ -154,7 +154,7 @@ int handle_admin_vm_list(struct request *rq, struct reply *rep)
 	r = store_vm_list(rq->srv->store, list_vm_cb, a);
 	if (r < 0) {
 		json_decref(a);
-		return http_reply_error(rep, r, "store unavailable");
+		return reply_error(rep, r, "store unavailable");
 	}
 	rep->body = json_pack("{s:o}", "vms", a);
 	return rep->body ? 0 : -ENOMEM;
@@ -168,9 +168,9 @@ int handle_admin_vm_show(struct request *rq, struct reply *rep)
 
 	r = store_vm_get(rq->srv->store, rq->api->vm, &vm);
 	if (r == -ENOENT)
-		return http_reply_error(rep, r, "no VM named '%s'; see `vmcrypt-admin vm list`", rq->api->vm);
+		return reply_error(rep, r, "no VM named '%s'; see `vmcrypt-admin vm list`", rq->api->vm);
 	if (r < 0)
-		return http_reply_error(rep, r, "store unavailable");
+		return reply_error(rep, r, "store unavailable");
 	r = load_settings(rq->srv->store, vm.name, &st);
 	if (r >= 0) {
 		rep->body = model_vm(&vm);
@@ -179,7 +179,7 @@ int handle_admin_vm_show(struct request *rq, struct reply *rep)
 	}
 	store_vm_done(&vm);
 	if (r < 0)
-		return http_reply_error(rep, r, "store unavailable");
+		return reply_error(rep, r, "store unavailable");
 	return rep->body ? 0 : -ENOMEM;
 }
 
@@ -371,9 +371,9 @@ int handle_admin_encryption_enable(struct request *rq, struct reply *rep)
 
 		r = vault_alg_from_string(alg_text, &alg, &why);
 		if (r < 0)
-			return http_reply_error(rep, -EINVAL, "--kek-algorithm %.32s: %s", alg_text, why);
+			return reply_error(rep, -EINVAL, "--kek-algorithm %.32s: %s", alg_text, why);
 		if (!t.kek)
-			return http_reply_error(rep, -EINVAL, "--kek-algorithm needs --kek KEY");
+			return reply_error(rep, -EINVAL, "--kek-algorithm needs --kek KEY");
 		t.alg = vault_alg_to_string(alg);
 	}
 	if (t.kek) {
@@ -383,22 +383,22 @@ int handle_admin_encryption_enable(struct request *rq, struct reply *rep)
 
 		r = store_key_get(rq->srv->store, t.kek, 0, &key);
 		if (r == -ENOENT)
-			return http_reply_error(rep, -ENOENT, "no key named '%s'; create it: vmcrypt-admin key create %s", t.kek,
+			return reply_error(rep, -ENOENT, "no key named '%s'; create it: vmcrypt-admin key create %s", t.kek,
 					   t.kek);
 		if (r < 0)
-			return http_reply_error(rep, r, "store unavailable");
+			return reply_error(rep, r, "store unavailable");
 		r = vault_kty_from_string(key.kty, &kty);
 		store_key_done(&key);
 		if (r < 0)
-			return http_reply_error(rep, -EIO, "key '%s' has an unknown type", t.kek);
+			return reply_error(rep, -EIO, "key '%s' has an unknown type", t.kek);
 		if (!key.enabled)
-			return http_reply_error(rep, -EKEYEXPIRED, "key '%s' is disabled; create a new one: vmcrypt-admin key create NAME",
+			return reply_error(rep, -EKEYEXPIRED, "key '%s' is disabled; create a new one: vmcrypt-admin key create NAME",
 					   t.kek);
 		if (!t.alg)
 			t.alg = kty == VAULT_KTY_RSA ? "RSA-OAEP-256" : "A256KW";
 		(void)vault_alg_from_string(t.alg, &alg, NULL);
 		if (!vault_alg_fits(alg, kty))
-			return http_reply_error(rep, -EINVAL, "algorithm %s does not fit the %s key '%s'; use %s", t.alg, key.kty,
+			return reply_error(rep, -EINVAL, "algorithm %s does not fit the %s key '%s'; use %s", t.alg, key.kty,
 					   t.kek, kty == VAULT_KTY_RSA ? "RSA-OAEP-256 or RSA-OAEP" : "A256KW");
 	}
 
@@ -544,9 +544,9 @@ int handle_admin_encryption_show(struct request *rq, struct reply *rep)
 
 	r = store_vm_get(srv->store, rq->api->vm, &vm);
 	if (r == -ENOENT)
-		return http_reply_error(rep, r, "no VM named '%s'; see `vmcrypt-admin vm list`", rq->api->vm);
+		return reply_error(rep, r, "no VM named '%s'; see `vmcrypt-admin vm list`", rq->api->vm);
 	if (r < 0)
-		return http_reply_error(rep, r, "store unavailable");
+		return reply_error(rep, r, "store unavailable");
 	r = load_settings(srv->store, vm.name, &st);
 	if (r < 0)
 		goto out;
@@ -604,6 +604,6 @@ out:
 	json_decref(secrets);
 	store_vm_done(&vm);
 	if (r < 0)
-		return http_reply_error(rep, r, "store unavailable");
+		return reply_error(rep, r, "store unavailable");
 	return 0;
 }

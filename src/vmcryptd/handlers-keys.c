@@ -79,11 +79,11 @@ static int key_make(struct request *rq, struct reply *rep, const char *name, enu
 
 	r = vault_key_generate(kty, size, &material, &msize, &pem);
 	if (r < 0)
-		return http_reply_error(rep, r, "could not generate the key");
+		return reply_error(rep, r, "could not generate the key");
 	snprintf(context, sizeof(context), "key:%s:%u", name, version);
 	r = vault_seal(rq->srv->vault, context, material, msize, &sealed, &ssize);
 	if (r < 0)
-		return http_reply_error(rep, r, "could not seal the key");
+		return reply_error(rep, r, "could not seal the key");
 	snprintf(key.name, sizeof(key.name), "%s", name);
 	key.version = version;
 	snprintf(key.kty, sizeof(key.kty), "%s", vault_kty_to_string(kty));
@@ -95,7 +95,7 @@ static int key_make(struct request *rq, struct reply *rep, const char *name, enu
 	key.public_pem = pem;
 	r = store_transaction(rq->srv->store, key_insert_txn, &t);
 	if (r < 0)
-		return http_reply_error(rep, r, "%s", t.message[0] ? t.message : "the key could not be stored");
+		return reply_error(rep, r, "%s", t.message[0] ? t.message : "the key could not be stored");
 	log_info("Key '%s' version %u (%s %u) created.", name, version, key.kty, size);
 	rep->status = MHD_HTTP_CREATED;
 	rep->body = model_key(&key);
@@ -111,9 +111,9 @@ int handle_admin_key_create(struct request *rq, struct reply *rep)
 
 	snprintf(rq->object, sizeof(rq->object), "key/%s", name);
 	if (kty_text && vault_kty_from_string(kty_text, &kty) < 0)
-		return http_reply_error(rep, -EINVAL, "--kty must be RSA or AES");
+		return reply_error(rep, -EINVAL, "--kty must be RSA or AES");
 	if (vault_key_size_check(kty, &size) < 0)
-		return http_reply_error(rep, -EINVAL, "--size must be %s",
+		return reply_error(rep, -EINVAL, "--size must be %s",
 				   kty == VAULT_KTY_RSA ? "2048, 3072 or 4096 for RSA" : "256 for AES");
 	return key_make(rq, rep, name, kty, size, 1, "key.create");
 }
@@ -274,14 +274,14 @@ int handle_admin_key_rotate(struct request *rq, struct reply *rep)
 
 	r = store_key_get(rq->srv->store, rq->api->key, 0, &latest);
 	if (r == -ENOENT)
-		return http_reply_error(rep, r, "no key named '%s'; see `vmcrypt-admin key list`", rq->api->key);
+		return reply_error(rep, r, "no key named '%s'; see `vmcrypt-admin key list`", rq->api->key);
 	if (r < 0)
-		return http_reply_error(rep, r, "store unavailable");
+		return reply_error(rep, r, "store unavailable");
 	store_key_done(&latest);
 	if (!latest.enabled)
-		return http_reply_error(rep, -EKEYEXPIRED, "key '%s' is disabled; create a new key instead", rq->api->key);
+		return reply_error(rep, -EKEYEXPIRED, "key '%s' is disabled; create a new key instead", rq->api->key);
 	if (vault_kty_from_string(latest.kty, &kty) < 0)
-		return http_reply_error(rep, -EIO, "key '%s' has an unknown type", rq->api->key);
+		return reply_error(rep, -EIO, "key '%s' has an unknown type", rq->api->key);
 	r = key_make(rq, rep, latest.name, kty, latest.size, latest.version + 1, "key.rotate");
 	if (r < 0)
 		return r;
@@ -310,9 +310,9 @@ static int key_set_enabled(struct request *rq, struct reply *rep, bool enabled)
 	int r = store_transaction(rq->srv->store, key_set_enabled_txn, &t);
 
 	if (r == -ENOENT)
-		return http_reply_error(rep, r, "no key named '%s'; see `vmcrypt-admin key list`", rq->api->key);
+		return reply_error(rep, r, "no key named '%s'; see `vmcrypt-admin key list`", rq->api->key);
 	if (r < 0)
-		return http_reply_error(rep, r, "the change could not be stored");
+		return reply_error(rep, r, "the change could not be stored");
 	log_info("Key '%s' %s.", rq->api->key, enabled ? "enabled" : "disabled");
 	rep->body = json_pack("{s:s,s:b}", "name", rq->api->key, "enabled", enabled);
 	return rep->body ? 0 : -ENOMEM;
@@ -346,7 +346,7 @@ int handle_admin_key_list(struct request *rq, struct reply *rep)
 	r = store_key_list(rq->srv->store, list_key_cb, a);
 	if (r < 0) {
 		json_decref(a);
-		return http_reply_error(rep, r, "store unavailable");
+		return reply_error(rep, r, "store unavailable");
 	}
 	rep->body = json_pack("{s:o}", "keys", a);
 	return rep->body ? 0 : -ENOMEM;
@@ -359,9 +359,9 @@ int handle_admin_key_show(struct request *rq, struct reply *rep)
 
 	r = store_key_get(rq->srv->store, rq->api->key, 0, &k);
 	if (r == -ENOENT)
-		return http_reply_error(rep, r, "no key named '%s'; see `vmcrypt-admin key list`", rq->api->key);
+		return reply_error(rep, r, "no key named '%s'; see `vmcrypt-admin key list`", rq->api->key);
 	if (r < 0)
-		return http_reply_error(rep, r, "store unavailable");
+		return reply_error(rep, r, "store unavailable");
 	rep->body = model_key(&k);
 	store_key_done(&k);
 	return rep->body ? 0 : -ENOMEM;

@@ -35,14 +35,14 @@ int handle_admin_secret_list(struct request *rq, struct reply *rep)
 	int r;
 
 	if (vm && !api_name_valid(vm))
-		return http_reply_error(rep, -EINVAL, "?vm= must be a VM name");
+		return reply_error(rep, -EINVAL, "?vm= must be a VM name");
 	a = json_array();
 	if (!a)
 		return -ENOMEM;
 	r = store_secret_list(rq->srv->store, vm, list_secret_cb, a);
 	if (r < 0) {
 		json_decref(a);
-		return http_reply_error(rep, r, "store unavailable");
+		return reply_error(rep, r, "store unavailable");
 	}
 	rep->body = json_pack("{s:o}", "secrets", a);
 	return rep->body ? 0 : -ENOMEM;
@@ -60,12 +60,12 @@ int handle_admin_secret_show(struct request *rq, struct reply *rep)
 	int r;
 
 	if (version_text && (parse_u64(version_text, &version) < 0 || version > UINT32_MAX))
-		return http_reply_error(rep, -EINVAL, "?version= must be a number");
+		return reply_error(rep, -EINVAL, "?version= must be a number");
 	r = store_secret_get(srv->store, rq->api->vm, rq->api->volume, (uint32_t)version, &sec);
 	if (r == -ENOENT)
-		return http_reply_error(rep, r, "no secret %s/%s; see `vmcrypt-admin secret list`", rq->api->vm, rq->api->volume);
+		return reply_error(rep, r, "no secret %s/%s; see `vmcrypt-admin secret list`", rq->api->vm, rq->api->volume);
 	if (r < 0)
-		return http_reply_error(rep, r, "store unavailable");
+		return reply_error(rep, r, "store unavailable");
 	if (!reveal) {
 		rep->body = model_secret(&sec);
 		store_secret_done(&sec);
@@ -81,7 +81,7 @@ int handle_admin_secret_show(struct request *rq, struct reply *rep)
 	if (r >= 0)
 		r = handler_secret_reply(&sec, value, size, rep);
 	else
-		http_reply_error(rep, r, "could not record the reveal");
+		reply_error(rep, r, "could not record the reveal");
 	store_secret_done(&sec);
 	return r;
 }
@@ -101,11 +101,11 @@ int handle_admin_audit(struct request *rq, struct reply *rep)
 	int r;
 
 	if (vm && !api_name_valid(vm))
-		return http_reply_error(rep, -EINVAL, "?vm= must be a VM name");
+		return reply_error(rep, -EINVAL, "?vm= must be a VM name");
 	if (since_text && api_parse_time(since_text, now(), &since) < 0)
-		return http_reply_error(rep, -EINVAL, "?since= must be a time like 2026-11-29T10:00:00Z or an age like 30m, 2h, 1d");
+		return reply_error(rep, -EINVAL, "?since= must be a time like 2026-11-29T10:00:00Z or an age like 30m, 2h, 1d");
 	if (result_text && (result = api_audit_result_from_string(result_text)) < 0)
-		return http_reply_error(rep, -EINVAL, "?result= must be ok, denied (any result but ok) or any");
+		return reply_error(rep, -EINVAL, "?result= must be ok, denied (any result but ok) or any");
 	if (vm)
 		snprintf(prefix, sizeof(prefix), "vm/%s", vm);
 	a = json_array();
@@ -114,7 +114,7 @@ int handle_admin_audit(struct request *rq, struct reply *rep)
 	r = store_audit_list(rq->srv->store, vm ? prefix : NULL, since, result, list_audit_cb, a);
 	if (r < 0) {
 		json_decref(a);
-		return http_reply_error(rep, r, "store unavailable");
+		return reply_error(rep, r, "store unavailable");
 	}
 	rep->body = json_pack("{s:o}", "events", a);
 	return rep->body ? 0 : -ENOMEM;

@@ -64,7 +64,7 @@ int handle_enroll(struct request *rq, struct reply *rep)
 
 	r = token_generate(TOKEN_VM, vm->id, &credential, cred_hash);
 	if (r < 0)
-		return http_reply_error(rep, r, "could not generate a credential");
+		return reply_error(rep, r, "could not generate a credential");
 	t = (struct enroll_txn){
 		.id = vm->id,
 		.enroll_hash = vm->enroll_hash,
@@ -76,9 +76,9 @@ int handle_enroll(struct request *rq, struct reply *rep)
 	};
 	r = store_transaction(rq->srv->store, enroll_txn_run, &t);
 	if (r == -EKEYREJECTED || r == -ENOENT)
-		return http_reply_error(rep, -EKEYREJECTED, "invalid or already used enrollment token");
+		return reply_error(rep, -EKEYREJECTED, "invalid or already used enrollment token");
 	if (r < 0)
-		return http_reply_error(rep, r, "could not record the enrollment");
+		return reply_error(rep, r, "could not record the enrollment");
 	log_info("VM '%s' enrolled from host '%s'.", vm->name, t.hostname);
 	rep->body = json_pack("{s:s,s:s,s:s}", "name", vm->name, "id", vm->id, "credential", credential);
 	return rep->body ? 0 : -ENOMEM;
@@ -91,9 +91,9 @@ int handle_vm_goal(struct request *rq, struct reply *rep)
 
 	r = store_settings_get(rq->srv->store, rq->who->vm.name, &st);
 	if (r == -ENOENT)
-		return http_reply_error(rep, r, "no settings for VM '%s'", rq->who->vm.name);
+		return reply_error(rep, r, "no settings for VM '%s'", rq->who->vm.name);
 	if (r < 0)
-		return http_reply_error(rep, r, "store unavailable");
+		return reply_error(rep, r, "store unavailable");
 	rep->body = json_pack("{s:s,s:I,s:s,s:o}", "name", rq->who->vm.name, "sequence", (json_int_t)st.sequence,
 			      "extension", rq->who->vm.extension_removed ? "removed" : "installed", "settings",
 			      model_settings(&st, rq->who->vm.extension_removed));
@@ -137,13 +137,13 @@ int handle_vm_secret_put(struct request *rq, struct reply *rep)
 
 	r = b64_decode_secret(b64, strlen(b64), &value, &size);
 	if (r < 0)
-		return http_reply_error(rep, -EINVAL, "body: field \"value\" must be non-empty base64 (RFC 4648, padded)");
+		return reply_error(rep, -EINVAL, "body: field \"value\" must be non-empty base64 (RFC 4648, padded)");
 	if (size > API_SECRET_MAX)
-		return http_reply_error(rep, -EINVAL, "body: the secret is larger than %d bytes", API_SECRET_MAX);
+		return reply_error(rep, -EINVAL, "body: the secret is larger than %d bytes", API_SECRET_MAX);
 
 	r = store_settings_get(srv->store, vmname, &st);
 	if (r < 0 && r != -ENOENT)
-		return http_reply_error(rep, r, "store unavailable");
+		return reply_error(rep, r, "store unavailable");
 
 	snprintf(t.secret.vm, sizeof(t.secret.vm), "%s", vmname);
 	snprintf(t.secret.volume, sizeof(t.secret.volume), "%s", volume);
@@ -157,27 +157,27 @@ int handle_vm_secret_put(struct request *rq, struct reply *rep)
 
 		r = vault_alg_from_string(st.kek_algorithm, &alg, NULL);
 		if (r < 0)
-			return http_reply_error(rep, -EIO, "settings of VM '%s' name an unknown algorithm", vmname);
+			return reply_error(rep, -EIO, "settings of VM '%s' name an unknown algorithm", vmname);
 		r = keycache_get(srv, st.kek, 0, &t.secret.kek_version, &key, &owned);
 		if (r == -EKEYEXPIRED || r == -ENOENT) {
 			(void)audit_event(srv, rq->who, "secret.write", rq->object, "denied: KEK disabled or missing");
-			return http_reply_error(rep, -EKEYEXPIRED,
+			return reply_error(rep, -EKEYEXPIRED,
 					   "the key-encryption key '%s' of VM '%s' is disabled or gone; choose another: "
 					   "vmcrypt-admin vm encryption enable --vm %s --volume-type %s --kek NEWKEY",
 					   st.kek, vmname, vmname, api_volume_type_to_string(st.enabled ? st.enabled : API_VOLUME_ALL));
 		}
 		if (r < 0)
-			return http_reply_error(rep, r, "could not load the key-encryption key");
+			return reply_error(rep, r, "could not load the key-encryption key");
 		r = vault_key_wrap(key, alg, value, size, &wrapped, &wsize);
 		if (r == -EMSGSIZE)
-			(void)http_reply_error(rep, -EMSGSIZE, "the secret is too long for the %s key '%s' with %s",
+			(void)reply_error(rep, -EMSGSIZE, "the secret is too long for the %s key '%s' with %s",
 					  vault_key_type(key) == VAULT_KTY_RSA ? "RSA" : "AES", st.kek, st.kek_algorithm);
 		if (owned)
 			vault_key_free(key);
 		if (r == -EMSGSIZE)
 			return r;
 		if (r < 0)
-			return http_reply_error(rep, r, "could not wrap the secret");
+			return reply_error(rep, r, "could not wrap the secret");
 		snprintf(t.secret.content_type, sizeof(t.secret.content_type), "Wrapped BEK");
 		snprintf(t.secret.kek, sizeof(t.secret.kek), "%s", st.kek);
 		snprintf(t.secret.kek_algorithm, sizeof(t.secret.kek_algorithm), "%s", st.kek_algorithm);
@@ -189,14 +189,14 @@ int handle_vm_secret_put(struct request *rq, struct reply *rep)
 	r = vault_seal(srv->vault, context, wrapped ? (void *)wrapped : (void *)value, wrapped ? wsize : size,
 		       &sealed, &ssize);
 	if (r < 0)
-		return http_reply_error(rep, r, "could not seal the secret");
+		return reply_error(rep, r, "could not seal the secret");
 	t.secret.sealed = sealed;
 	t.secret.sealed_size = ssize;
 	audit_fill(&t.event, rq->who, "secret.write", rq->object, "ok");
 
 	r = store_transaction(srv->store, secret_put_txn_run, &t);
 	if (r < 0)
-		return http_reply_error(rep, r, "could not store the secret");
+		return reply_error(rep, r, "could not store the secret");
 	t.secret.version = t.version;
 	t.secret.sealed = NULL;
 	rep->status = MHD_HTTP_CREATED;
@@ -216,7 +216,7 @@ int handler_secret_open(struct server *srv, const struct store_secret *sec, stru
 	if (r < 0) {
 		log_error_errno(r, "Secret %s/%s version %u does not open with the master key: %m", sec->vm, sec->volume,
 				sec->version);
-		return http_reply_error(rep, -EIO, "the stored secret is damaged; see the vmcryptd log");
+		return reply_error(rep, -EIO, "the stored secret is damaged; see the vmcryptd log");
 	}
 	if (sec->kek[0]) {
 		struct vault_key *key = NULL;
@@ -226,22 +226,22 @@ int handler_secret_open(struct server *srv, const struct store_secret *sec, stru
 
 		r = vault_alg_from_string(sec->kek_algorithm, &alg, NULL);
 		if (r < 0)
-			return http_reply_error(rep, -EIO, "the stored secret names an unknown algorithm");
+			return reply_error(rep, -EIO, "the stored secret names an unknown algorithm");
 		r = keycache_get(srv, sec->kek, sec->kek_version, &version, &key, &owned);
 		if (r == -EKEYEXPIRED || r == -ENOENT)
-			return http_reply_error(rep, -EKEYEXPIRED,
+			return reply_error(rep, -EKEYEXPIRED,
 					   "the secret is wrapped with key '%s' version %u, which is disabled or gone; "
 					   "re-enable it or store the secret again",
 					   sec->kek, sec->kek_version);
 		if (r < 0)
-			return http_reply_error(rep, r, "could not load the key-encryption key");
+			return reply_error(rep, r, "could not load the key-encryption key");
 		r = vault_key_unwrap(key, alg, inner, isize, ret, ret_size);
 		if (owned)
 			vault_key_free(key);
 		if (r < 0) {
 			log_error_errno(r, "Secret %s/%s version %u does not unwrap with key %s version %u: %m", sec->vm,
 					sec->volume, sec->version, sec->kek, sec->kek_version);
-			return http_reply_error(rep, -EIO, "the stored secret does not unwrap; see the vmcryptd log");
+			return reply_error(rep, -EIO, "the stored secret does not unwrap; see the vmcryptd log");
 		}
 		return 0;
 	}
@@ -274,10 +274,10 @@ int handle_vm_secret_get(struct request *rq, struct reply *rep)
 	r = store_secret_get(srv->store, rq->who->vm.name, rq->api->volume, 0, &sec);
 	if (r == -ENOENT) {
 		(void)audit_read_event(srv, rq->who, "secret.read", rq->object, "not found");
-		return http_reply_error(rep, r, "VM '%s' has no secret for volume '%s'", rq->who->vm.name, rq->api->volume);
+		return reply_error(rep, r, "VM '%s' has no secret for volume '%s'", rq->who->vm.name, rq->api->volume);
 	}
 	if (r < 0)
-		return http_reply_error(rep, r, "store unavailable");
+		return reply_error(rep, r, "store unavailable");
 	r = handler_secret_open(srv, &sec, rep, &value, &size);
 	if (r < 0) {
 		(void)audit_read_event(srv, rq->who, "secret.read", rq->object, "failed");
@@ -288,7 +288,7 @@ int handle_vm_secret_get(struct request *rq, struct reply *rep)
 	r = audit_read_event(srv, rq->who, "secret.read", rq->object, "ok");
 	if (r < 0) {
 		store_secret_done(&sec);
-		return http_reply_error(rep, r, "could not record the read");
+		return reply_error(rep, r, "could not record the read");
 	}
 	r = handler_secret_reply(&sec, value, size, rep);
 	store_secret_done(&sec);
@@ -346,9 +346,9 @@ int handle_vm_status(struct request *rq, struct reply *rep)
 	r = store_transaction(rq->srv->store, status_txn_run, &t);
 	model_text_free(t.report);
 	if (r == -EKEYREVOKED || r == -ENOENT)
-		return http_reply_error(rep, -EKEYREVOKED, "the credential of VM '%s' is revoked", rq->who->vm.name);
+		return reply_error(rep, -EKEYREVOKED, "the credential of VM '%s' is revoked", rq->who->vm.name);
 	if (r < 0)
-		return http_reply_error(rep, r, "could not record the report");
+		return reply_error(rep, r, "could not record the report");
 	rep->body = json_pack("{s:b,s:I}", "accepted", 1, "sequence", (json_int_t)t.sequence);
 	return rep->body ? 0 : -ENOMEM;
 }

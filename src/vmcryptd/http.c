@@ -43,56 +43,6 @@ static const handler_fn handlers[_API_ROUTE_MAX] = {
 	[API_ADMIN_AUDIT] = handle_admin_audit,
 };
 
-/* The one place where errno values become HTTP statuses. */
-unsigned http_status_from_errno(int error)
-{
-	switch (-error) {
-	case 0:
-		return MHD_HTTP_OK;
-	case EINVAL:
-	case EPROTONOSUPPORT:
-	case EMSGSIZE:
-	case EBADMSG:
-		return MHD_HTTP_BAD_REQUEST;
-	case ENOKEY:
-	case EKEYREJECTED:
-		return MHD_HTTP_UNAUTHORIZED;
-	case EACCES:
-	case EPERM:
-	case EKEYREVOKED:
-		return MHD_HTTP_FORBIDDEN;
-	case ENOENT:
-		return MHD_HTTP_NOT_FOUND;
-	case ENOTSUP:
-		return MHD_HTTP_METHOD_NOT_ALLOWED;
-	case EEXIST:
-	case EALREADY:
-	case ENOTEMPTY:
-	case EKEYEXPIRED:
-		return MHD_HTTP_CONFLICT;
-	case EFBIG:
-		return MHD_HTTP_CONTENT_TOO_LARGE;
-	case EUSERS: /* a source locked out after failed authentications */
-		return MHD_HTTP_TOO_MANY_REQUESTS;
-	case EBUSY:
-	case EAGAIN:
-	case ETIMEDOUT:
-		return MHD_HTTP_SERVICE_UNAVAILABLE;
-	default:
-		return MHD_HTTP_INTERNAL_SERVER_ERROR;
-	}
-}
-
-int http_reply_error(struct reply *rep, int error, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(rep->message, sizeof(rep->message), fmt, ap);
-	va_end(ap);
-	return error;
-}
-
 /* Per-request state, made by on_target() when the request line arrives. The body may carry a
  * secret: it lives in secret memory. */
 struct conn_state {
@@ -349,7 +299,7 @@ static enum MHD_Result send_json(struct MHD_Connection *c, unsigned status, json
 
 static enum MHD_Result send_error(struct MHD_Connection *c, int error, const char *message)
 {
-	unsigned status = http_status_from_errno(error);
+	unsigned status = reply_status_from_errno(error);
 	json_t *body;
 	enum MHD_Result ret;
 
@@ -454,7 +404,7 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *c, co
 
 	r = handlers[api.def->route](&rq, &rep);
 	if (r < 0) {
-		if (http_status_from_errno(r) == MHD_HTTP_INTERNAL_SERVER_ERROR)
+		if (reply_status_from_errno(r) == MHD_HTTP_INTERNAL_SERVER_ERROR)
 			log_error_errno(r, "%s %s failed: %m", method, rq.object);
 		ret = send_error(c, r, rep.message);
 	} else {

@@ -79,7 +79,7 @@ struct request {
 
 typedef int (*handler_fn)(struct request *rq, struct reply *rep);
 
-/* Handlers return 0 or -errno, filling rep->message on failure (see http_status_from_errno). */
+/* Handlers return 0 or -errno, filling rep->message on failure (see reply_status_from_errno). */
 int handle_enroll(struct request *rq, struct reply *rep);
 int handle_vm_goal(struct request *rq, struct reply *rep);
 int handle_vm_secret_put(struct request *rq, struct reply *rep);
@@ -104,8 +104,10 @@ int handle_admin_secret_list(struct request *rq, struct reply *rep);
 int handle_admin_secret_show(struct request *rq, struct reply *rep);
 int handle_admin_audit(struct request *rq, struct reply *rep);
 
-/* Sets rep->message and returns error. */
-int http_reply_error(struct reply *rep, int error, const char *fmt, ...) _printf_(3, 4);
+/* reply.c: sets rep->message and returns error. */
+int reply_error(struct reply *rep, int error, const char *fmt, ...) _printf_(3, 4);
+/* reply.c: the one place where errno values become HTTP statuses. */
+unsigned reply_status_from_errno(int error);
 
 /* auth.c: whether src is locked out after failed authentications: 0, or -EUSERS (429) with
  * rep->retry_after and rep->message set. Asked first, so a locked-out source costs a table
@@ -157,7 +159,6 @@ int housekeeping_start(struct server *srv);
 void housekeeping_stop(void);
 
 /* http.c */
-unsigned http_status_from_errno(int error);
 int http_start(struct server *srv, const char *listen, const char *cert_pem, const char *key_pem,
 	       uint16_t *ret_port);
 void http_stop(struct server *srv);
