@@ -5,7 +5,7 @@
 #
 # Layering (docs/hacking.md), checked by scripts/check-layers before anything compiles:
 #   src/basic            libc only
-#   src/shared           (secret, paths, exit-status) may use basic
+#   src/shared           (secret, paths, exit-status, ade, jansson-util) may use basic
 #   src/shared/volume    basic, shared
 #   src/shared/luks      basic, shared, volume
 #   src/shared/vm        basic, shared, volume, luks
@@ -45,7 +45,7 @@ else
 Q := @
 endif
 
-LIB_SRC := $(wildcard src/basic/*.c src/shared/*.c)
+LIB_SRC := $(wildcard src/basic/*.c src/shared/*.c src/shared/*/*.c)
 LIB_OBJ := $(patsubst src/%.c,$(BUILD)/obj/%.o,$(LIB_SRC))
 LIB := $(BUILD)/libvmcrypt.a
 

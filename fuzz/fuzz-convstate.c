@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "shared/convstate.h"
+#include "shared/luks/convstate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

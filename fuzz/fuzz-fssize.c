@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "shared/fssize.h"
+#include "shared/volume/fssize.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

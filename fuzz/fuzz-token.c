@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "shared/token.h"
+#include "shared/vault/token.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

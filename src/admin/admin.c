@@ -11,7 +11,7 @@
 #include "basic/fileio.h"
 #include "basic/log.h"
 #include "basic/string-util.h"
-#include "shared/api.h"
+#include "shared/api/api.h"
 #include "shared/exit-status.h"
 #include "shared/jansson-util.h"
 #include "shared/secret.h"

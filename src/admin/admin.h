@@ -4,7 +4,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
-#include "shared/http-client.h"
+#include "shared/api/http-client.h"
 
 struct admin {
 	const char *server;

@@ -6,7 +6,7 @@
 #include "admin.h"
 #include "basic/log.h"
 #include "basic/string-util.h"
-#include "shared/api.h"
+#include "shared/api/api.h"
 #include "shared/exit-status.h"
 
 static void print_key(json_t *k, bool pem)

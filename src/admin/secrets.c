@@ -7,7 +7,7 @@
 #include "admin.h"
 #include "basic/log.h"
 #include "basic/string-util.h"
-#include "shared/api.h"
+#include "shared/api/api.h"
 #include "shared/exit-status.h"
 
 static void print_list(json_t *resp, const void *userdata)

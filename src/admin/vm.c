@@ -6,7 +6,7 @@
 #include "admin.h"
 #include "basic/log.h"
 #include "basic/string-util.h"
-#include "shared/api.h"
+#include "shared/api/api.h"
 #include "shared/exit-status.h"
 
 /* One positional NAME after the options. */

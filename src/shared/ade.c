@@ -1,9 +1,9 @@
 /* The ADE vocabulary: one string table per enum, read both ways. */
 #include <strings.h>
 
-#include "ade.h"
 #include "basic/macro.h"
 #include "basic/string-util.h"
+#include "shared/ade.h"
 
 static const char *const ade_state_table[_ADE_STATE_MAX] = {
 	[ADE_STATE_UNKNOWN] = "Unknown",

@@ -1,7 +1,7 @@
 /* The one mapping from library errno values to documented exit codes. */
 #include <errno.h>
 
-#include "exit-status.h"
+#include "shared/exit-status.h"
 
 int exit_status_from_errno(int error)
 {

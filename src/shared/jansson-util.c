@@ -1,7 +1,7 @@
 /* jansson helpers: writing JSON text to a stream. */
 #include <errno.h>
 
-#include "jansson-util.h"
+#include "shared/jansson-util.h"
 
 int jansson_util_write(FILE *f, json_t *j, size_t flags)
 {

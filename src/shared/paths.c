@@ -1,7 +1,7 @@
 /* Where vmcrypt keeps its state. */
 #include <stdlib.h>
 
-#include "paths.h"
+#include "shared/paths.h"
 
 /* secure_getenv(): a vmcrypt run with raised privileges (setuid, file capabilities) must not let
  * the caller's environment move its state, lock or the root it inspects. */

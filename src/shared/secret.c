@@ -14,7 +14,7 @@
 
 #include "basic/fileio.h"
 #include "basic/log.h"
-#include "secret.h"
+#include "shared/secret.h"
 
 /* The header sits in front of the user's bytes; 16-byte aligned like malloc. */
 struct secret_header {

@@ -8,7 +8,7 @@
 #include "basic/log.h"
 #include "shared/exit-status.h"
 #include "shared/jansson-util.h"
-#include "shared/preflight.h"
+#include "shared/vm/preflight.h"
 #include "vmcrypt.h"
 
 static void help(FILE *f)

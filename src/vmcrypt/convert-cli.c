@@ -9,18 +9,18 @@
 #include <unistd.h>
 
 #include "basic/log.h"
-#include "basic/string-util.h"
 #include "basic/macro.h"
+#include "basic/string-util.h"
 #include "convert-cli.h"
 #include "progress.h"
-#include "shared/luks-inspect.h"
-#include "vmcrypt.h"
-#include "shared/convert.h"
 #include "shared/exit-status.h"
 #include "shared/jansson-util.h"
-#include "shared/journal.h"
-#include "shared/lock.h"
+#include "shared/luks/convert.h"
+#include "shared/luks/luks-inspect.h"
 #include "shared/secret.h"
+#include "shared/vm/journal.h"
+#include "shared/vm/lock.h"
+#include "vmcrypt.h"
 
 static const char *const convert_verb_table[_CONVERT_VERB_MAX] = {
 	[CONVERT_VERB_ENCRYPT] = "encrypt",

@@ -8,7 +8,7 @@
 #include "basic/string-util.h"
 #include "shared/exit-status.h"
 #include "shared/jansson-util.h"
-#include "shared/vmstatus.h"
+#include "shared/vm/vmstatus.h"
 #include "vmcrypt.h"
 
 enum { COL_DEVICE, COL_MOUNT, COL_FS, COL_STATE, COL_PERCENT, COL_RATE, COL_ETA, COL_HEADER, COLS };

@@ -10,9 +10,9 @@
 #include "basic/string-util.h"
 #include "shared/exit-status.h"
 #include "shared/jansson-util.h"
-#include "shared/lock.h"
-#include "shared/luks-inspect.h"
-#include "shared/luks.h"
+#include "shared/luks/luks-inspect.h"
+#include "shared/luks/luks.h"
+#include "shared/vm/lock.h"
 #include "vmcrypt.h"
 
 static void usage(FILE *f)

@@ -7,11 +7,11 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-#include "shared/api.h"
-#include "shared/store.h"
-#include "shared/token.h"
 #include "basic/macro.h"
-#include "shared/vault.h"
+#include "shared/api/api.h"
+#include "shared/vault/store.h"
+#include "shared/vault/token.h"
+#include "shared/vault/vault.h"
 
 /* A client's address: as text for audit events and logs, and as the key the throttle counts
  * failures under. */

@@ -107,7 +107,7 @@ for step in init converting convert-50; do
 done
 
 # --- killed after the last hotzone, then again while vmcrypt finishes what libcryptsetup 2.6.1
-# cannot (see moved_conversion_complete() in src/shared/convert.c) ----------------------------
+# cannot (see moved_conversion_complete() in src/shared/luks/convert.c) ----------------------------
 fresh
 VMCRYPT_TEST_KILL_AT=convert-99 "$VMCRYPT" encrypt --key-file "$KEY" "$img" >/dev/null 2>&1
 VMCRYPT_TEST_KILL_AT=finalizing "$VMCRYPT" resume --key-file "$KEY" "$img" >/dev/null 2>&1

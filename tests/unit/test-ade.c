@@ -8,9 +8,9 @@
 #include <cmocka.h>
 
 #include "shared/ade.h"
-#include "shared/api.h"
-#include "shared/luks.h"
-#include "shared/preflight.h"
+#include "shared/api/api.h"
+#include "shared/luks/luks.h"
+#include "shared/vm/preflight.h"
 
 static void test_ade_state(void **state)
 {

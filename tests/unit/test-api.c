@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "shared/api.h"
+#include "shared/api/api.h"
 
 static int parse(const char *method, const char *path, const char *body, struct api_request *req, char *err)
 {

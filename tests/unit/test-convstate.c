@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <cmocka.h>
 
-#include "shared/convstate.h"
+#include "shared/luks/convstate.h"
 
 #define UUID "0b7c3a52-6f1e-4a8e-9d2c-5e4f3a2b1c0d"
 

@@ -10,7 +10,7 @@
 #include <cmocka.h>
 
 #include "basic/fileio.h"
-#include "shared/extfs.h"
+#include "shared/volume/extfs.h"
 
 static char *load(const char *name)
 {

@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include "shared/fssize.h"
+#include "shared/volume/fssize.h"
 
 static void test_xfs(void **state)
 {

@@ -18,8 +18,8 @@
 #include <cmocka.h>
 
 #include "basic/fileio.h"
-#include "shared/journal.h"
-#include "shared/lock.h"
+#include "shared/vm/journal.h"
+#include "shared/vm/lock.h"
 
 static char dir[] = "/tmp/vmcrypt-lock.XXXXXX";
 

@@ -12,9 +12,9 @@
 #include <cmocka.h>
 
 #include "basic/string-util.h"
-#include "shared/lock.h"
-#include "shared/preflight.h"
-#include "shared/volumes.h"
+#include "shared/vm/lock.h"
+#include "shared/vm/preflight.h"
+#include "shared/volume/volumes.h"
 
 static char rundir[] = "/tmp/vmcrypt-preflight.XXXXXX";
 

@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "basic/string-util.h"
-#include "shared/proc-users.h"
+#include "shared/volume/proc-users.h"
 
 static const struct proc_user *find(const struct proc_user *u, size_t n, pid_t pid, const char *how,
 				    const char *path)

@@ -15,7 +15,7 @@
 #include <cmocka.h>
 
 #include "basic/macro.h"
-#include "shared/store.h"
+#include "shared/vault/store.h"
 
 struct fixture {
 	char dir[64];

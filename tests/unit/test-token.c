@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "shared/secret.h"
-#include "shared/token.h"
+#include "shared/vault/token.h"
 
 #define SECRET64 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define ID32 "00112233445566778899aabbccddeeff"

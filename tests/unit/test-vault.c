@@ -14,7 +14,7 @@
 
 #include "basic/fileio.h"
 #include "shared/secret.h"
-#include "shared/vault.h"
+#include "shared/vault/vault.h"
 
 static size_t unhex(const char *hex, uint8_t *out)
 {

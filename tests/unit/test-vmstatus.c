@@ -11,7 +11,7 @@
 
 #include "basic/macro.h"
 #include "basic/string-util.h"
-#include "shared/vmstatus.h"
+#include "shared/vm/vmstatus.h"
 
 #define NOW 1800000000
 

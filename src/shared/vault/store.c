@@ -1,0 +1,60 @@
+/* The store's backend-independent part: picking a backend and freeing what it returns. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "basic/string-util.h"
+#include "shared/vault/store.h"
+
+int store_open(const char *location, struct store **ret)
+{
+	const struct store_ops *ops = &store_sqlite_ops;
+	const char *where = location, *p;
+	struct store *s;
+	int r;
+
+	if ((p = startswith(location, "sqlite:")))
+		where = p;
+	else if (startswith(location, "postgresql:") || startswith(location, "postgres:"))
+		return -EPROTONOSUPPORT;
+
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->ops = ops;
+	r = ops->open(where, &s->impl);
+	if (r < 0) {
+		free(s);
+		return r;
+	}
+	*ret = s;
+	return 0;
+}
+
+void store_close(struct store *s)
+{
+	if (!s)
+		return;
+	s->ops->close(s->impl);
+	free(s);
+}
+
+void store_vm_done(struct store_vm *vm)
+{
+	free(vm->last_report);
+	vm->last_report = NULL;
+}
+
+void store_key_done(struct store_key *key)
+{
+	free(key->sealed);
+	free(key->public_pem);
+	key->sealed = NULL;
+	key->public_pem = NULL;
+}
+
+void store_secret_done(struct store_secret *secret)
+{
+	free(secret->sealed);
+	secret->sealed = NULL;
+}
