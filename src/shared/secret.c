@@ -85,7 +85,11 @@ int secret_grow(char **buf, size_t *cap, size_t used, size_t need)
 
 	if (*buf && need <= *cap)
 		return 0;
-	size = *cap > SIZE_MAX / 2 ? need : MAX(need, 2 * *cap);
+	/* No buffer yet: *cap is the size expected in all (a Content-Length), taken as it is. */
+	if (!*buf)
+		size = MAX(need, *cap);
+	else
+		size = *cap > SIZE_MAX / 2 ? need : MAX(need, 2 * *cap);
 	nb = secret_alloc(size);
 	if (!nb)
 		return -ENOMEM;

@@ -22,8 +22,9 @@ void secret_free(void *p);
 size_t secret_size(const void *p);
 
 /* Makes room for need bytes in *buf, a secret_alloc() buffer of *cap bytes of which the first used
- * are filled, or NULL. When *buf is NULL or smaller than need, a new buffer of MAX(need, 2 * *cap)
- * bytes takes over the used bytes and the old one is wiped and freed: secret memory is never
+ * are filled, or NULL. When *buf is NULL, it gets MAX(need, *cap) bytes (*cap: the size expected).
+ * When it is smaller than need, a new buffer of MAX(need, 2 * *cap) bytes takes over the used
+ * bytes and the old one is wiped and freed: secret memory is never
  * realloc()ed, and doubling keeps a body that arrives in many small pieces from being copied
  * over and over. Returns 0, or -ENOMEM with *buf and *cap as they were. */
 int secret_grow(char **buf, size_t *cap, size_t used, size_t need);

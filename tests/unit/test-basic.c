@@ -133,6 +133,16 @@ static void test_secret_grow(void **state)
 	assert_int_equal(secret_grow(&buf, &cap, 10, 100), 0);
 	assert_int_equal(cap, 100);
 	assert_memory_equal(buf, "0123456789", 10);
+
+	/* No buffer yet, but the size expected is known (a Content-Length): that size, not twice. */
+	{
+		_cleanup_secret_ char *body = NULL;
+		size_t expected = 4096;
+
+		assert_int_equal(secret_grow(&body, &expected, 0, 11), 0);
+		assert_int_equal(expected, 4096);
+		assert_int_equal(secret_size(body), 4096);
+	}
 }
 
 static void test_secret_files(void **state)
