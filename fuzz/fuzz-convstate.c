@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz-util.h"
 #include "shared/luks/convstate.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -19,13 +20,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char *text;
 	int r;
 
-	if (size > 65536)
-		return 0;
-	text = malloc(size + 1);
+	text = fuzz_text(data, size, 65536);
 	if (!text)
 		return 0;
-	memcpy(text, data, size);
-	text[size] = 0;
 	r = convstate_parse(text, FUZZ_UUID, &s);
 	assert(r == 0 || r == -EINVAL);
 	if (r == 0) {

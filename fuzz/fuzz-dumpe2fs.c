@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz-util.h"
 #include "shared/volume/extfs.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -11,13 +12,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct extfs_room room;
 	char *text;
 
-	if (size > (1 << 20))
-		return 0;
-	text = malloc(size + 1);
+	text = fuzz_text(data, size, (1 << 20));
 	if (!text)
 		return 0;
-	memcpy(text, data, size);
-	text[size] = 0;
 	if (extfs_parse_dumpe2fs(text, &l) == 0) {
 		(void)extfs_shrink_room(&l, l.block_count - 1, &room);
 		(void)extfs_shrink_room(&l, l.block_count / 2, &room);

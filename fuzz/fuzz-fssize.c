@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz-util.h"
 #include "shared/volume/fssize.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -17,13 +18,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int r;
 
 	/* fs_size_bytes() reads at most 16 KiB of a tool's output. */
-	if (size > 16384)
-		return 0;
-	text = malloc(size + 1);
+	text = fuzz_text(data, size, 16384);
 	if (!text)
 		return 0;
-	memcpy(text, data, size);
-	text[size] = 0;
 	r = fs_size_parse_xfs_db(text, &v);
 	assert(r == 0 || r == -EINVAL);
 	r = fs_size_parse_btrfs_super(text, &v);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz-util.h"
 #include "shared/vm/journal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -11,13 +12,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t n = 0;
 	char *text;
 
-	if (size > 1024 * 1024)
-		return 0;
-	text = malloc(size + 1);
+	text = fuzz_text(data, size, 1024 * 1024);
 	if (!text)
 		return 0;
-	memcpy(text, data, size);
-	text[size] = 0;
 	if (journal_parse(text, &e, &n) == 0) {
 		/* Every parsed string is NUL-terminated within its field. */
 		for (size_t i = 0; i < n; i++)

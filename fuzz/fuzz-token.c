@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz-util.h"
 #include "shared/vault/token.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -46,11 +47,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	free(text);
 
-	text = malloc(size + 1);
+	text = fuzz_text(data, size, size);
 	if (!text)
 		return 0;
-	memcpy(text, data, size);
-	text[size] = 0;
 	r = token_from_authorization(text, &kind, id, hash);
 	assert(r == 0 || r == -EINVAL || r == -ENOKEY);
 	if (r == 0)
