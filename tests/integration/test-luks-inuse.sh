@@ -113,7 +113,7 @@ dev=$(new_loop "$img")
 unshare -m --propagation private sh -c "mount -o ro '$dev' '$MNT' && exec sleep 60" &
 ns=$!
 at_exit "kill $ns"
-for _ in $(seq 50); do [ -n "$(find /proc/$ns/root/ -maxdepth 0 2>/dev/null)" ] && grep -q " $MNT " /proc/$ns/mountinfo 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 50); do grep -q " $MNT " /proc/$ns/mountinfo 2>/dev/null && break; sleep 0.1; done
 refused "mounted in another mount namespace: the device" "$dev" "$img" "in use: claimed exclusively"
 refused "mounted in another mount namespace: the image" "$img" "$img" "in use: attached to $dev"
 kill "$ns"; wait "$ns" 2>/dev/null
