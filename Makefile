@@ -11,7 +11,10 @@
 #   src/shared/vm        basic, shared, volume, luks
 #   src/shared/api       basic, shared
 #   src/shared/vault     basic, shared, api
-#   src/vmcrypt          basic, shared, volume, luks, vm, api  (never the vault)
+#   src/shared/client    basic, shared, api                    (the VM's side of the API)
+#   src/shared/agent     basic, shared, volume, luks, vm, api, client
+#   src/vmcrypt          basic, shared, volume, luks, vm, api, client, agent  (never the vault)
+#   src/token-plugin     basic, shared, api, client            (libcryptsetup-token-vmcrypt.so)
 #   src/vmcryptd         basic, shared, api, vault             (never a disk)
 #   src/admin            basic, shared, api
 

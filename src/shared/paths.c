@@ -16,6 +16,11 @@ const char *path_state_dir(void)
 	return env_or("VMCRYPT_STATE_DIR", "/var/lib/vmcrypt");
 }
 
+const char *path_conf_dir(void)
+{
+	return env_or("VMCRYPT_CONF_DIR", "/etc/vmcrypt");
+}
+
 const char *path_run_dir(void)
 {
 	return env_or("VMCRYPT_RUN_DIR", "/run/vmcrypt");

@@ -6,6 +6,10 @@
  * overridden by $VMCRYPT_STATE_DIR. */
 const char *path_state_dir(void);
 
+/* Configuration: agent.conf, the VM credential, the CA bundle. Default /etc/vmcrypt, overridden by
+ * $VMCRYPT_CONF_DIR. */
+const char *path_conf_dir(void);
+
 /* Runtime state that must not survive a reboot: the VM operation lock. Default /run/vmcrypt,
  * overridden by $VMCRYPT_RUN_DIR. */
 const char *path_run_dir(void);
