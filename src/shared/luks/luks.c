@@ -162,7 +162,9 @@ static void read_vmcrypt_token(struct crypt_device *cd, struct volume_info *ret)
 		o = json_loads(json, 0, NULL);
 		if (!o)
 			continue;
-		if (streq_ptr(json_string_value(json_object_get(o, "type")), LUKS_TOKEN_TYPE)) {
+		const char *type = json_string_value(json_object_get(o, "type"));
+		if (streq_ptr(type, LUKS_TOKEN_TYPE) ||
+		    (streq_ptr(type, LUKS_TOKEN_TYPE_UNLOCK) && json_object_get(o, "operation"))) {
 			const char *fs = json_string_value(json_object_get(o, "fs_type"));
 			ret->has_token = true;
 			ret->started = json_integer_value(json_object_get(o, "started"));

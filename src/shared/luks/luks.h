@@ -28,7 +28,14 @@ enum volume_op {
 	_VOLUME_OP_INVALID = -EINVAL,
 };
 
-#define LUKS_TOKEN_TYPE "vmcrypt"
+/* Two token types. "vmcrypt-convert" (keyslots []) records how a conversion began: its
+ * operation, start time and the filesystem's original size, so that status and decrypt know what
+ * to give back. "vmcrypt" is the unlock token (docs/agent.md): it names the vault's server, VM
+ * and secret, and libcryptsetup hands it to libcryptsetup-token-vmcrypt.so, whose validate
+ * refuses anything else; so the conversion record may not carry that type. Volumes converted
+ * before the split have their record as a "vmcrypt" token with an "operation" key: still read. */
+#define LUKS_TOKEN_TYPE "vmcrypt-convert"
+#define LUKS_TOKEN_TYPE_UNLOCK "vmcrypt"
 /* LUKS2 token slots: ids 0-31 (the LUKS2 on-disk format; libcryptsetup does not export its own
  * LUKS2_TOKENS_MAX). */
 #define LUKS_TOKENS_MAX 32
