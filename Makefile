@@ -1,5 +1,6 @@
 # vmcrypt: one obvious build. `make` builds everything; `make test` runs every test under
-# ASan+UBSan; `make demo` runs the main job on a demo image; `make bench` runs the benchmarks.
+# ASan+UBSan; `make demo` runs the main job on a demo image; `make bench` runs the benchmarks;
+# `make install` (PREFIX=/usr, DESTDIR=) and `make deb` install or package it (docs/install.md).
 # Switches: V=1 (echo commands), SANITIZE=1 (ASan+UBSan, in build-asan/), CC=clang, FUZZ=1
 # (libFuzzer harnesses, clang only).
 #
@@ -21,7 +22,13 @@
 CC ?= gcc
 SANITIZE ?= 0
 FUZZ ?= 0
-VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1)
+# BASE_VERSION is the release this tree leads to. A build from git appends +git<commits>.<hash>
+# (.dirty for uncommitted changes): a valid Debian version that grows with every commit on a
+# branch, so the .deb of a newer commit upgrades the older one. The programs' --version and the
+# package say the same.
+BASE_VERSION := 0.9.0
+GIT_REV := $(shell git describe --always --abbrev=7 --dirty=.dirty --exclude='*' 2>/dev/null)
+VERSION := $(BASE_VERSION)$(if $(GIT_REV),+git$(shell git rev-list --count HEAD).$(GIT_REV))
 
 ifeq ($(SANITIZE),1)
 BUILD ?= build-asan
@@ -39,7 +46,9 @@ CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu17 -Wall -Wextra -Wno-missing-field-initializers -Wno-unused-parameter -Wshadow -Wformat=2 \
 	-Wno-format-nonliteral -fstack-protector-strong -fPIE -MMD -MP $(SAN_FLAGS)
 CPPFLAGS += -Isrc -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 -DVMCRYPT_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
-LDFLAGS += -pie -Wl,-z,relro,-z,now $(SAN_FLAGS)
+# --as-needed: every program gets all of PKG_LIBS on its command line, but records only the
+# libraries it uses (readelf -d), so the package's Depends are each program's real needs.
+LDFLAGS += -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(SAN_FLAGS)
 LDLIBS += $(PKG_LIBS) -lpthread
 
 ifeq ($(V),1)
@@ -154,6 +163,67 @@ bench:
 	$(Q)scripts/install-deps bench
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)for b in bench/*; do [ -x "$$b" ] && "$$b" --build $(BUILD) || exit 1; done
+
+# Installation (docs/install.md). PREFIX=/usr is the package's layout; DESTDIR= stages it.
+# tokendir is where libcryptsetup looks for token plugins, <its libdir>/cryptsetup (compiled into
+# the library, not under PREFIX). Debian 12's pkg-config says /lib/x86_64-linux-gnu: with the
+# merged /usr that is the directory systemd's own plugins use as /usr/lib/x86_64-linux-gnu, and
+# the package uses that spelling so dpkg sees one path.
+PREFIX ?= /usr
+bindir ?= $(PREFIX)/bin
+sbindir ?= $(PREFIX)/sbin
+docdir ?= $(PREFIX)/share/doc/vmcrypt
+sysconfdir ?= /etc
+ifndef unitdir
+unitdir := $(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),/lib/systemd/system)
+endif
+ifndef tokendir
+CRYPTSETUP_LIBDIR := $(shell pkg-config --variable=libdir libcryptsetup 2>/dev/null)
+ifeq ($(CRYPTSETUP_LIBDIR),)
+CRYPTSETUP_LIBDIR := /usr/lib/$(shell $(CC) -print-multiarch 2>/dev/null)
+endif
+tokendir := $(if $(and $(filter /lib/%,$(CRYPTSETUP_LIBDIR)),$(shell test -L /lib && echo merged)),/usr)$(CRYPTSETUP_LIBDIR)/cryptsetup
+endif
+
+# The token plugin (src/token-plugin/, its rule is with the plugin's): installed when its sources
+# exist, which makes install build it.
+TOKEN_PLUGIN := $(BUILD)/libcryptsetup-token-vmcrypt.so
+INSTALL_PLUGIN := $(if $(wildcard src/token-plugin/*.c),$(TOKEN_PLUGIN))
+UNITS := $(wildcard dist/systemd/*.service.in)
+DOCS := README.md $(wildcard docs/*.md)
+INSTALL ?= install
+
+.PHONY: install deb
+install: $(PROGS) $(INSTALL_PLUGIN)
+	$(Q)$(INSTALL) -d -m 0755 $(DESTDIR)$(sbindir) $(DESTDIR)$(bindir) $(DESTDIR)$(unitdir) \
+		$(DESTDIR)$(sysconfdir)/vmcrypt $(DESTDIR)$(docdir)
+	$(Q)$(INSTALL) -m 0755 $(BUILD)/vmcrypt $(BUILD)/vmcryptd $(DESTDIR)$(sbindir)/
+	$(Q)$(INSTALL) -m 0755 $(BUILD)/vmcrypt-admin $(DESTDIR)$(bindir)/
+	$(Q)if [ -f $(TOKEN_PLUGIN) ]; then \
+		$(INSTALL) -d -m 0755 $(DESTDIR)$(tokendir) && \
+		$(INSTALL) -m 0644 $(TOKEN_PLUGIN) $(DESTDIR)$(tokendir)/; \
+	else \
+		echo "install: $(TOKEN_PLUGIN) is not built (no src/token-plugin yet): boot-time unlock is missing" >&2; \
+	fi
+	@# The units name the installed paths (a PREFIX or sbindir of this install, not of the build).
+	$(Q)for u in $(UNITS); do \
+		sed -e 's|@sbindir@|$(sbindir)|g' -e 's|@bindir@|$(bindir)|g' -e 's|@sysconfdir@|$(sysconfdir)|g' \
+			-e 's|@docdir@|$(docdir)|g' $$u >$(DESTDIR)$(unitdir)/$$(basename $$u .in) && \
+		chmod 0644 $(DESTDIR)$(unitdir)/$$(basename $$u .in) || exit 1; \
+	done
+	$(Q)$(INSTALL) -m 0644 dist/agent.conf.example $(DESTDIR)$(sysconfdir)/vmcrypt/
+	$(Q)$(INSTALL) -m 0644 $(DOCS) $(DESTDIR)$(docdir)/
+	$(if $(DESTDIR),@true,@echo "Installed. Then: systemctl daemon-reload; systemctl enable remote-cryptsetup.target vmcrypt-agent.service")
+
+# The .deb, from a staged `make install` (scripts/mkdeb: dpkg-deb and dpkg-shlibdeps, no
+# debhelper). Build it from the plain build: a SANITIZE=1 package would depend on libasan.
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+DEB := $(BUILD)/vmcrypt_$(VERSION)_$(DEB_ARCH).deb
+deb: $(PROGS) $(INSTALL_PLUGIN)
+	$(Q)rm -rf $(BUILD)/deb-root $(BUILD)/vmcrypt_*.deb
+	$(Q)$(MAKE) --no-print-directory install DESTDIR=$(abspath $(BUILD)/deb-root) PREFIX=/usr \
+		sysconfdir=/etc
+	$(Q)scripts/mkdeb --root $(BUILD)/deb-root --version $(VERSION) --out $(DEB)
 
 clean:
 	rm -rf build build-asan build-gcc build-clang
