@@ -202,13 +202,17 @@ static void round_trip(const char *file, const char *mountpoint, const char *ori
 	_cleanup_free_ char *want = NULL;
 	_cleanup_free_ char *once = NULL;
 	char *at;
+	size_t off;
+	int k;
 	struct fstab_entry e;
 
 	/* The expected text: the original line's bytes replaced by the comment and the new line. */
 	at = strstr(orig, orig_line);
 	assert_non_null(at);
-	assert_int_equal(asprintf(&want, "%.*s" TAB_ORIG_PREFIX "%s\n%s%s", (int)(at - orig), orig,
-				  orig_line, new_line, at + strlen(orig_line)) > 0, 1);
+	off = (size_t)(at - orig);
+	k = asprintf(&want, "%.*s" TAB_ORIG_PREFIX "%s\n%s%s", (int)off, orig, orig_line, new_line,
+		     orig + off + strlen(orig_line));
+	assert_true(k > 0);
 
 	assert_int_equal(fstab_redirect(t, mountpoint, "/dev/mapper/vmcrypt-x", "nofail,_netdev"), 1);
 	assert_string_equal(tab_file_text(t, NULL), want);
