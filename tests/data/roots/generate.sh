@@ -167,5 +167,42 @@ sed -i 's| /data rw,relatime shared:31 - ext4 | /data rw,relatime shared:31 - xf
 udev xfs-readonly 8 17 TYPE=xfs
 echo 1 >xfs-readonly/sys/devices/block/sdc/ro
 
+# The agent's holders of /data (tests/unit/test-units.c): each process holds a file on /data and
+# runs in a different kind of cgroup (v2 unless noted).
+# cgroup ROOT PID TEXT: /proc/PID/cgroup
+cgroup() { printf '%b' "$3" >"$1/proc/$2/cgroup"; }
+base holders
+for p in 812:postgres 813:postgres 90:bash 1500:mysqld 1400:dockerd 700:nginx 2000:qemu-system-x86 \
+	2100:app 2200:systemd-journal 2300:kubelet-pod 2400:vmcrypt 3000:orphan; do
+	proc holders "${p%%:*}" "${p#*:}"; ln -sfn / "holders/proc/${p%%:*}/root"
+done
+ln -sfn /data/pg holders/proc/812/cwd; ln -sfn /data/pg/base/1/1259 holders/proc/812/fd/5
+ln -sfn /data/pg/pg_wal/0001 holders/proc/813/fd/9
+ln -sfn /data/home/alice holders/proc/90/cwd
+ln -sfn /data/docker/volumes/db/_data/ibdata1 holders/proc/1500/fd/12
+ln -sfn /data/docker/containerd.log holders/proc/1400/fd/3
+ln -sfn /data/www holders/proc/700/cwd
+ln -sfn /data/vm/disk.qcow2 holders/proc/2000/fd/20
+ln -sfn /data/app/state holders/proc/2100/fd/4
+ln -sfn /data/log/journal/system.journal holders/proc/2200/fd/30
+ln -sfn /data/k8s/etcd holders/proc/2300/cwd
+ln -sfn /data/vmcrypt-test holders/proc/2400/fd/6
+ln -sfn /data/lost holders/proc/3000/fd/3
+ln -sfn /var/log/syslog holders/proc/90/fd/1
+cgroup holders 812 '0::/system.slice/system-postgresql.slice/postgresql@15-main.service\n'
+cgroup holders 813 '0::/system.slice/system-postgresql.slice/postgresql@15-main.service\n'
+cgroup holders 90 '0::/user.slice/user-1000.slice/session-3.scope\n'
+cgroup holders 1500 '0::/system.slice/docker-3f2a1b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7081.scope\n'
+cgroup holders 1400 '0::/system.slice/docker.service\n'
+# cgroup v1 (Debian 10, CentOS 7): the unit comes from the name=systemd hierarchy.
+cgroup holders 700 '12:pids:/system.slice/nginx.service\n11:memory:/system.slice/nginx.service\n2:cpu,cpuacct:/system.slice/nginx.service\n1:name=systemd:/system.slice/nginx.service\n'
+cgroup holders 2000 '0::/machine.slice/machine-qemu\\x2d1\\x2dvm1.scope/libvirt/emulator\n'
+cgroup holders 2100 '0::/app.slice/app.service/worker\n'
+cgroup holders 2200 '0::/system.slice/systemd-journald.service\n'
+cgroup holders 2300 '0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice/cri-containerd-ab12.scope\n'
+cgroup holders 2400 '0::/system.slice/vmcrypt-agent.service\n'
+# 3000 has no cgroup file: a process of another cgroup namespace, or one that is exiting.
+rm -f holders/proc/3000/cgroup
+
 # git keeps no empty directory: record them for tests/run to recreate.
 find . -type d -empty | sort >empty-dirs.txt
