@@ -271,3 +271,18 @@ enum volume_op volume_op_from_string(const char *s)
 			return (enum volume_op)i;
 	return _VOLUME_OP_INVALID;
 }
+
+int luks_activate(const char *header, const char *data_device, const char *name, const void *key,
+		  size_t key_size)
+{
+	struct crypt_device *cd = NULL;
+	int r;
+
+	r = luks_load(header, data_device, &cd);
+	if (r < 0)
+		return r;
+	/* An interrupted online reencryption is recovered by the activation itself. */
+	r = crypt_activate_by_passphrase(cd, name, CRYPT_ANY_SLOT, key, key_size, 0);
+	crypt_free(cd);
+	return r < 0 ? r : 0;
+}

@@ -75,6 +75,12 @@ const char *luks_last_error(void);
  * regular file nor a block device (a FIFO would block), or -errno. */
 int luks_load(const char *header, const char *data_device, struct crypt_device **ret);
 
+/* Opens the LUKS2 volume on data_device (header: its detached header, or NULL) as
+ * /dev/mapper/<name> with key, any keyslot. Returns 0, -EPERM (the key opens no keyslot),
+ * -EEXIST (a mapping of that name exists) or another -errno (luks_last_error() says why). */
+int luks_activate(const char *header, const char *data_device, const char *name, const void *key,
+		  size_t key_size);
+
 /* Fills the header fields of ret (cipher, sizes, keyslots, tokens, reencryption state and
  * progress, the vmcrypt token) from a loaded header. Returns 0 or -errno. */
 int luks_describe(struct crypt_device *cd, struct volume_info *ret);
