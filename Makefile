@@ -76,7 +76,9 @@ endif
 # libcryptsetup dlopen()s into cryptsetup and systemd-cryptsetup. It carries its own position-
 # independent copies of the library objects it needs (basic, shared, shared/api, shared/client,
 # built again with -fPIC in $(BUILD)/pic/; the programs' objects are -fPIE, which a shared object
-# cannot use), all hidden: only the five symbols of the version script are exported.
+# cannot use), all hidden: only the five symbols of the version script are exported. Its jansson
+# calls bind to libjansson.so.4's versioned symbols, so json-c's json_object_get, which the host's
+# libcryptsetup brings into the process under the same name, is never called by mistake.
 # It is never built with sanitizers, not even with SANITIZE=1: the ASan runtime must be the first
 # library of a process, so an instrumented plugin dlopen()ed by the uninstrumented cryptsetup or
 # systemd-cryptsetup aborts on load ("ASan runtime does not come first in initial library
