@@ -15,10 +15,10 @@
 # unless $VMCRYPT_CONF_DIR names another directory: the test points it at its scratch directory.
 . "$(dirname "$0")/server-lib.sh"
 require_root
-require_cmd cryptsetup nm timeout
+require_cmd cryptsetup nm timeout openssl mkfs.ext4
 
 PLUGIN=$BUILD/libcryptsetup-token-vmcrypt.so
-[ -f "$PLUGIN" ] || skip_all "$PLUGIN not built"
+[ -f "$PLUGIN" ] && [ -x "$VMCRYPT" ] || skip_all "$PLUGIN or $VMCRYPT not built"
 TOKEN_DIR=/usr/lib/x86_64-linux-gnu/cryptsetup
 [ -d "$TOKEN_DIR" ] || skip_all "no libcryptsetup token directory $TOKEN_DIR"
 DEST=$TOKEN_DIR/libcryptsetup-token-vmcrypt.so
@@ -127,6 +127,14 @@ printf '{"type":"vmcrypt","keyslots":[],"version":1,"operation":"encrypt","start
 run import-conv cryptsetup token import --json-file "$WORK/t-conv.json" "$WORK/scratch"
 run dump-conv cryptsetup luksDump "$WORK/scratch"
 check_contains "the conversion state token is accepted and shown as such" "vmcrypt conversion state" "$OUT"
+# ... and so `vmcrypt encrypt`, which writes it, still works with the plugin installed.
+truncate -s 64M "$WORK/conv.img"
+mkfs.ext4 -q -F "$WORK/conv.img"
+run convert "$VMCRYPT" encrypt --key-file "$KEY" "$WORK/conv.img"
+conv_rc=$RC
+run dump-convert cryptsetup luksDump "$WORK/conv.img"
+check "vmcrypt encrypt with the plugin installed: its token passes validate" \
+	test "$conv_rc" = 0 -a -n "$(grep -F 'vmcrypt conversion state' "$WORK/dump-convert.out")"
 
 # The real token, on keyslot 0.
 token_json "https://$ADDR" vm1 data >"$WORK/token.json"
