@@ -15,7 +15,7 @@
 # unless $VMCRYPT_CONF_DIR names another directory: the test points it at its scratch directory.
 . "$(dirname "$0")/server-lib.sh"
 require_root
-require_cmd cryptsetup nm timeout openssl mkfs.ext4
+require_cmd cryptsetup nm timeout openssl mkfs.ext4 python3
 
 PLUGIN=$BUILD/libcryptsetup-token-vmcrypt.so
 [ -f "$PLUGIN" ] && [ -x "$VMCRYPT" ] || skip_all "$PLUGIN or $VMCRYPT not built"
@@ -173,6 +173,24 @@ check "a wrong credential does not open: -ENOENT" refused 2
 check_contains "wrong credential: the plugin's line names the server and the refusal" "vmcrypt token 0 (volume data): cannot get the key from https://$ADDR: vmcryptd https://$ADDR refused the VM credential (HTTP 401" "$OUT"
 check_eq "wrong credential: exactly one error line from the plugin" 1 "$(grep -c '^vmcrypt token 0' "$WORK/wrong-cred.out")"
 (umask 077; cp "$WORK/vm1.cred" "$VMCRYPT_CONF_DIR/credential")
+
+# agent.conf's CAFile= and Proxy= are what the plugin uses: a CA that did not sign the vault's
+# certificate fails TLS verification, an unreachable proxy fails at the proxy.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=other -days 1 \
+	-addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/other-ca.key" -out "$WORK/other-ca.crt" >/dev/null 2>&1
+printf 'Server=https://%s\nCAFile=%s\nProxy=none\nVM=vm1\n' "$ADDR" "$WORK/other-ca.crt" >"$VMCRYPT_CONF_DIR/agent.conf"
+run other-ca cryptsetup open --test-passphrase --token-only --debug "$IMG"
+plugin_lines other-ca
+check "another CA: TLS verification fails, -EAGAIN" refused 11
+check_contains "another CA: the plugin's line says TLS verification failed against that CA" \
+	"TLS verification of server 127.0.0.1:${ADDR##*:} failed against CA $WORK/other-ca.crt" "$OUT"
+closed=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+printf 'Server=https://%s\nCAFile=%s\nProxy=http://127.0.0.1:%s\nVM=vm1\n' "$ADDR" "$DATA/tls.crt" "$closed" >"$VMCRYPT_CONF_DIR/agent.conf"
+run proxy cryptsetup open --test-passphrase --token-only --debug "$IMG"
+plugin_lines proxy
+check "an unreachable proxy: -EAGAIN" refused 11
+check_contains "unreachable proxy: the plugin's line names the proxy" "proxy http://127.0.0.1:$closed unreachable" "$OUT"
+write_conf
 
 # Not enrolled: no agent.conf.
 mv "$VMCRYPT_CONF_DIR/agent.conf" "$WORK/agent.conf.away"
