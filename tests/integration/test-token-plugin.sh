@@ -1,9 +1,11 @@
 #!/bin/bash
 # The LUKS2 token plugin (libcryptsetup-token-vmcrypt.so) inside the stock cryptsetup: a vmcrypt
 # token opens a LUKS2 image with its key from a private vmcryptd on loopback; luksDump shows the
-# token's references and no secret; a vault that is stopped or frozen costs at most the plugin's
-# bound and cryptsetup then asks for the passphrase; a wrong credential, a token for another VM
-# and a machine that is not enrolled fail; `cryptsetup token import` refuses malformed tokens.
+# token's references and no secret; a vault that is stopped, frozen (no TLS handshake: the 5 s
+# connect bound) or silent (TLS, then no answer: the 15 s total bound) fails with -EAGAIN and
+# cryptsetup then asks for the passphrase; a wrong credential, a token for another VM and a
+# machine that is not enrolled fail with -ENOENT; agent.conf's CAFile= and Proxy= are used;
+# `cryptsetup token import` refuses malformed tokens and `vmcrypt encrypt` still works.
 #
 # THIS TEST WRITES OUTSIDE ITS SCRATCH DIRECTORY: libcryptsetup 2.6.1 loads token plugins only
 # from its compiled-in directory (no run-time override before 2.7), so the test copies the plugin
