@@ -81,8 +81,28 @@ FUZZ_MAIN := $(BUILD)/obj/fuzz/replay-main.o
 FUZZ_FLAGS :=
 endif
 
+# The LUKS2 token plugin (src/token-plugin, docs/agent.md "The LUKS2 token"): a shared object
+# libcryptsetup dlopen()s into cryptsetup and systemd-cryptsetup. It carries its own position-
+# independent copies of the library objects it needs (basic, shared, shared/api, shared/client,
+# built again with -fPIC in $(BUILD)/pic/; the programs' objects are -fPIE, which a shared object
+# cannot use), all hidden: only the five symbols of the version script are exported. Its jansson
+# calls bind to libjansson.so.4's versioned symbols, so json-c's json_object_get, which the host's
+# libcryptsetup brings into the process under the same name, is never called by mistake.
+# It is never built with sanitizers, not even with SANITIZE=1: the ASan runtime must be the first
+# library of a process, so an instrumented plugin dlopen()ed by the uninstrumented cryptsetup or
+# systemd-cryptsetup aborts on load ("ASan runtime does not come first in initial library
+# list"). Its parser runs under ASan+UBSan in the unit test and the fuzz harness instead, which
+# link the normal objects.
+PLUGIN := $(BUILD)/libcryptsetup-token-vmcrypt.so
+PLUGIN_SYM := src/token-plugin/libcryptsetup-token-vmcrypt.sym
+PLUGIN_SRC := $(wildcard src/token-plugin/*.c)
+PIC_LIB_SRC := $(wildcard src/basic/*.c src/shared/*.c src/shared/api/*.c src/shared/client/*.c)
+PIC_LIB := $(BUILD)/pic/libvmcrypt-pic.a
+PIC_CFLAGS := $(filter-out -fPIE -fsanitize=fuzzer-no-link $(SAN_FLAGS),$(CFLAGS)) -fPIC -fvisibility=hidden
+PLUGIN_LIBS := $(shell pkg-config --libs libcryptsetup jansson libcurl libcrypto libssl 2>/dev/null) -lpthread
+
 .PHONY: all deps test demo bench clean check-build
-all: $(PROGS) $(UNIT_BIN) $(FUZZ_BIN)
+all: $(PROGS) $(PLUGIN) $(UNIT_BIN) $(FUZZ_BIN)
 
 deps:
 	$(Q)scripts/install-deps build
@@ -110,6 +130,26 @@ $(BUILD)/obj/fuzz/%.o: fuzz/%.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(FUZZ_FLAGS) -c -o $@ $<
 
+$(BUILD)/pic/%.o: src/%.c | $(LAYERS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC PIC  $<")
+	$(Q)$(CC) $(CPPFLAGS) $(PIC_CFLAGS) -c -o $@ $<
+
+$(PIC_LIB): $(patsubst src/%.c,$(BUILD)/pic/%.o,$(PIC_LIB_SRC))
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+# -z defs: every symbol the plugin needs is in its own objects or a library it names, so a
+# missing one fails here and not at dlopen() time inside cryptsetup.
+$(PLUGIN): $(patsubst src/%.c,$(BUILD)/pic/%.o,$(PLUGIN_SRC)) $(PIC_LIB) $(PLUGIN_SYM)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared -Wl,--version-script=$(PLUGIN_SYM) -Wl,-z,defs -Wl,-z,relro,-z,now -Wl,--as-needed \
+		-o $@ $(filter %.o %.a,$^) $(PLUGIN_LIBS)
+
+# The plugin's token parser, in the ASan+UBSan unit test and fuzz harness (the link rules put
+# objects before the library, so the extra object finds what it needs in it).
+$(BUILD)/tests/test-token-ref $(BUILD)/fuzz/fuzz-token-ref: $(BUILD)/obj/token-plugin/token-ref.o
+
 $(LIB): $(LIB_OBJ)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && ar rcs $@ $^
@@ -124,12 +164,12 @@ $(foreach d,$(PROG_DIRS),$(eval $(call prog_rule,$(d))))
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter-out %.a,$^) $(filter %.a,$^) $(LDLIBS) -lcmocka
 
 $(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(FUZZ_MAIN) $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) $(FUZZ_FLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) $(FUZZ_FLAGS) -o $@ $(filter-out %.a,$^) $(filter %.a,$^) $(LDLIBS)
 
 # The version is compiled into the programs' main files: rebuild them when `git describe`
 # changes, and only then.
@@ -137,7 +177,8 @@ VERSION_STAMP := $(BUILD)/version.stamp
 $(VERSION_STAMP): FORCE
 	@mkdir -p $(dir $@)
 	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' >$@
-$(BUILD)/obj/vmcrypt/vmcrypt.o $(BUILD)/obj/vmcryptd/main.o $(BUILD)/obj/admin/admin.o: $(VERSION_STAMP)
+$(BUILD)/obj/vmcrypt/vmcrypt.o $(BUILD)/obj/vmcryptd/main.o $(BUILD)/obj/admin/admin.o \
+	$(BUILD)/pic/token-plugin/token-plugin.o: $(VERSION_STAMP)
 .PHONY: FORCE
 FORCE:
 
