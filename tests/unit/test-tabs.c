@@ -333,6 +333,44 @@ static void test_fstab_junk_lines(void **state)
 	assert_memory_equal(got, text, size);
 }
 
+/* Options are copied as written: libmount unescapes \040 in them too, which would split our line. */
+static void test_fstab_escaped_options(void **state)
+{
+	static const char text[] = "LABEL=x /m ext4 x-systemd.requires-mounts-for=/srv/my\\040dir,noatime 0 2\n";
+	_cleanup_tab_file_ struct tab_file *t = NULL;
+	struct fstab_entry e;
+
+	assert_int_equal(tab_file_from_text(text, strlen(text), &t), 0);
+	assert_int_equal(fstab_find(t, "/m", &e), 0);
+	assert_string_equal(e.options, "x-systemd.requires-mounts-for=/srv/my dir,noatime");
+	assert_int_equal(fstab_redirect(t, "/m", "/dev/mapper/vmcrypt-m", "nofail"), 1);
+	assert_non_null(strstr(tab_file_text(t, NULL),
+			       "\n/dev/mapper/vmcrypt-m /m ext4 x-systemd.requires-mounts-for=/srv/my\\040dir,noatime,nofail 0 2\n"));
+	assert_int_equal(fstab_redirect(t, "/m", "/dev/mapper/vmcrypt-m", "nofail"), 0);
+	assert_int_equal(fstab_redirect(t, "/m", "/dev/mapper/vmcrypt-m", "no fail"), -EINVAL);
+	assert_int_equal(fstab_restore(t, "/m"), 1);
+	assert_string_equal(tab_file_text(t, NULL), text);
+}
+
+/* The kept original is byte for byte even past a NUL (the parsers stop there). */
+static void test_fstab_nul_in_redirected_line(void **state)
+{
+	static const char text[] = "/dev/y /b ext4 defaults 0 0\0after the NUL\n# end\n";
+	_cleanup_tab_file_ struct tab_file *t = NULL;
+	const char *got;
+	size_t size;
+
+	assert_int_equal(tab_file_from_text(text, sizeof(text) - 1, &t), 0);
+	assert_int_equal(fstab_redirect(t, "/b", "/dev/mapper/vmcrypt-b", NULL), 1);
+	got = tab_file_text(t, &size);
+	assert_int_equal(size, sizeof(text) - 1 + strlen(TAB_ORIG_PREFIX) +
+				       strlen("/dev/mapper/vmcrypt-b /b ext4 defaults 0 0\n"));
+	assert_int_equal(fstab_restore(t, "/b"), 1);
+	got = tab_file_text(t, &size);
+	assert_int_equal(size, sizeof(text) - 1);
+	assert_memory_equal(got, text, size);
+}
+
 static void make_tmpdir(char *dir)
 {
 	assert_non_null(mkdtemp(dir));
@@ -482,6 +520,8 @@ int main(void)
 		cmocka_unit_test(test_fstab_redirect_again_and_errors),
 		cmocka_unit_test(test_fstab_restore_moved_line),
 		cmocka_unit_test(test_fstab_junk_lines),
+		cmocka_unit_test(test_fstab_nul_in_redirected_line),
+		cmocka_unit_test(test_fstab_escaped_options),
 		cmocka_unit_test(test_save),
 		cmocka_unit_test(test_source_resolve_fixture),
 	};

@@ -123,21 +123,26 @@ static void lines_remove(struct tab_file *t, size_t at)
 	touch(t);
 }
 
-/* Replaces line at's text, keeping its newline. */
-static int lines_replace(struct tab_file *t, size_t at, const char *text)
+/* Replaces line at's text with len bytes, keeping its newline. Returns 1 when it changed. */
+static int lines_replace_n(struct tab_file *t, size_t at, const char *text, size_t len)
 {
 	struct tab_line l;
 	int r;
 
-	if (t->lines[at].len == strlen(text) && memcmp(t->lines[at].text, text, t->lines[at].len) == 0)
+	if (t->lines[at].len == len && memcmp(t->lines[at].text, text, len) == 0)
 		return 0;
-	r = line_init(&l, text, strlen(text), t->lines[at].newline);
+	r = line_init(&l, text, len, t->lines[at].newline);
 	if (r < 0)
 		return r;
 	line_done(&t->lines[at]);
 	t->lines[at] = l;
 	touch(t);
 	return 1;
+}
+
+static int lines_replace(struct tab_file *t, size_t at, const char *text)
+{
+	return lines_replace_n(t, at, text, strlen(text));
 }
 
 static int parse_text(struct tab_file *t, const char *text, size_t size)
@@ -362,9 +367,16 @@ int tab_file_save(struct tab_file *t, const char *path)
 
 /* --- crypttab --- */
 
+/* crypttab fields are split at systemd's WHITESPACE (" \t\n\r"). */
 static bool is_blank(char c)
 {
-	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+	return c == ' ' || c == '\t' || c == '\r';
+}
+
+/* fstab fields at blanks only, as libmount's parser does (isblank()): "\v" is part of a field. */
+static bool is_fstab_blank(char c)
+{
+	return c == ' ' || c == '\t';
 }
 
 /* Copies the first whitespace-separated field of an active line (not blank, not a comment) into
@@ -480,7 +492,7 @@ static struct libmnt_fs *fstab_parse_line(const char *text)
 	struct libmnt_fs *fs = NULL;
 	const char *p = text;
 
-	while (is_blank(*p))
+	while (is_fstab_blank(*p))
 		p++;
 	if (*p == 0 || *p == '#')
 		return NULL;
@@ -588,24 +600,24 @@ int fstab_entries(const struct tab_file *t, struct fstab_entry **ret, size_t *re
 }
 
 /* Copies field k (0-based) of an active fstab line as written (escapes kept) into buf.
- * Returns false when the line has fewer fields or the field does not fit. */
-static bool raw_field(const char *line, size_t k, char *buf, size_t len)
+ * Returns 1, 0 when the line has fewer fields, -EINVAL when the field does not fit. */
+static int raw_field(const char *line, size_t k, char *buf, size_t len)
 {
 	for (size_t i = 0;; i++) {
 		size_t n;
 
-		while (is_blank(*line))
+		while (is_fstab_blank(*line))
 			line++;
 		if (!*line)
-			return false;
-		for (n = 0; line[n] && !is_blank(line[n]); n++)
+			return 0;
+		for (n = 0; line[n] && !is_fstab_blank(line[n]); n++)
 			;
 		if (i == k) {
 			if (n >= len)
-				return false;
+				return -EINVAL;
 			memcpy(buf, line, n);
 			buf[n] = 0;
-			return true;
+			return 1;
 		}
 		line += n;
 	}
@@ -643,25 +655,37 @@ static char *options_merge(const char *options, const char *add)
 }
 
 /* The line that replaces orig (an active fstab line): new_source, orig's target and type fields
- * as written, merged options, orig's freq and passno. */
-static char *redirected_line(const char *orig, const char *new_source, const char *add_options)
+ * as written, merged options, orig's freq and passno. Returns 0, -EINVAL (orig is no entry, or a
+ * field is too long), -ENOMEM. */
+static int redirected_line(const char *orig, const char *new_source, const char *add_options,
+			   char **ret)
 {
 	_cleanup_(tabs_fs_unrefp) struct libmnt_fs *fs = fstab_parse_line(orig);
 	_cleanup_free_ char *merged = NULL;
-	char target[PATH_MAX], type[PATH_MAX];
-	char *line = NULL;
+	char target[PATH_MAX], type[PATH_MAX], options[PATH_MAX];
+	int r;
 
-	if (!fs || !raw_field(orig, 1, target, sizeof(target)))
-		return NULL;
-	if (!raw_field(orig, 2, type, sizeof(type)))
+	if (!fs || raw_field(orig, 1, target, sizeof(target)) <= 0)
+		return -EINVAL;
+	r = raw_field(orig, 2, type, sizeof(type));
+	if (r < 0)
+		return r;
+	if (r == 0)
 		snprintf(type, sizeof(type), "auto");
-	merged = options_merge(mnt_fs_get_options(fs), add_options);
+	/* The options as written: libmount's are unescaped (\040 is a space there, which would
+	 * split our line). */
+	r = raw_field(orig, 3, options, sizeof(options));
+	if (r < 0)
+		return r;
+	if (r == 0)
+		options[0] = 0;
+	merged = options_merge(options, add_options);
 	if (!merged)
-		return NULL;
-	if (asprintf(&line, "%s %s %s %s %d %d", new_source, target, type, merged,
-		     mnt_fs_get_freq(fs), mnt_fs_get_passno(fs)) < 0)
-		return NULL;
-	return line;
+		return -ENOMEM;
+	if (asprintf(ret, "%s %s %s %s %d %d", new_source, target, type, merged, mnt_fs_get_freq(fs),
+		     mnt_fs_get_passno(fs)) < 0)
+		return -ENOMEM;
+	return 0;
 }
 
 int fstab_redirect(struct tab_file *t, const char *mountpoint, const char *new_source,
@@ -669,19 +693,19 @@ int fstab_redirect(struct tab_file *t, const char *mountpoint, const char *new_s
 {
 	_cleanup_free_ char *comment = NULL;
 	_cleanup_free_ char *line = NULL;
-	size_t orig, ours;
+	size_t orig, ours, comment_len;
 	bool newline;
 	int r;
 
-	if (!field_valid(new_source) || (add_options && strpbrk(add_options, " \t\n\r")))
+	if (!field_valid(new_source) || (add_options && *add_options && !field_valid(add_options)))
 		return -EINVAL;
 	orig = fstab_orig_index(t, mountpoint);
 	if (orig != SIZE_MAX) {
 		/* Redirected before: derive the line again from the kept original. */
-		line = redirected_line(t->lines[orig].text + strlen(TAB_ORIG_PREFIX), new_source,
-				       add_options);
-		if (!line)
-			return -ENOMEM;
+		r = redirected_line(t->lines[orig].text + strlen(TAB_ORIG_PREFIX), new_source,
+				    add_options, &line);
+		if (r < 0)
+			return r;
 		ours = fstab_index(t, orig + 1, mountpoint, false);
 		if (ours == SIZE_MAX) {
 			r = lines_insert(t, orig + 1, line);
@@ -693,9 +717,16 @@ int fstab_redirect(struct tab_file *t, const char *mountpoint, const char *new_s
 	orig = fstab_index(t, 0, mountpoint, false);
 	if (orig == SIZE_MAX)
 		return -ENOENT;
-	line = redirected_line(t->lines[orig].text, new_source, add_options);
-	if (!line || asprintf(&comment, TAB_ORIG_PREFIX "%s", t->lines[orig].text) < 0)
+	r = redirected_line(t->lines[orig].text, new_source, add_options, &line);
+	if (r < 0)
+		return r;
+	/* The kept copy is byte for byte, even past a NUL the parsers stop at. */
+	comment = malloc(strlen(TAB_ORIG_PREFIX) + t->lines[orig].len + 1);
+	if (!comment)
 		return -ENOMEM;
+	memcpy(comment, TAB_ORIG_PREFIX, strlen(TAB_ORIG_PREFIX));
+	memcpy(comment + strlen(TAB_ORIG_PREFIX), t->lines[orig].text, t->lines[orig].len + 1);
+	comment_len = strlen(TAB_ORIG_PREFIX) + t->lines[orig].len;
 	/* The comment takes the original's place and a newline; our line inherits the original's
 	 * newline, so a file whose last line was this one keeps its end as it was. */
 	newline = t->lines[orig].newline;
@@ -704,7 +735,7 @@ int fstab_redirect(struct tab_file *t, const char *mountpoint, const char *new_s
 		return r;
 	t->lines[orig + 1].newline = newline;
 	t->lines[orig].newline = true;
-	r = lines_replace(t, orig, comment);
+	r = lines_replace_n(t, orig, comment, comment_len);
 	return r < 0 ? r : 1;
 }
 
@@ -730,7 +761,8 @@ int fstab_restore(struct tab_file *t, const char *mountpoint)
 	newline = t->lines[orig].newline;
 	if (ours == orig + 1)
 		newline = t->lines[ours].newline;
-	r = lines_replace(t, orig, t->lines[orig].text + strlen(TAB_ORIG_PREFIX));
+	r = lines_replace_n(t, orig, t->lines[orig].text + strlen(TAB_ORIG_PREFIX),
+			    t->lines[orig].len - strlen(TAB_ORIG_PREFIX));
 	if (r < 0)
 		return r;
 	if (ours != SIZE_MAX) {
