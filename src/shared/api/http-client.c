@@ -153,7 +153,7 @@ static void server_authority(const struct http_client *c, char *buf, size_t len)
  * tunnel is up) whether the first hop, the proxy when there is one, was reached at all. */
 static int transport_error(struct http_client *c, CURLcode rc, const char *why, char *err, size_t errlen)
 {
-	const char *proxy = c->proxy_shown, *ca = c->ca_file ? c->ca_file : "the system CA store";
+	const char *proxy = c->proxy_shown, *ca = c->ca_file ? c->ca_file : NULL;
 	long connects = 0;
 	char server[256];
 	long connect_code = 0;
@@ -196,10 +196,12 @@ static int transport_error(struct http_client *c, CURLcode rc, const char *why, 
 				 why);
 		return -ETIMEDOUT;
 	case CURLE_PEER_FAILED_VERIFICATION:
-		snprintf(err, errlen, "TLS verification of server %s failed against CA %s (%s)", server, ca, why);
+		snprintf(err, errlen, "TLS verification of server %s failed against %s%s (%s)", server,
+			 ca ? "CA " : "the system CA store", ca ? ca : "", why);
 		return r;
 	case CURLE_SSL_CACERT_BADFILE:
-		snprintf(err, errlen, "TLS: CA file %s cannot be read or holds no certificate (%s)", ca, why);
+		snprintf(err, errlen, "TLS: CA file %s cannot be read or holds no certificate (%s)", ca ? ca : "(system)",
+			 why);
 		return r;
 	case CURLE_SSL_CONNECT_ERROR:
 	case CURLE_SSL_CERTPROBLEM:
