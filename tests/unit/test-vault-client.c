@@ -147,6 +147,12 @@ static void test_proxy_unreachable(void **state)
 	if (!strstr(err, want))
 		fail_msg("[%s] not in [%s]", want, err);
 
+	/* a proxy password never reaches a message */
+	snprintf(c.proxy, sizeof(c.proxy), "http://user:s3cret@127.0.0.1:%u", closed_port());
+	assert_int_equal(goal_error(&c, err, sizeof(err)), -ECONNREFUSED);
+	assert_null(strstr(err, "s3cret"));
+	assert_non_null(strstr(err, "proxy http://***@127.0.0.1:"));
+
 	/* Proxy= empty: $https_proxy, named the same way */
 	conf_for(&c, 8443, "");
 	setenv("https_proxy", proxy, 1);
