@@ -152,6 +152,9 @@ int verb_enroll(int argc, char **argv)
 		log_error("--proxy %s: give the proxy as http://host:port, or 'none'.", proxy);
 		return EXIT_USAGE;
 	}
+	if (*proxy && strchr(proxy, '@'))
+		log_warning("--proxy: agent.conf is readable by every user (0644), and so is a proxy password in "
+			    "it; prefer a proxy that needs none from this VM");
 	if (!agent_conf_path(AGENT_CREDENTIAL_NAME, cred_path, sizeof(cred_path)) ||
 	    !agent_conf_path(AGENT_CONF_NAME, conf_path, sizeof(conf_path)) ||
 	    !agent_conf_path(AGENT_CA_NAME, ca_path, sizeof(ca_path))) {
