@@ -1,7 +1,8 @@
 /* Unit tests for the VM's vault client and the HTTPS client's hop diagnosis
  * (src/shared/client/vault-client.c, src/shared/api/http-client.c) without vmcryptd: closed ports
  * on loopback and a fake proxy that refuses CONNECT or never answers tell which hop failed.
- * Exchanges with a real vmcryptd are in tests/integration/test-enroll.sh. */
+ * With $VMCRYPT_TEST_LIVE=1 (tests/integration/test-vault-client.sh: a private vmcryptd and an
+ * enrolled $VMCRYPT_CONF_DIR) the live cases run the VM routes against it; otherwise they skip. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -17,7 +18,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "basic/string-util.h"
 #include "shared/client/vault-client.h"
+#include "shared/jansson-util.h"
 #include "shared/secret.h"
 
 /* A listening socket on 127.0.0.1 with a kernel-chosen port. */
@@ -147,6 +150,12 @@ static void test_proxy_unreachable(void **state)
 	if (!strstr(err, want))
 		fail_msg("[%s] not in [%s]", want, err);
 
+	/* a proxy password never reaches a message */
+	snprintf(c.proxy, sizeof(c.proxy), "http://user:s3cret@127.0.0.1:%u", closed_port());
+	assert_int_equal(goal_error(&c, err, sizeof(err)), -ECONNREFUSED);
+	assert_null(strstr(err, "s3cret"));
+	assert_non_null(strstr(err, "proxy http://***@127.0.0.1:"));
+
 	/* Proxy= empty: $https_proxy, named the same way */
 	conf_for(&c, 8443, "");
 	setenv("https_proxy", proxy, 1);
@@ -221,6 +230,101 @@ static void test_proxy_silent(void **state)
 	run_fake_proxy(NULL, -ETIMEDOUT, "proxy %s did not open a tunnel to 127.0.0.1:%u in time");
 }
 
+/* --- live: against the vmcryptd named by the enrolled $VMCRYPT_CONF_DIR */
+
+static struct vault_client *live_client(void)
+{
+	static struct agent_conf c;
+	struct vault_client *vc = NULL;
+	char err[1024] = "";
+	void *live_cred = NULL;
+	size_t n = 0;
+
+	if (!getenv("VMCRYPT_TEST_LIVE"))
+		return NULL;
+	assert_int_equal(agent_conf_load(NULL, &c, err, sizeof(err)), 0);
+	assert_int_equal(agent_credential_read(NULL, &live_cred, &n, err, sizeof(err)), 0);
+	assert_int_equal(vault_client_new(&c, live_cred, n, 5, 15, &vc), 0);
+	secret_free(live_cred);
+	return vc;
+}
+
+static void test_live_secrets(void **state)
+{
+	struct vault_client *vc = live_client();
+	uint8_t key[64], big[API_SECRET_MAX];
+	char err[1024] = "";
+	uint64_t v1 = 0, v2 = 0, got_version = 0;
+	void *value = NULL;
+	size_t n = 0;
+
+	if (!vc) {
+		skip();
+		return;
+	}
+	assert_int_equal(secret_random(key, sizeof(key)), 0);
+	key[3] = 0; /* binary: a NUL inside travels too */
+	assert_int_equal(vault_client_secret_put(vc, "data", key, sizeof(key), &v1, err, sizeof(err)), 0);
+	assert_int_equal(vault_client_secret_get(vc, "data", &value, &n, &got_version, err, sizeof(err)), 0);
+	assert_int_equal(n, sizeof(key));
+	assert_memory_equal(value, key, n);
+	assert_int_equal(got_version, v1);
+	assert_true(secret_size(value) >= n); /* decoded into secret memory */
+	secret_free(value);
+	value = NULL;
+
+	/* a new version, and the newest comes back */
+	memset(big, 0xa5, sizeof(big));
+	assert_int_equal(vault_client_secret_put(vc, "data", big, sizeof(big), &v2, err, sizeof(err)), 0);
+	assert_int_equal(v2, v1 + 1);
+	assert_int_equal(vault_client_secret_get(vc, "data", &value, &n, &got_version, err, sizeof(err)), 0);
+	assert_int_equal(n, sizeof(big));
+	assert_memory_equal(value, big, n);
+	assert_int_equal(got_version, v2);
+	secret_free(value);
+	value = NULL;
+
+	/* no such secret: -ENOENT with the server's word */
+	assert_int_equal(vault_client_secret_get(vc, "nothing", &value, &n, &got_version, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "HTTP 404"));
+	assert_null(value);
+	vault_client_free(vc);
+}
+
+static void test_live_goal_and_status(void **state)
+{
+	struct vault_client *vc = live_client();
+	const char *want = getenv("VMCRYPT_TEST_LIVE_SEQUENCE");
+	_cleanup_(jansson_util_decrefp) json_t *goal = NULL, *report = NULL, *bad = NULL;
+	char err[1024] = "";
+	uint64_t seq = 99, want_seq = 0;
+
+	if (!vc) {
+		skip();
+		return;
+	}
+	if (want)
+		assert_int_equal(parse_u64(want, &want_seq), 0);
+	assert_int_equal(vault_client_goal(vc, &goal, err, sizeof(err)), 0);
+	assert_int_equal(json_integer_value(json_object_get(goal, "sequence")), (json_int_t)want_seq);
+	assert_string_equal(json_string_value(json_object_get(json_object_get(goal, "settings"),
+							      "EncryptionOperation")),
+			    want_seq ? "EnableEncryption" : "None");
+
+	report = json_pack("{s:s, s:s, s:s, s:I}", "OsVolumeEncrypted", "NotEncrypted", "DataVolumesEncrypted",
+			   "EncryptionInProgress", "ProgressMessage", "Encrypting data volume 1/1: 5%",
+			   "SequenceVersion", (json_int_t)want_seq);
+	assert_int_equal(vault_client_status(vc, report, &seq, err, sizeof(err)), 0);
+	assert_int_equal(seq, want_seq);
+
+	/* the server's refusal: -EINVAL and its message */
+	bad = json_pack("{s:s, s:s}", "OsVolumeEncrypted", "Bogus", "DataVolumesEncrypted", "NotEncrypted");
+	assert_int_equal(vault_client_status(vc, bad, &seq, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "HTTP 400"));
+	assert_non_null(strstr(err, "OsVolumeEncrypted"));
+	vault_client_free(vc);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -231,6 +335,8 @@ int main(void)
 		cmocka_unit_test(test_proxy_unreachable),
 		cmocka_unit_test(test_proxy_refuses_connect),
 		cmocka_unit_test(test_proxy_silent),
+		cmocka_unit_test(test_live_secrets),
+		cmocka_unit_test(test_live_goal_and_status),
 	};
 	secret_setup_json_allocator();
 	unsetenv("https_proxy");

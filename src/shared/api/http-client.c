@@ -17,7 +17,7 @@ struct http_client {
 	char *ca_file;
 	char *token; /* secret memory */
 	char *proxy; /* NULL: libcurl reads the environment; "none": no proxy */
-	char *proxy_shown; /* the proxy in effect, for messages; "" for none */
+	char *proxy_shown; /* the proxy in effect, for messages, without user:password@; "" for none */
 	long connect_timeout_s, total_timeout_s;
 };
 
@@ -73,6 +73,24 @@ static const char *proxy_from_env(void)
 	return "";
 }
 
+/* A proxy URL for messages: its user:password part before '@' becomes three asterisks, since the
+ * proxy's password must not reach a log or `vmcrypt check --json`. Returns a malloc'd string. */
+static char *proxy_redact(const char *url)
+{
+	const char *scheme = strstr(url, "://"), *start = scheme ? scheme + 3 : url;
+	const char *end = start + strcspn(start, "/?#"), *at = NULL;
+	char *out;
+
+	for (const char *p = start; p < end; p++)
+		if (*p == '@')
+			at = p;
+	if (!at)
+		return strdup(url);
+	if (asprintf(&out, "%.*s***%s", (int)(start - url), url, at) < 0)
+		return NULL;
+	return out;
+}
+
 int http_client_new_with(const char *base_url, const struct http_client_options *o, struct http_client **ret)
 {
 	const char *token = o->token, *ca_file = o->ca_file && *o->ca_file ? o->ca_file : NULL;
@@ -89,7 +107,7 @@ int http_client_new_with(const char *base_url, const struct http_client_options 
 	c->base_url = strdup(base_url);
 	c->ca_file = ca_file ? strdup(ca_file) : NULL;
 	c->proxy = proxy ? strdup(proxy) : NULL;
-	c->proxy_shown = strdup(!proxy ? proxy_from_env() : streq(proxy, HTTP_CLIENT_PROXY_NONE) ? "" : proxy);
+	c->proxy_shown = proxy_redact(!proxy ? proxy_from_env() : streq(proxy, HTTP_CLIENT_PROXY_NONE) ? "" : proxy);
 	c->connect_timeout_s = o->connect_timeout_s > 0 ? o->connect_timeout_s : HTTP_CLIENT_CONNECT_TIMEOUT_DEFAULT;
 	c->total_timeout_s = o->total_timeout_s > 0 ? o->total_timeout_s : HTTP_CLIENT_TOTAL_TIMEOUT_DEFAULT;
 	if (token) {
@@ -153,7 +171,7 @@ static void server_authority(const struct http_client *c, char *buf, size_t len)
  * tunnel is up) whether the first hop, the proxy when there is one, was reached at all. */
 static int transport_error(struct http_client *c, CURLcode rc, const char *why, char *err, size_t errlen)
 {
-	const char *proxy = c->proxy_shown, *ca = c->ca_file ? c->ca_file : "the system CA store";
+	const char *proxy = c->proxy_shown, *ca = c->ca_file ? c->ca_file : NULL;
 	long connects = 0;
 	char server[256];
 	long connect_code = 0;
@@ -196,10 +214,12 @@ static int transport_error(struct http_client *c, CURLcode rc, const char *why, 
 				 why);
 		return -ETIMEDOUT;
 	case CURLE_PEER_FAILED_VERIFICATION:
-		snprintf(err, errlen, "TLS verification of server %s failed against CA %s (%s)", server, ca, why);
+		snprintf(err, errlen, "TLS verification of server %s failed against %s%s (%s)", server,
+			 ca ? "CA " : "the system CA store", ca ? ca : "", why);
 		return r;
 	case CURLE_SSL_CACERT_BADFILE:
-		snprintf(err, errlen, "TLS: CA file %s cannot be read or holds no certificate (%s)", ca, why);
+		snprintf(err, errlen, "TLS: CA file %s cannot be read or holds no certificate (%s)", ca ? ca : "(system)",
+			 why);
 		return r;
 	case CURLE_SSL_CONNECT_ERROR:
 	case CURLE_SSL_CERTPROBLEM:

@@ -31,7 +31,7 @@ int http_client_new(const char *base_url, const char *ca_file, const char *token
 void http_client_free(struct http_client *c);
 
 /* The proxy requests go through (from the options or the environment), or "" for none; for
- * messages such as "vault reached through proxy X". */
+ * messages such as "vault reached through proxy X". A user:password@ part reads ***@. */
 const char *http_client_proxy(const struct http_client *c);
 const char *http_client_base_url(const struct http_client *c);
 

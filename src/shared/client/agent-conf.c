@@ -46,11 +46,14 @@ static char *strip(char *s)
 	return s;
 }
 
+/* Fields are zero-filled past their string, so two settings compare equal byte for byte exactly
+ * when they say the same (the round-trip tests and the fuzz harness rely on it). */
 static int set_string(char *dst, size_t size, const char *v)
 {
 	if (strlen(v) >= size)
 		return -ENAMETOOLONG;
-	memcpy(dst, v, strlen(v) + 1);
+	memset(dst, 0, size);
+	memcpy(dst, v, strlen(v));
 	return 0;
 }
 
@@ -70,6 +73,7 @@ static int set_list(char *dst, size_t entry_size, size_t max, size_t *n, char *v
 {
 	char *save = NULL, *tok;
 
+	memset(dst, 0, max * entry_size);
 	*n = 0;
 	for (tok = strtok_r(v, " \t", &save); tok; tok = strtok_r(NULL, " \t", &save)) {
 		if (*n >= max)
@@ -111,6 +115,7 @@ static int parse_line(struct agent_conf *c, const char *key, char *v, char *why,
 	else if (streq(key, "StopUnits")) {
 		c->stop_units_auto = streq(v, "auto");
 		if (c->stop_units_auto) {
+			memset(c->stop_units, 0, sizeof(c->stop_units));
 			c->n_stop_units = 0;
 			r = 0;
 		} else
