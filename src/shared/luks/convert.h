@@ -36,6 +36,19 @@ struct convert_request {
 	const char *header;       /* detached header file, or NULL for the header on the device */
 	const void *key;          /* the unlock key (passphrase of keyslot 0) */
 	size_t key_size;
+	/* encrypt: the recovery passphrase, keyslot 1 (PBKDF2 like keyslot 0), or NULL/0 for none.
+	 * Every keyslot must exist before the reencryption is initialised: libcryptsetup refuses
+	 * to add one while it runs. decrypt and resume: a second passphrase to try; they take
+	 * whichever of key and recovery opens a keyslot (either may be empty, not both). Finishing
+	 * an encryption cut short after its last hotzone rebuilds the header and needs the
+	 * passphrase of every keyslot (see docs/vmcrypt.md). */
+	const void *recovery;
+	size_t recovery_size;
+	/* encrypt: a LUKS2 token (JSON text) set on the new header at format time, e.g. the agent's
+	 * {"type":"vmcrypt","keyslots":["0"],"server":...}; it is kept in the final header. NULL:
+	 * none. A token of type "vmcrypt" must not have an "operation" member: that names the
+	 * conversion's own token (luks.h). */
+	const char *token_json;
 	uint32_t sector_size;     /* 512 or 4096; 0 picks the largest the filesystem allows */
 	convert_progress_fn progress;
 	void *userdata;
@@ -82,7 +95,9 @@ struct convert_result {
  *   -ENOENT target missing; -ENOTBLK not a block device or file; -EROFS read-only;
  *   -EBUSY mounted, held open or has holders; -EALREADY already LUKS (encrypt), a conversion
  *   in flight (run resume), nothing to resume; -EMEDIUMTYPE not LUKS (decrypt);
- *   -ENOKEY/-EPERM empty or wrong key; -ENOSPC too small or no room to shrink; -EUCLEAN the
+ *   -ENOKEY/-EPERM empty or wrong key (neither key nor recovery opens it; -ENOKEY also: finishing
+ *   needs the passphrase of a keyslot that was not given); -EINVAL a token_json libcryptsetup
+ *   refuses; -ENOSPC too small or no room to shrink; -EUCLEAN the
  *   filesystem failed its check; -EOPNOTSUPP the filesystem cannot make room (use --header);
  *   -EEXIST the header file exists; -EINTR stopped at a safe point by the progress callback;
  *   -EIO and others: the operation failed (resume continues it where it can).
