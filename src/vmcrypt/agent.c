@@ -78,14 +78,17 @@ int verb_agent(int argc, char **argv)
 	r = agent_conf_load(NULL, conf, err, sizeof(err));
 	if (r < 0) {
 		log_error("%s", err[0] ? err : strerror(-r));
-		if (r == -ENOENT)
+		if (r == -ENOENT) {
 			fprintf(stderr, "  what to do: enroll this VM first: vmcrypt enroll --server URL --token-file FILE\n");
-		return exit_status_from_errno(r);
+			return EXIT_STATE;
+		}
+		/* A configuration file that does not parse is a usage error, as for vmcryptd. */
+		return r == -EINVAL ? EXIT_USAGE : exit_status_from_errno(r);
 	}
 	r = agent_credential_read(NULL, &credential, &credential_size, err, sizeof(err));
 	if (r < 0) {
 		log_error("%s", err);
-		return r == -ENOENT ? EXIT_STATE : exit_status_from_errno(r);
+		return r == -ENOENT ? EXIT_STATE : r == -EPERM || r == -EINVAL ? EXIT_KEY : exit_status_from_errno(r);
 	}
 	o.conf = conf;
 	o.credential = credential;
