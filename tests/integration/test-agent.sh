@@ -39,6 +39,11 @@ EOF
 cp "$WORK/fstab" "$WORK/fstab.orig"
 cp "$WORK/crypttab" "$WORK/crypttab.orig"
 
+# --- before enrollment -------------------------------------------------------------------------
+"$VMCRYPT" agent --once >"$WORK/noenroll.out" 2>&1
+check_eq "not enrolled: agent exits 4" 4 $?
+check_contains "not enrolled: says to enroll" "vmcrypt enroll" "$(cat "$WORK/noenroll.out")"
+
 # --- enrollment --------------------------------------------------------------------------------
 admin vm register vm1 >"$WORK/enroll.token" 2>/dev/null
 chmod 600 "$WORK/enroll.token"
@@ -54,6 +59,13 @@ ProgressInterval=1
 Crypttab=$WORK/crypttab
 Fstab=$WORK/fstab
 EOF
+
+cp "$CONF/agent.conf" "$WORK/agent.conf.good"
+echo "StopUnit=auto" >>"$CONF/agent.conf"
+"$VMCRYPT" agent --once >"$WORK/badconf.out" 2>&1
+check_eq "agent.conf with an unknown key: exit 2" 2 $?
+check_contains "agent.conf with an unknown key: names the line" "agent.conf:" "$(cat "$WORK/badconf.out")"
+cp "$WORK/agent.conf.good" "$CONF/agent.conf"
 
 AGENT_PID=
 # agent_once [ENV...]: one pass of the agent; output appended to agent.log, exit status in RC.
