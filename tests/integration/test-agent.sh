@@ -58,7 +58,9 @@ ReportInterval=1
 ProgressInterval=1
 Crypttab=$WORK/crypttab
 Fstab=$WORK/fstab
+UnitDir=$WORK/units
 EOF
+DROPIN="$WORK/units/systemd-cryptsetup@vmcrypt\\x2d$NAME.service.d/50-vmcrypt-network.conf"
 
 cp "$CONF/agent.conf" "$WORK/agent.conf.good"
 echo "StopUnit=auto" >>"$CONF/agent.conf"
@@ -145,6 +147,7 @@ check "token: no secret in luksDump" no_leak <(base64 -w0 "$WORK/vault.key"; ech
 check "crypttab: the agent's line" grep -qE "^vmcrypt-$NAME UUID=[0-9a-f-]+ none luks,_netdev,nofail" "$WORK/crypttab"
 check "crypttab: foreign lines kept" grep -qxF "swapcrypt /dev/disk/by-partlabel/swap /dev/urandom swap,cipher=aes-xts-plain64" "$WORK/crypttab"
 check "crypttab: backup kept" cmp -s "$WORK/crypttab.vmcrypt-bak" "$WORK/crypttab.orig"
+check "the cryptsetup unit waits for the network (drop-in)" grep -qx "After=network-online.target" "$DROPIN"
 check_eq "agent.json: the goal's sequence applied" "$(show .settings.SequenceVersion)" "$(jq -r .appliedSequence "$VMCRYPT_STATE_DIR/agent.json")"
 check "no key in the agent's log or state" no_leak <(base64 -w0 "$WORK/vault.key"; echo; cat "$WORK/vault.rec"; echo) "$WORK/agent.log" "$VMCRYPT_STATE_DIR/agent.json"
 
@@ -155,6 +158,7 @@ check_eq "disable: agent --once exits 0" 0 "$RC"
 check_eq "disable: NotEncrypted" NotEncrypted "$(show .DataVolumesEncrypted)"
 check_eq "disable: ProgressMessage" "Decryption succeeded" "$(show .ProgressMessage)"
 check "disable: crypttab back byte for byte" cmp -s "$WORK/crypttab" "$WORK/crypttab.orig"
+check "disable: the drop-in is gone" [ ! -e "$DROPIN" ]
 check "disable: files intact" sums_match "$DEV" "$SUMS"
 check_eq "disable: secrets stay in the vault" 2 "$(admin --json secret list --vm vm1 2>/dev/null | jq '.secrets | length')"
 

@@ -19,6 +19,7 @@
 #include "basic/fileio.h"
 #include "basic/log.h"
 #include "basic/macro.h"
+#include "basic/process.h"
 #include "basic/string-util.h"
 #include "shared/ade.h"
 #include "shared/agent/agent-state.h"
@@ -387,6 +388,72 @@ static void stable_device_path(const char *device, char *buf, size_t len)
 	}
 }
 
+/* systemd 252 orders the cryptsetup unit of a _netdev crypttab line only after
+ * remote-fs-pre.target, not after the network: at boot it ran before DHCP, the token plugin
+ * could not reach the vault and systemd asked for the passphrase (docs/testing-vm.md). Each
+ * volume gets a drop-in that waits for network-online.target, as a _netdev mount does. */
+static void unit_dropin_path(struct agent_engine *e, const char *volume, char *dir, size_t dlen,
+			     char *file, size_t flen)
+{
+	char esc[3 * AGENT_NAME_MAX + 1];
+	size_t o = 0;
+
+	/* systemd's unit name escaping of "vmcrypt-<name>": our names are [A-Za-z0-9._-] starting
+	 * alphanumeric, so only '-' needs it. */
+	for (const char *p = volume; *p && o + 4 < sizeof(esc); p++) {
+		if (*p == '-') {
+			memcpy(esc + o, "\\x2d", 4);
+			o += 4;
+		} else
+			esc[o++] = *p;
+	}
+	esc[o] = '\0';
+	errf(dir, dlen, "%s/systemd-cryptsetup@vmcrypt\\x2d%s.service.d", e->conf->unit_dir, esc);
+	errf(file, flen, "%s/50-vmcrypt-network.conf", dir);
+}
+
+static void systemd_reload(struct agent_engine *e)
+{
+	char *argv[] = { (char *)"systemctl", (char *)"daemon-reload", NULL };
+
+	/* Only where systemd runs and reads this directory (not in the demo's or a test's). */
+	if (access("/run/systemd/system", F_OK) < 0 || !startswith(e->conf->unit_dir, "/etc/systemd/"))
+		return;
+	if (process_run_timeout(argv, NULL, 0, 60) != 0)
+		log_warning("systemctl daemon-reload failed: the cryptsetup units' drop-ins apply after the next reload");
+}
+
+static int write_unit_dropin(struct agent_engine *e, const char *volume, char *err, size_t errlen)
+{
+	static const char text[] =
+		"# Written by vmcrypt agent: the key comes from the vault over the network.\n"
+		"[Unit]\nWants=network-online.target\nAfter=network-online.target\n";
+	char dir[PATH_MAX], file[PATH_MAX];
+	int r;
+
+	unit_dropin_path(e, volume, dir, sizeof(dir), file, sizeof(file));
+	r = mkdir_p(dir, 0755);
+	if (r >= 0)
+		r = write_file_atomic(file, text, strlen(text), 0644);
+	if (r < 0) {
+		errf(err, errlen, "cannot write %s: %s", file, strerror(-r));
+		return r;
+	}
+	systemd_reload(e);
+	return 0;
+}
+
+static void remove_unit_dropin(struct agent_engine *e, const char *volume)
+{
+	char dir[PATH_MAX], file[PATH_MAX];
+
+	unit_dropin_path(e, volume, dir, sizeof(dir), file, sizeof(file));
+	if (unlink(file) == 0) {
+		(void)rmdir(dir);
+		systemd_reload(e);
+	}
+}
+
 static int write_tabs_encrypted(struct agent_engine *e, struct agent_volume_state *v, char *err,
 				size_t errlen)
 {
@@ -405,6 +472,9 @@ static int write_tabs_encrypted(struct agent_engine *e, struct agent_volume_stat
 		snprintf(source, sizeof(source), "UUID=%s", v->luks_uuid);
 		snprintf(options, sizeof(options), "luks,%s", AGENT_CRYPTTAB_OPTIONS);
 	}
+	r = write_unit_dropin(e, v->name, err, errlen);
+	if (r < 0)
+		return r;
 	r = tab_file_load(e->conf->crypttab, &ct);
 	if (r >= 0)
 		r = crypttab_set(ct, mapper_name, source, "none", options);
@@ -450,6 +520,7 @@ static int write_tabs_plain(struct agent_engine *e, struct agent_volume_state *v
 		errf(err, errlen, "cannot update %s: %s", e->conf->crypttab, strerror(-r));
 		return r;
 	}
+	remove_unit_dropin(e, v->name);
 	if (!v->mountpoint[0])
 		return 0;
 	r = tab_file_load(e->conf->fstab, &ft);

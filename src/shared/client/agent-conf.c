@@ -23,6 +23,7 @@ void agent_conf_init(struct agent_conf *c)
 		.progress_interval = 5,
 		.crypttab = "/etc/crypttab",
 		.fstab = "/etc/fstab",
+		.unit_dir = "/etc/systemd/system",
 		.online = true,
 	};
 }
@@ -129,6 +130,8 @@ static int parse_line(struct agent_conf *c, const char *key, char *v, char *why,
 		r = set_string(c->crypttab, sizeof(c->crypttab), v);
 	else if (streq(key, "Fstab"))
 		r = set_string(c->fstab, sizeof(c->fstab), v);
+	else if (streq(key, "UnitDir"))
+		r = set_string(c->unit_dir, sizeof(c->unit_dir), v);
 	else if (streq(key, "Online")) {
 		if (streq(v, "auto"))
 			c->online = true;
@@ -266,7 +269,7 @@ char *agent_conf_format(const struct agent_conf *c)
 		return NULL;
 	fprintf(f, "# vmcrypt agent settings (docs/agent.md), written by vmcrypt enroll.\n"
 		   "# Keys: Server CAFile Proxy VM PollInterval ReportInterval ProgressInterval StopUnits\n"
-		   "#       Include Exclude Crypttab Fstab Online. Proxy=none disables $https_proxy.\n");
+		   "#       Include Exclude Crypttab Fstab UnitDir Online. Proxy=none disables $https_proxy.\n");
 	fprintf(f, "Server=%s\nCAFile=%s\nProxy=%s\nVM=%s\n", c->server, c->ca_file, c->proxy, c->vm);
 	if (c->poll_interval != d.poll_interval)
 		fprintf(f, "PollInterval=%u\n", c->poll_interval);
@@ -286,6 +289,8 @@ char *agent_conf_format(const struct agent_conf *c)
 		fprintf(f, "Crypttab=%s\n", c->crypttab);
 	if (!streq(c->fstab, d.fstab))
 		fprintf(f, "Fstab=%s\n", c->fstab);
+	if (!streq(c->unit_dir, d.unit_dir))
+		fprintf(f, "UnitDir=%s\n", c->unit_dir);
 	if (!c->online)
 		fprintf(f, "Online=no\n");
 	if (fclose(f) != 0) {
@@ -297,7 +302,8 @@ char *agent_conf_format(const struct agent_conf *c)
 
 static bool conf_writable(const struct agent_conf *c)
 {
-	const char *single[] = { c->server, c->ca_file, c->proxy, c->vm, c->crypttab, c->fstab };
+	const char *single[] = { c->server, c->ca_file, c->proxy, c->vm, c->crypttab, c->fstab,
+				 c->unit_dir };
 
 	if (!startswith(c->server, "https://"))
 		return false;

@@ -37,6 +37,8 @@ struct agent_conf {
 	size_t n_exclude;
 	char crypttab[PATH_MAX];               /* Crypttab= (/etc/crypttab) */
 	char fstab[PATH_MAX];                  /* Fstab= (/etc/fstab) */
+	char unit_dir[PATH_MAX];               /* UnitDir= (/etc/systemd/system): the agent's
+						* drop-ins for the volumes' cryptsetup units */
 	bool online;                           /* Online=auto: true (default); Online=no: false */
 };
 
