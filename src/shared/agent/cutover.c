@@ -122,6 +122,22 @@ static void restart_units(struct agent_cutover *c)
 	}
 }
 
+/* Stops the units recorded for the cut-over; when that fails, those stopped start again. */
+static int stop_units(struct agent_cutover *c)
+{
+	char err[512] = "";
+	int r;
+
+	if (c->v->n_stopped_units == 0)
+		return 0;
+	r = units_stop(c->v->stopped_units, c->v->n_stopped_units, err, sizeof(err));
+	if (r < 0) {
+		say(c, "%s: cannot stop the units holding it: %s", c->v->mountpoint, err);
+		restart_units(c);
+	}
+	return r;
+}
+
 int agent_cutover_encrypt(struct agent_cutover *c)
 {
 	struct agent_volume_state *v = c->v;
@@ -138,15 +154,9 @@ int agent_cutover_encrypt(struct agent_cutover *c)
 	snprintf(v->fstype, sizeof(v->fstype), "%s", m.fstype);
 	snprintf(v->fs_options, sizeof(v->fs_options), "%s", m.options);
 
-	if (v->n_stopped_units > 0) {
-		r = units_stop(v->stopped_units, v->n_stopped_units, err, sizeof(err));
-		if (r < 0) {
-			say(c, "%s: cannot stop the units holding it: %s",
-				 v->mountpoint, err);
-			restart_units(c);
-			return r;
-		}
-	}
+	r = stop_units(c);
+	if (r < 0)
+		return r;
 	t0 = now_ms();
 	r = agent_umount(v->mountpoint);
 	if (r < 0) {
@@ -201,15 +211,9 @@ int agent_cutover_finish(struct agent_cutover *c)
 		snprintf(m.options, sizeof(m.options), "%s", v->fs_options);
 		m.source[0] = '\0';
 	}
-	if (v->n_stopped_units > 0) {
-		r = units_stop(v->stopped_units, v->n_stopped_units, err, sizeof(err));
-		if (r < 0) {
-			say(c, "%s: cannot stop the units holding it: %s",
-				 v->mountpoint, err);
-			restart_units(c);
-			return r;
-		}
-	}
+	r = stop_units(c);
+	if (r < 0)
+		return r;
 	t0 = now_ms();
 	if (m.source[0]) {
 		r = agent_umount(v->mountpoint);
