@@ -1,5 +1,6 @@
 # vmcrypt: one obvious build. `make` builds everything; `make test` runs every test under
-# ASan+UBSan; `make demo` runs the main job on a demo image; `make bench` runs the benchmarks.
+# ASan+UBSan; `make demo` runs the main job on a demo image; `make bench` runs the benchmarks;
+# `make install` (PREFIX=/usr, DESTDIR=) and `make deb` install or package it (docs/install.md).
 # Switches: V=1 (echo commands), SANITIZE=1 (ASan+UBSan, in build-asan/), CC=clang, FUZZ=1
 # (libFuzzer harnesses, clang only).
 #
@@ -21,7 +22,13 @@
 CC ?= gcc
 SANITIZE ?= 0
 FUZZ ?= 0
-VERSION := $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.1)
+# BASE_VERSION is the release this tree leads to. A build from git appends +git<commits>.<hash>
+# (.dirty for uncommitted changes): a valid Debian version that grows with every commit on a
+# branch, so the .deb of a newer commit upgrades the older one. The programs' --version and the
+# package say the same.
+BASE_VERSION := 0.9.0
+GIT_REV := $(shell git describe --always --abbrev=7 --dirty=.dirty --exclude='*' 2>/dev/null)
+VERSION := $(BASE_VERSION)$(if $(GIT_REV),+git$(shell git rev-list --count HEAD).$(GIT_REV))
 
 ifeq ($(SANITIZE),1)
 BUILD ?= build-asan
@@ -39,7 +46,9 @@ CFLAGS ?= -O2 -g
 CFLAGS += -std=gnu17 -Wall -Wextra -Wno-missing-field-initializers -Wno-unused-parameter -Wshadow -Wformat=2 \
 	-Wno-format-nonliteral -fstack-protector-strong -fPIE -MMD -MP $(SAN_FLAGS)
 CPPFLAGS += -Isrc -D_GNU_SOURCE -D_FORTIFY_SOURCE=2 -DVMCRYPT_VERSION='"$(VERSION)"' $(PKG_CFLAGS)
-LDFLAGS += -pie -Wl,-z,relro,-z,now $(SAN_FLAGS)
+# --as-needed: every program gets all of PKG_LIBS on its command line, but records only the
+# libraries it uses (readelf -d), so the package's Depends are each program's real needs.
+LDFLAGS += -pie -Wl,-z,relro,-z,now -Wl,--as-needed $(SAN_FLAGS)
 LDLIBS += $(PKG_LIBS) -lpthread
 
 ifeq ($(V),1)
@@ -72,8 +81,28 @@ FUZZ_MAIN := $(BUILD)/obj/fuzz/replay-main.o
 FUZZ_FLAGS :=
 endif
 
+# The LUKS2 token plugin (src/token-plugin, docs/agent.md "The LUKS2 token"): a shared object
+# libcryptsetup dlopen()s into cryptsetup and systemd-cryptsetup. It carries its own position-
+# independent copies of the library objects it needs (basic, shared, shared/api, shared/client,
+# built again with -fPIC in $(BUILD)/pic/; the programs' objects are -fPIE, which a shared object
+# cannot use), all hidden: only the five symbols of the version script are exported. Its jansson
+# calls bind to libjansson.so.4's versioned symbols, so json-c's json_object_get, which the host's
+# libcryptsetup brings into the process under the same name, is never called by mistake.
+# It is never built with sanitizers, not even with SANITIZE=1: the ASan runtime must be the first
+# library of a process, so an instrumented plugin dlopen()ed by the uninstrumented cryptsetup or
+# systemd-cryptsetup aborts on load ("ASan runtime does not come first in initial library
+# list"). Its parser runs under ASan+UBSan in the unit test and the fuzz harness instead, which
+# link the normal objects.
+PLUGIN := $(BUILD)/libcryptsetup-token-vmcrypt.so
+PLUGIN_SYM := src/token-plugin/libcryptsetup-token-vmcrypt.sym
+PLUGIN_SRC := $(wildcard src/token-plugin/*.c)
+PIC_LIB_SRC := $(wildcard src/basic/*.c src/shared/*.c src/shared/api/*.c src/shared/client/*.c)
+PIC_LIB := $(BUILD)/pic/libvmcrypt-pic.a
+PIC_CFLAGS := $(filter-out -fPIE -fsanitize=fuzzer-no-link $(SAN_FLAGS),$(CFLAGS)) -fPIC -fvisibility=hidden
+PLUGIN_LIBS := $(shell pkg-config --libs libcryptsetup jansson libcurl libcrypto libssl 2>/dev/null) -lpthread
+
 .PHONY: all deps test demo bench clean check-build
-all: $(PROGS) $(UNIT_BIN) $(FUZZ_BIN)
+all: $(PROGS) $(PLUGIN) $(UNIT_BIN) $(FUZZ_BIN)
 
 deps:
 	$(Q)scripts/install-deps build
@@ -101,6 +130,26 @@ $(BUILD)/obj/fuzz/%.o: fuzz/%.c
 	@$(if $(Q),echo "  CC      $<")
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) $(FUZZ_FLAGS) -c -o $@ $<
 
+$(BUILD)/pic/%.o: src/%.c | $(LAYERS_STAMP)
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC PIC  $<")
+	$(Q)$(CC) $(CPPFLAGS) $(PIC_CFLAGS) -c -o $@ $<
+
+$(PIC_LIB): $(patsubst src/%.c,$(BUILD)/pic/%.o,$(PIC_LIB_SRC))
+	@$(if $(Q),echo "  AR      $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+# -z defs: every symbol the plugin needs is in its own objects or a library it names, so a
+# missing one fails here and not at dlopen() time inside cryptsetup.
+$(PLUGIN): $(patsubst src/%.c,$(BUILD)/pic/%.o,$(PLUGIN_SRC)) $(PIC_LIB) $(PLUGIN_SYM)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) -shared -Wl,--version-script=$(PLUGIN_SYM) -Wl,-z,defs -Wl,-z,relro,-z,now -Wl,--as-needed \
+		-o $@ $(filter %.o %.a,$^) $(PLUGIN_LIBS)
+
+# The plugin's token parser, in the ASan+UBSan unit test and fuzz harness (the link rules put
+# objects before the library, so the extra object finds what it needs in it).
+$(BUILD)/tests/test-token-ref $(BUILD)/fuzz/fuzz-token-ref: $(BUILD)/obj/token-plugin/token-ref.o
+
 $(LIB): $(LIB_OBJ)
 	@$(if $(Q),echo "  AR      $@")
 	$(Q)rm -f $@ && ar rcs $@ $^
@@ -115,12 +164,12 @@ $(foreach d,$(PROG_DIRS),$(eval $(call prog_rule,$(d))))
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(filter-out %.a,$^) $(filter %.a,$^) $(LDLIBS) -lcmocka
 
 $(BUILD)/fuzz/%: $(BUILD)/obj/fuzz/%.o $(FUZZ_MAIN) $(LIB)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(LDFLAGS) $(FUZZ_FLAGS) -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) $(FUZZ_FLAGS) -o $@ $(filter-out %.a,$^) $(filter %.a,$^) $(LDLIBS)
 
 # The version is compiled into the programs' main files: rebuild them when `git describe`
 # changes, and only then.
@@ -128,7 +177,8 @@ VERSION_STAMP := $(BUILD)/version.stamp
 $(VERSION_STAMP): FORCE
 	@mkdir -p $(dir $@)
 	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' >$@
-$(BUILD)/obj/vmcrypt/vmcrypt.o $(BUILD)/obj/vmcryptd/main.o $(BUILD)/obj/admin/admin.o: $(VERSION_STAMP)
+$(BUILD)/obj/vmcrypt/vmcrypt.o $(BUILD)/obj/vmcryptd/main.o $(BUILD)/obj/admin/admin.o \
+	$(BUILD)/pic/token-plugin/token-plugin.o: $(VERSION_STAMP)
 .PHONY: FORCE
 FORCE:
 
@@ -154,6 +204,67 @@ bench:
 	$(Q)scripts/install-deps bench
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)for b in bench/*; do [ -x "$$b" ] && "$$b" --build $(BUILD) || exit 1; done
+
+# Installation (docs/install.md). PREFIX=/usr is the package's layout; DESTDIR= stages it.
+# tokendir is where libcryptsetup looks for token plugins, <its libdir>/cryptsetup (compiled into
+# the library, not under PREFIX). Debian 12's pkg-config says /lib/x86_64-linux-gnu: with the
+# merged /usr that is the directory systemd's own plugins use as /usr/lib/x86_64-linux-gnu, and
+# the package uses that spelling so dpkg sees one path.
+PREFIX ?= /usr
+bindir ?= $(PREFIX)/bin
+sbindir ?= $(PREFIX)/sbin
+docdir ?= $(PREFIX)/share/doc/vmcrypt
+sysconfdir ?= /etc
+ifndef unitdir
+unitdir := $(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),/lib/systemd/system)
+endif
+ifndef tokendir
+CRYPTSETUP_LIBDIR := $(shell pkg-config --variable=libdir libcryptsetup 2>/dev/null)
+ifeq ($(CRYPTSETUP_LIBDIR),)
+CRYPTSETUP_LIBDIR := /usr/lib/$(shell $(CC) -print-multiarch 2>/dev/null)
+endif
+tokendir := $(if $(and $(filter /lib/%,$(CRYPTSETUP_LIBDIR)),$(shell test -L /lib && echo merged)),/usr)$(CRYPTSETUP_LIBDIR)/cryptsetup
+endif
+
+# The token plugin (src/token-plugin/, its rule is with the plugin's): installed when its sources
+# exist, which makes install build it.
+TOKEN_PLUGIN := $(BUILD)/libcryptsetup-token-vmcrypt.so
+INSTALL_PLUGIN := $(if $(wildcard src/token-plugin/*.c),$(TOKEN_PLUGIN))
+UNITS := $(wildcard dist/systemd/*.service.in)
+DOCS := README.md $(wildcard docs/*.md)
+INSTALL ?= install
+
+.PHONY: install deb
+install: $(PROGS) $(INSTALL_PLUGIN)
+	$(Q)$(INSTALL) -d -m 0755 $(DESTDIR)$(sbindir) $(DESTDIR)$(bindir) $(DESTDIR)$(unitdir) \
+		$(DESTDIR)$(sysconfdir)/vmcrypt $(DESTDIR)$(docdir)
+	$(Q)$(INSTALL) -m 0755 $(BUILD)/vmcrypt $(BUILD)/vmcryptd $(DESTDIR)$(sbindir)/
+	$(Q)$(INSTALL) -m 0755 $(BUILD)/vmcrypt-admin $(DESTDIR)$(bindir)/
+	$(Q)if [ -f $(TOKEN_PLUGIN) ]; then \
+		$(INSTALL) -d -m 0755 $(DESTDIR)$(tokendir) && \
+		$(INSTALL) -m 0644 $(TOKEN_PLUGIN) $(DESTDIR)$(tokendir)/; \
+	else \
+		echo "install: $(TOKEN_PLUGIN) is not built (no src/token-plugin yet): boot-time unlock is missing" >&2; \
+	fi
+	@# The units name the installed paths (a PREFIX or sbindir of this install, not of the build).
+	$(Q)for u in $(UNITS); do \
+		sed -e 's|@sbindir@|$(sbindir)|g' -e 's|@bindir@|$(bindir)|g' -e 's|@sysconfdir@|$(sysconfdir)|g' \
+			-e 's|@docdir@|$(docdir)|g' $$u >$(DESTDIR)$(unitdir)/$$(basename $$u .in) && \
+		chmod 0644 $(DESTDIR)$(unitdir)/$$(basename $$u .in) || exit 1; \
+	done
+	$(Q)$(INSTALL) -m 0644 dist/agent.conf.example $(DESTDIR)$(sysconfdir)/vmcrypt/
+	$(Q)$(INSTALL) -m 0644 $(DOCS) $(DESTDIR)$(docdir)/
+	$(if $(DESTDIR),@true,@echo "Installed. Then: systemctl daemon-reload; systemctl enable remote-cryptsetup.target vmcrypt-agent.service")
+
+# The .deb, from a staged `make install` (scripts/mkdeb: dpkg-deb and dpkg-shlibdeps, no
+# debhelper). Build it from the plain build: a SANITIZE=1 package would depend on libasan.
+DEB_ARCH := $(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+DEB := $(BUILD)/vmcrypt_$(VERSION)_$(DEB_ARCH).deb
+deb: $(PROGS) $(INSTALL_PLUGIN)
+	$(Q)rm -rf $(BUILD)/deb-root $(BUILD)/vmcrypt_*.deb
+	$(Q)$(MAKE) --no-print-directory install DESTDIR=$(abspath $(BUILD)/deb-root) PREFIX=/usr \
+		sysconfdir=/etc
+	$(Q)scripts/mkdeb --root $(BUILD)/deb-root --version $(VERSION) --out $(DEB)
 
 clean:
 	rm -rf build build-asan build-gcc build-clang

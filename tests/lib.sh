@@ -27,9 +27,10 @@ _run_cleanups() {
 	rm -rf "$WORK"
 }
 trap _run_cleanups EXIT
-# Each script gets its own state and lock directories, so tests never touch the machine's own.
+# Each script gets its own state, lock and configuration directories, so tests never touch the machine's own.
 export VMCRYPT_STATE_DIR=${VMCRYPT_STATE_DIR:-$WORK/state}
 export VMCRYPT_RUN_DIR=${VMCRYPT_RUN_DIR:-$WORK/run}
+export VMCRYPT_CONF_DIR=${VMCRYPT_CONF_DIR:-$WORK/conf}
 at_exit() { _cleanups+=("$1"); }
 
 ok() { _passed=$((_passed + 1)); echo "ok - $*"; }

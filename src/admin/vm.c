@@ -246,6 +246,15 @@ static int encryption_disable(struct admin *a, int argc, char **argv)
 				e.vm);
 }
 
+/* " ETA 1m 20s" for the progress column. */
+static const char *admin_eta(long long seconds, char *buf, size_t len)
+{
+	char d[32];
+
+	snprintf(buf, len, " ETA %s", format_duration(d, sizeof(d), (uint64_t)(seconds < 0 ? 0 : seconds)));
+	return buf;
+}
+
 static void print_encryption(json_t *resp, const void *userdata)
 {
 	char refs[1024] = "", age[64];
@@ -283,17 +292,27 @@ static void print_encryption(json_t *resp, const void *userdata)
 	if (json_array_size(json_object_get(resp, "volumes")) > 0) {
 		json_t *v;
 
-		printf("\n%-16s %-6s %-22s %-8s %-16s %s\n", "VOLUME", "TYPE", "STATE", "PROGRESS", "DEVICE", "MOUNTPOINT");
+		printf("\n%-16s %-6s %-22s %-26s %-9s %-16s %s\n", "VOLUME", "TYPE", "STATE", "PROGRESS",
+		       "DOWNTIME", "DEVICE", "MOUNTPOINT");
 		json_array_foreach(json_object_get(resp, "volumes"), i, v) {
-			char progress[16] = "-";
-			json_t *p = json_object_get(v, "progress");
+			char progress[64] = "-", downtime[32] = "-", rate[32], eta[32];
+			json_t *p = json_object_get(v, "progress"), *r = json_object_get(v, "rate"),
+			       *e = json_object_get(v, "eta"), *d = json_object_get(v, "downtimeMs");
 
 			if (json_is_integer(p))
-				snprintf(progress, sizeof(progress), "%lld%%", (long long)json_integer_value(p));
-			printf("%-16s %-6s %-22s %-8s %-16s %s\n", admin_str(v, "name"),
+				snprintf(progress, sizeof(progress), "%lld%%%s%s%s%s", (long long)json_integer_value(p),
+					 json_is_integer(r) ? " " : "",
+					 json_is_integer(r) ? format_bytes(rate, sizeof(rate), (uint64_t)json_integer_value(r)) : "",
+					 json_is_integer(r) ? "/s" : "",
+					 json_is_integer(e) ? admin_eta((long long)json_integer_value(e), eta, sizeof(eta)) : "");
+			if (json_is_integer(d))
+				snprintf(downtime, sizeof(downtime), "%.1f s", (double)json_integer_value(d) / 1000.0);
+			printf("%-16s %-6s %-22s %-26s %-9s %-16s %s\n", admin_str(v, "name"),
 			       admin_str(v, "volumeType")[0] ? admin_str(v, "volumeType") : "-", admin_str(v, "state"), progress,
-			       admin_str(v, "device")[0] ? admin_str(v, "device") : "-",
+			       downtime, admin_str(v, "device")[0] ? admin_str(v, "device") : "-",
 			       admin_str(v, "mountPoint")[0] ? admin_str(v, "mountPoint") : "-");
+			if (admin_str(v, "message")[0])
+				printf("  %s: %s\n", admin_str(v, "name"), admin_str(v, "message"));
 		}
 	}
 }

@@ -1,10 +1,13 @@
 /* Running helper programs with their output captured. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fileio.h"
@@ -13,8 +16,26 @@
 
 int process_run(char *const argv[], char *out, size_t out_len)
 {
+	return process_run_timeout(argv, out, out_len, 0);
+}
+
+/* Milliseconds left until deadline (CLOCK_MONOTONIC), at least 0. */
+static int ms_left(const struct timespec *deadline)
+{
+	struct timespec now;
+	long long ms;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	ms = (long long)(deadline->tv_sec - now.tv_sec) * 1000 + (deadline->tv_nsec - now.tv_nsec) / 1000000;
+	return ms < 0 ? 0 : ms > 1000000 ? 1000000 : (int)ms;
+}
+
+int process_run_timeout(char *const argv[], char *out, size_t out_len, unsigned timeout_sec)
+{
 	int pipefd[2], status;
 	size_t used = 0;
+	struct timespec deadline;
+	bool timed_out = false;
 	pid_t pid;
 
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
@@ -45,10 +66,26 @@ int process_run(char *const argv[], char *out, size_t out_len)
 		_exit(127);
 	}
 	close(pipefd[1]);
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += timeout_sec;
 	for (;;) {
 		char buf[4096];
-		ssize_t n = read(pipefd[0], buf, sizeof(buf));
+		ssize_t n;
 
+		if (timeout_sec > 0) {
+			struct pollfd p = { .fd = pipefd[0], .events = POLLIN };
+			int k = poll(&p, 1, ms_left(&deadline));
+
+			if (k < 0 && errno == EINTR)
+				continue;
+			if (k == 0) {
+				/* Killed, not asked: a helper past its time may be stuck for good. */
+				kill(pid, SIGKILL);
+				timed_out = true;
+				break;
+			}
+		}
+		n = read(pipefd[0], buf, sizeof(buf));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -65,6 +102,8 @@ int process_run(char *const argv[], char *out, size_t out_len)
 	while (waitpid(pid, &status, 0) < 0)
 		if (errno != EINTR)
 			return negative_errno();
+	if (timed_out)
+		return -ETIME;
 	if (WIFEXITED(status))
 		return WEXITSTATUS(status);
 	return 128 + WTERMSIG(status);

@@ -8,3 +8,7 @@
  * secrets in argv. Returns the exit status (0..255), 128+N when killed by signal N, or -errno
  * when it could not be started. */
 int process_run(char *const argv[], char *out, size_t out_len);
+
+/* process_run() with a time limit: after timeout_sec seconds (0: none) the program is killed
+ * (SIGKILL) and reaped, and -ETIME is returned; out holds what it wrote until then. */
+int process_run_timeout(char *const argv[], char *out, size_t out_len, unsigned timeout_sec);

@@ -52,3 +52,28 @@ enum ade_volume_type ade_volume_type_from_string(const char *s)
 			return (enum ade_volume_type)i;
 	return _ADE_VOLUME_TYPE_INVALID;
 }
+
+enum ade_state ade_state_aggregate(const enum ade_state *states, size_t n)
+{
+	size_t enc = 0, encrypting = 0, decrypting = 0, unknown = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (states[i] == ADE_STATE_ENCRYPTED)
+			enc++;
+		else if (states[i] == ADE_STATE_ENCRYPTION_IN_PROGRESS)
+			encrypting++;
+		else if (states[i] == ADE_STATE_DECRYPTION_IN_PROGRESS)
+			decrypting++;
+		else if (states[i] == ADE_STATE_UNKNOWN)
+			unknown++;
+	}
+	if (n == 0)
+		return ADE_STATE_NOT_MOUNTED;
+	if (encrypting > 0)
+		return ADE_STATE_ENCRYPTION_IN_PROGRESS;
+	if (decrypting > 0)
+		return ADE_STATE_DECRYPTION_IN_PROGRESS;
+	if (unknown > 0)
+		return ADE_STATE_UNKNOWN;
+	return enc == n ? ADE_STATE_ENCRYPTED : ADE_STATE_NOT_ENCRYPTED;
+}

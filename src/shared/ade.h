@@ -5,6 +5,7 @@
 #pragma once
 
 #include <errno.h>
+#include <stddef.h>
 
 /* UNKNOWN is 0, so a zeroed status says Unknown. */
 enum ade_state {
@@ -40,3 +41,9 @@ const char *ade_volume_type_to_string(enum ade_volume_type t);
 /* "OS", "Data" or "All", case-insensitive; "None" and anything else give
  * _ADE_VOLUME_TYPE_INVALID. */
 enum ade_volume_type ade_volume_type_from_string(const char *s);
+
+/* DataVolumesEncrypted from the states of the data volumes: NotMounted when there are none; else
+ * EncryptionInProgress, DecryptionInProgress or Unknown when any volume is so (in that order);
+ * Encrypted when all are; NotEncrypted otherwise. The one rule the status model and the agent's
+ * report share. */
+enum ade_state ade_state_aggregate(const enum ade_state *states, size_t n);

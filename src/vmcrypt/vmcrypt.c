@@ -10,12 +10,15 @@
 #include "shared/secret.h"
 #include "vmcrypt.h"
 
+const char vmcrypt_version[] = VMCRYPT_VERSION;
+
 static const struct verb {
 	const char *name;
 	int (*fn)(int argc, char **argv);
 	const char *help;
 } verbs[] = {
 	{ "check", verb_check, "check the VM's prerequisites, change nothing" },
+	{ "enroll", verb_enroll, "join vmcryptd with a one-time enrollment token" },
 	{ "encrypt", verb_convert, "encrypt a volume in place into LUKS2" },
 	{ "decrypt", verb_convert, "decrypt a LUKS2 volume in place back to plain" },
 	{ "resume", verb_convert, "finish an interrupted encrypt or decrypt" },

@@ -9,6 +9,7 @@
 
 #include "basic/macro.h"
 #include "shared/api/api.h"
+#include "shared/b64.h"
 #include "shared/vault/store.h"
 #include "shared/vault/token.h"
 #include "shared/vault/vault.h"
@@ -168,10 +169,7 @@ void http_stop(struct server *srv);
 int tls_load_or_create(const char *cert_path, const char *key_path, bool create, const char *listen_host,
 		       char **ret_cert, char **ret_key);
 
-/* base64 (RFC 4648, with padding). decode returns 0 or -EINVAL; *ret is secret memory. */
-int b64_decode_secret(const char *s, size_t len, uint8_t **ret, size_t *ret_size);
-/* Returns a NUL-terminated encoding in secret memory, or NULL. */
-char *b64_encode(const uint8_t *data, size_t size);
+/* base64 of secret values: shared/b64.h (the VM's client decodes them too). */
 
 /* model.c: JSON views of stored objects (never secret values). */
 json_t *model_vm(const struct store_vm *vm);

@@ -22,7 +22,7 @@ dump=$(cryptsetup luksDump "$img")
 check_contains "luksDump: aes-xts-plain64" "aes-xts-plain64" "$dump"
 check "luksDump: 512-bit key" grep -q -E 'Key: +512 bits' <<<"$dump"
 check_contains "luksDump: pbkdf2 keyslot" "PBKDF:      pbkdf2" "$dump"
-check_contains "luksDump: vmcrypt token" "vmcrypt" "$dump"
+check_contains "luksDump: vmcrypt-convert token" "vmcrypt-convert" "$dump"
 check_contains "luksDump: data offset 16 MiB" "offset: 16777216 [bytes]" "$dump"
 check_eq "status: encrypted" encrypted "$(status_field "$img" state)"
 check_eq "status: 512-byte sectors for a 1 KiB-block ext4" 512 "$(status_field "$img" sector_size)"

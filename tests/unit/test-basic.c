@@ -14,6 +14,7 @@
 
 #include "basic/fileio.h"
 #include "basic/log.h"
+#include "basic/process.h"
 #include "basic/string-util.h"
 #include "shared/exit-status.h"
 #include "shared/secret.h"
@@ -241,6 +242,25 @@ static void test_atomic_write(void **state)
 	rmdir(dir);
 }
 
+static void test_process_run_timeout(void **state)
+{
+	char out[64];
+	struct timespec a, b;
+
+	assert_int_equal(process_run((char *[]){ "sh", "-c", "echo hi; exit 3", NULL }, out, sizeof(out)), 3);
+	assert_string_equal(out, "hi\n");
+	assert_int_equal(process_run_timeout((char *[]){ "sh", "-c", "echo ok >&2", NULL }, out, sizeof(out), 5), 0);
+	assert_string_equal(out, "ok\n");
+	assert_int_equal(process_run_timeout((char *[]){ "/nonexistent-vmcrypt", NULL }, out, sizeof(out), 5), 127);
+	/* A program past its time is killed and reaped: -ETIME after about a second, not five. */
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	assert_int_equal(process_run_timeout((char *[]){ "sh", "-c", "echo started; exec sleep 5", NULL },
+					     out, sizeof(out), 1), -ETIME);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	assert_true(b.tv_sec - a.tv_sec < 4);
+	assert_string_equal(out, "started\n");
+}
+
 static void test_exit_status(void **state)
 {
 	assert_int_equal(exit_status_from_errno(0), EXIT_OK);
@@ -265,6 +285,7 @@ int main(void)
 		cmocka_unit_test(test_secret_files),
 		cmocka_unit_test(test_read_capped),
 		cmocka_unit_test(test_atomic_write),
+		cmocka_unit_test(test_process_run_timeout),
 		cmocka_unit_test(test_exit_status),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -336,6 +336,66 @@ static void test_volumes(void **state)
 	unsetenv("VMCRYPT_TEST_ROOT");
 }
 
+/* Probes the program passes in (the vault client lives above src/shared/vm) run in their slots:
+ * their finding becomes the result, a FAIL fails the report, and vault runs before agent-version
+ * so that agent-version can use what the vault probe learned. */
+static int probe_calls;
+static void probe_vault_fail(void *userdata, struct preflight_finding *f)
+{
+	int *order = userdata;
+
+	*order = ++probe_calls;
+	f->status = PREFLIGHT_FAIL;
+	snprintf(f->message, sizeof(f->message), "server 10.0.2.100:8443 unreachable");
+	snprintf(f->remedy, sizeof(f->remedy), "start vmcryptd");
+	json_object_set_new(f->details, "server", json_string("https://10.0.2.100:8443"));
+}
+
+static void probe_version_warn(void *userdata, struct preflight_finding *f)
+{
+	int *order = userdata;
+
+	assert_int_equal(*order, 1); /* the vault probe ran first */
+	probe_calls++;
+	f->status = PREFLIGHT_WARN;
+	snprintf(f->message, sizeof(f->message), "vmcrypt 9.9");
+}
+
+static void test_probes(void **state)
+{
+	char path[PATH_MAX], root[PATH_MAX];
+	struct preflight_report rep;
+	int order = 0;
+	const struct preflight_probes probes = {
+		.vault = probe_vault_fail,
+		.agent_version = probe_version_warn,
+		.userdata = &order,
+	};
+	const struct preflight_result *r;
+
+	snprintf(path, sizeof(path), "tests/data/roots/%s", "healthy");
+	assert_non_null(realpath(path, root));
+	setenv("VMCRYPT_TEST_ROOT", root, 1);
+	probe_calls = 0;
+	assert_int_equal(preflight_run_with(PREFLIGHT_SCOPE_ALL, &probes, &rep), 0);
+	unsetenv("VMCRYPT_TEST_ROOT");
+	assert_int_equal(probe_calls, 2);
+	assert_false(rep.ok);
+	expect(&rep, "vault", PREFLIGHT_FAIL, "server 10.0.2.100:8443 unreachable", "start vmcryptd", NULL);
+	expect(&rep, "agent-version", PREFLIGHT_WARN, "vmcrypt 9.9", NULL);
+	r = preflight_report_find(&rep, "vault");
+	assert_string_equal(json_string_value(json_object_get(r->details, "server")), "https://10.0.2.100:8443");
+	preflight_report_done(&rep);
+
+	/* without probes: SKIP, as preflight_run() */
+	setenv("VMCRYPT_TEST_ROOT", root, 1);
+	assert_int_equal(preflight_run_with(PREFLIGHT_SCOPE_ALL, NULL, &rep), 0);
+	unsetenv("VMCRYPT_TEST_ROOT");
+	assert_true(rep.ok);
+	expect(&rep, "vault", PREFLIGHT_SKIP, NULL);
+	preflight_report_done(&rep);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -353,6 +413,7 @@ int main(void)
 		cmocka_unit_test(test_xfs_readonly),
 		cmocka_unit_test(test_scope_parse),
 		cmocka_unit_test(test_volumes),
+		cmocka_unit_test(test_probes),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -79,6 +79,9 @@ static const struct api_field body_report_volume[] = {
 	{ "volumeType", API_STRING, false, 8, check_volume_type, "OS or Data" },
 	{ "state", API_STRING, true, 32, api_status_valid, STATUS_EXPECT },
 	{ "progress", API_INT, false, 100, NULL, NULL },
+	{ "rate", API_INT, false, INT64_MAX, NULL, NULL },       /* bytes/s of the conversion */
+	{ "eta", API_INT, false, INT64_MAX, NULL, NULL },        /* seconds left */
+	{ "downtimeMs", API_INT, false, INT64_MAX, NULL, NULL }, /* unmount to remount */
 	{ "message", API_STRING, false, 256, check_text, TEXT_EXPECT },
 	{},
 };

@@ -162,7 +162,9 @@ static void read_vmcrypt_token(struct crypt_device *cd, struct volume_info *ret)
 		o = json_loads(json, 0, NULL);
 		if (!o)
 			continue;
-		if (streq_ptr(json_string_value(json_object_get(o, "type")), LUKS_TOKEN_TYPE)) {
+		const char *type = json_string_value(json_object_get(o, "type"));
+		if (streq_ptr(type, LUKS_TOKEN_TYPE) ||
+		    (streq_ptr(type, LUKS_TOKEN_TYPE_UNLOCK) && json_object_get(o, "operation"))) {
 			const char *fs = json_string_value(json_object_get(o, "fs_type"));
 			ret->has_token = true;
 			ret->started = json_integer_value(json_object_get(o, "started"));
@@ -268,4 +270,19 @@ enum volume_op volume_op_from_string(const char *s)
 		if (streq(s, volume_op_table[i]))
 			return (enum volume_op)i;
 	return _VOLUME_OP_INVALID;
+}
+
+int luks_activate(const char *header, const char *data_device, const char *name, const void *key,
+		  size_t key_size)
+{
+	struct crypt_device *cd = NULL;
+	int r;
+
+	r = luks_load(header, data_device, &cd);
+	if (r < 0)
+		return r;
+	/* An interrupted online reencryption is recovered by the activation itself. */
+	r = crypt_activate_by_passphrase(cd, name, CRYPT_ANY_SLOT, key, key_size, 0);
+	crypt_free(cd);
+	return r < 0 ? r : 0;
 }

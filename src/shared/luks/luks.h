@@ -28,7 +28,14 @@ enum volume_op {
 	_VOLUME_OP_INVALID = -EINVAL,
 };
 
-#define LUKS_TOKEN_TYPE "vmcrypt"
+/* Two token types. "vmcrypt-convert" (keyslots []) records how a conversion began: its
+ * operation, start time and the filesystem's original size, so that status and decrypt know what
+ * to give back. "vmcrypt" is the unlock token (docs/agent.md): it names the vault's server, VM
+ * and secret, and libcryptsetup hands it to libcryptsetup-token-vmcrypt.so, whose validate
+ * refuses anything else; so the conversion record may not carry that type. Volumes converted
+ * before the split have their record as a "vmcrypt" token with an "operation" key: still read. */
+#define LUKS_TOKEN_TYPE "vmcrypt-convert"
+#define LUKS_TOKEN_TYPE_UNLOCK "vmcrypt"
 /* LUKS2 token slots: ids 0-31 (the LUKS2 on-disk format; libcryptsetup does not export its own
  * LUKS2_TOKENS_MAX). */
 #define LUKS_TOKENS_MAX 32
@@ -67,6 +74,12 @@ const char *luks_last_error(void);
  * Returns 0, -EINVAL when there is no valid LUKS header, -ENOTBLK when header is neither a
  * regular file nor a block device (a FIFO would block), or -errno. */
 int luks_load(const char *header, const char *data_device, struct crypt_device **ret);
+
+/* Opens the LUKS2 volume on data_device (header: its detached header, or NULL) as
+ * /dev/mapper/<name> with key, any keyslot. Returns 0, -EPERM (the key opens no keyslot),
+ * -EEXIST (a mapping of that name exists) or another -errno (luks_last_error() says why). */
+int luks_activate(const char *header, const char *data_device, const char *name, const void *key,
+		  size_t key_size);
 
 /* Fills the header fields of ret (cipher, sizes, keyslots, tokens, reencryption state and
  * progress, the vmcrypt token) from a loaded header. Returns 0 or -errno. */

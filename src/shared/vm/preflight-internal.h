@@ -15,6 +15,7 @@ struct preflight_context {
 	struct volume *volumes;
 	size_t n_volumes;
 	int volumes_error;          /* < 0 when discovery failed */
+	const struct preflight_probes *probes; /* NULL: the vault and agent-version checks SKIP */
 };
 
 /* One check's result under construction. */

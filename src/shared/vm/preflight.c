@@ -165,7 +165,13 @@ void preflight_report_done(struct preflight_report *r)
 
 int preflight_run(enum preflight_scope scope, struct preflight_report *ret)
 {
-	struct preflight_context c = { .scope = scope };
+	return preflight_run_with(scope, NULL, ret);
+}
+
+int preflight_run_with(enum preflight_scope scope, const struct preflight_probes *probes,
+		       struct preflight_report *ret)
+{
+	struct preflight_context c = { .scope = scope, .probes = probes };
 	struct preflight_report rep = { .ok = true };
 	int r = 0;
 

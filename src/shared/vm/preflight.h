@@ -39,8 +39,30 @@ struct preflight_report {
 };
 
 /* Runs every check for scope. Returns 0 (failing checks are results, not errors), or -ENOMEM.
- * Free the report with preflight_report_done(). */
+ * Free the report with preflight_report_done(). The vault and agent-version checks are SKIP. */
 int preflight_run(enum preflight_scope scope, struct preflight_report *ret);
+
+/* What a probe found, for a check whose probing lives above this layer: the vault client is in
+ * src/shared/client, which src/shared/vm may not use (docs/hacking.md), so the program passes
+ * the probe in and preflight runs it in its slot of the table. */
+struct preflight_finding {
+	enum preflight_status status; /* PASS when the probe leaves it */
+	char message[2048];
+	char remedy[1024];
+	json_t *details;              /* an empty object the probe may fill (the report keeps it) */
+};
+
+typedef void (*preflight_probe_fn)(void *userdata, struct preflight_finding *f);
+
+struct preflight_probes {
+	preflight_probe_fn vault;         /* "vault": reachable, TLS, credential, proxy; NULL: SKIP */
+	preflight_probe_fn agent_version; /* "agent-version"; runs after vault; NULL: SKIP */
+	void *userdata;
+};
+
+/* preflight_run() with probes (NULL: none). */
+int preflight_run_with(enum preflight_scope scope, const struct preflight_probes *probes,
+		       struct preflight_report *ret);
 
 void preflight_report_done(struct preflight_report *r);
 

@@ -319,15 +319,19 @@ int vmstatus_build(const struct vmstatus_input *in, size_t n, const struct journ
 		   struct vmstatus *ret)
 {
 	_cleanup_free_ struct vmstatus *s = NULL;
-	size_t counted = 0, enc = 0, unknown = 0, encrypting = 0, decrypting = 0;
+	_cleanup_free_ enum ade_state *data = NULL;
+	size_t counted = 0;
 	bool have_os = false;
 
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	s->volumes = calloc(n ? n : 1, sizeof(*s->volumes));
-	if (!s->volumes)
+	data = calloc(n ? n : 1, sizeof(*data));
+	if (!s->volumes || !data) {
+		free(s->volumes);
 		return -ENOMEM;
+	}
 	if (holder) {
 		s->busy = true;
 		s->holder = *holder;
@@ -353,33 +357,12 @@ int vmstatus_build(const struct vmstatus_input *in, size_t n, const struct journ
 			s->os = st;
 			continue;
 		}
-		if (!r->counted)
-			continue;
-		counted++;
-		if (st == ADE_STATE_ENCRYPTED)
-			enc++;
-		else if (st == ADE_STATE_ENCRYPTION_IN_PROGRESS)
-			encrypting++;
-		else if (st == ADE_STATE_DECRYPTION_IN_PROGRESS)
-			decrypting++;
-		else if (st == ADE_STATE_UNKNOWN)
-			unknown++;
+		if (r->counted)
+			data[counted++] = st;
 	}
 	if (!have_os)
 		note(s, "/ is not on a block device vmcrypt can see: OsVolumeEncrypted is Unknown.");
-
-	if (counted == 0)
-		s->data = ADE_STATE_NOT_MOUNTED;
-	else if (encrypting > 0)
-		s->data = ADE_STATE_ENCRYPTION_IN_PROGRESS;
-	else if (decrypting > 0)
-		s->data = ADE_STATE_DECRYPTION_IN_PROGRESS;
-	else if (unknown > 0)
-		s->data = ADE_STATE_UNKNOWN;
-	else if (enc == counted)
-		s->data = ADE_STATE_ENCRYPTED;
-	else
-		s->data = ADE_STATE_NOT_ENCRYPTED;
+	s->data = ade_state_aggregate(data, counted);
 
 	progress_message(s, in, journal, n_journal, holder);
 	*ret = *s;

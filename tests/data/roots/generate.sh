@@ -167,5 +167,101 @@ sed -i 's| /data rw,relatime shared:31 - ext4 | /data rw,relatime shared:31 - xf
 udev xfs-readonly 8 17 TYPE=xfs
 echo 1 >xfs-readonly/sys/devices/block/sdc/ro
 
+# The agent's holders of /data (tests/unit/test-units.c): each process holds a file on /data and
+# runs in a different kind of cgroup (v2 unless noted).
+# cgroup ROOT PID TEXT: /proc/PID/cgroup
+cgroup() { printf '%b' "$3" >"$1/proc/$2/cgroup"; }
+base holders
+for p in 812:postgres 813:postgres 90:bash 1500:mysqld 1400:dockerd 700:nginx 2000:qemu-system-x86 \
+	2100:app 2200:systemd-journal 2300:kubelet-pod 2400:vmcrypt 3000:orphan; do
+	proc holders "${p%%:*}" "${p#*:}"; ln -sfn / "holders/proc/${p%%:*}/root"
+done
+ln -sfn /data/pg holders/proc/812/cwd; ln -sfn /data/pg/base/1/1259 holders/proc/812/fd/5
+ln -sfn /data/pg/pg_wal/0001 holders/proc/813/fd/9
+ln -sfn /data/home/alice holders/proc/90/cwd
+ln -sfn /data/docker/volumes/db/_data/ibdata1 holders/proc/1500/fd/12
+ln -sfn /data/docker/containerd.log holders/proc/1400/fd/3
+ln -sfn /data/www holders/proc/700/cwd
+ln -sfn /data/vm/disk.qcow2 holders/proc/2000/fd/20
+ln -sfn /data/app/state holders/proc/2100/fd/4
+ln -sfn /data/log/journal/system.journal holders/proc/2200/fd/30
+ln -sfn /data/k8s/etcd holders/proc/2300/cwd
+ln -sfn /data/vmcrypt-test holders/proc/2400/fd/6
+ln -sfn /data/lost holders/proc/3000/fd/3
+ln -sfn /var/log/syslog holders/proc/90/fd/1
+cgroup holders 812 '0::/system.slice/system-postgresql.slice/postgresql@15-main.service\n'
+cgroup holders 813 '0::/system.slice/system-postgresql.slice/postgresql@15-main.service\n'
+cgroup holders 90 '0::/user.slice/user-1000.slice/session-3.scope\n'
+cgroup holders 1500 '0::/system.slice/docker-3f2a1b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f7081.scope\n'
+cgroup holders 1400 '0::/system.slice/docker.service\n'
+# cgroup v1 (Debian 10, CentOS 7): the unit comes from the name=systemd hierarchy.
+cgroup holders 700 '12:pids:/system.slice/nginx.service\n11:memory:/system.slice/nginx.service\n2:cpu,cpuacct:/system.slice/nginx.service\n1:name=systemd:/system.slice/nginx.service\n'
+cgroup holders 2000 '0::/machine.slice/machine-qemu\\x2d1\\x2dvm1.scope/libvirt/emulator\n'
+cgroup holders 2100 '0::/app.slice/app.service/worker\n'
+cgroup holders 2200 '0::/system.slice/systemd-journald.service\n'
+cgroup holders 2300 '0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice/cri-containerd-ab12.scope\n'
+cgroup holders 2400 '0::/system.slice/vmcrypt-agent.service\n'
+# 3000 has no cgroup file: a process of another cgroup namespace, or one that is exiting.
+rm -f holders/proc/3000/cgroup
+
+# The agent's data-volume selection (tests/unit/test-select.c): mounted data volumes (two whose
+# names collide, one whose name ends in -recovery, one already open as vmcrypt-db), a snap's
+# squashfs loop, swap, an fstab entry for an unmounted disk found by its label, and the
+# /dev/disk/by-* links udev would make.
+# link ROOT DIR NAME DEV: ROOT/dev/disk/DIR/NAME -> ../../DEV
+link() { mkdir -p "$1/dev/disk/$2"; ln -sfn "../../$4" "$1/dev/disk/$2/$3"; }
+base agent
+disk agent sdd 8 48 10240; part agent sdd sdd1 8 49 10239
+disk agent sde 8 64 20480
+disk agent sdg 8 96 2048
+disk agent sdh 8 112 10240; part agent sdh sdh1 8 113 10239
+disk agent sdi 8 128 1024; part agent sdi sdi1 8 129 1023
+disk agent sdj 8 144 1024; part agent sdj sdj1 8 145 1023
+disk agent loop0 7 0 64
+dm agent dm-0 0 10223 CRYPT-LUKS2-8888888888884888888888888888888-vmcrypt-db vmcrypt-db sdh1
+udev agent 8 49 TYPE=xfs UUID=44444444-4444-4444-8444-444444444444
+udev agent 8 64 TYPE=ext4 UUID=55555555-5555-4555-8555-555555555555 LABEL=backup
+udev agent 8 96 TYPE=swap
+udev agent 8 113 TYPE=crypto_LUKS UUID=88888888-8888-4888-8888-888888888888
+udev agent 253 0 TYPE=ext4 UUID=99999999-9999-4999-8999-999999999999
+udev agent 8 129 TYPE=ext4
+udev agent 8 145 TYPE=ext4
+udev agent 7 0 TYPE=squashfs
+echo 1 >agent/sys/devices/block/loop0/ro
+link agent by-uuid 11111111-1111-4111-8111-111111111111 sda1
+link agent by-uuid 22222222-2222-4222-8222-222222222222 sdb1
+link agent by-uuid 7A3F-1C2D sda15
+link agent by-uuid 44444444-4444-4444-8444-444444444444 sdd1
+link agent by-uuid 55555555-5555-4555-8555-555555555555 sde
+link agent by-label backup sde
+link agent by-uuid 88888888-8888-4888-8888-888888888888 sdh1
+link agent by-id virtio-swap sdg
+printf '/dev/sdg                                partition\t2097148\t\t0\t\t-2\n' >>agent/proc/swaps
+cat >>agent/proc/self/mountinfo <<'MI'
+42 22 8:49 / /srv/www rw,relatime shared:32 - xfs /dev/sdd1 rw,attr2,inode64
+43 22 8:129 / /srv-www rw,relatime shared:33 - ext4 /dev/sdi1 rw
+44 22 8:145 / /data-recovery rw,relatime shared:34 - ext4 /dev/sdj1 rw
+45 22 253:0 / /var/lib/db rw,noatime shared:35 - ext4 /dev/mapper/vmcrypt-db rw
+46 22 7:0 / /snap/core/123 ro,nodev,relatime shared:36 - squashfs /dev/loop0 ro
+47 22 8:17 /www /mnt/www-bind rw,relatime shared:31 - ext4 /dev/sdb1 rw
+MI
+mkdir -p agent/etc
+cat >agent/etc/fstab <<'FSTAB'
+# /etc/fstab of the agent's selection fixture
+UUID=11111111-1111-4111-8111-111111111111 / ext4 errors=remount-ro 0 1
+UUID=7A3F-1C2D /boot/efi vfat umask=0077 0 1
+UUID=22222222-2222-4222-8222-222222222222 /data ext4 defaults 0 2
+/dev/sdd1 /srv/www xfs defaults,noatime 0 0
+LABEL=backup /backup ext4 defaults,nofail 0 2
+UUID=00000000-0000-4000-8000-000000000000 /gone ext4 defaults,nofail 0 2
+#vmcrypt-orig: UUID=99999999-9999-4999-8999-999999999999 /var/lib/db ext4 defaults 0 2
+/dev/mapper/vmcrypt-db /var/lib/db ext4 defaults,nofail,_netdev 0 2
+/dev/mapper/vmcrypt-old /old ext4 defaults,nofail,_netdev 0 2
+/dev/disk/by-id/virtio-swap none swap sw 0 0
+tmpfs /tmp tmpfs defaults 0 0
+/data/www /mnt/www-bind none bind 0 0
+nas:/export /mnt/nas nfs4 _netdev 0 0
+FSTAB
+
 # git keeps no empty directory: record them for tests/run to recreate.
 find . -type d -empty | sort >empty-dirs.txt

@@ -1,10 +1,11 @@
 /* base64 for secret values in JSON (RFC 4648 with padding); buffers in secret memory. */
 #include <errno.h>
+#include <stdbool.h>
 #include <openssl/evp.h>
 #include <string.h>
 
+#include "shared/b64.h"
 #include "shared/secret.h"
-#include "vmcryptd.h"
 
 int b64_decode_secret(const char *s, size_t len, uint8_t **ret, size_t *ret_size)
 {

@@ -1,0 +1,299 @@
+/* Unit tests of the agent's pure logic: the goal parser and per-volume decisions (goal.h), the
+ * status report and its ProgressMessage (report.h), and the state file round trip
+ * (agent-state.h). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "shared/agent/agent-state.h"
+#include "shared/agent/goal.h"
+#include "shared/agent/report.h"
+
+static struct agent_goal goal_of(const char *text)
+{
+	struct agent_goal g;
+	char err[256];
+	json_t *j = json_loads(text, 0, NULL);
+
+	assert_non_null(j);
+	assert_int_equal(agent_goal_parse(j, &g, err, sizeof(err)), 0);
+	json_decref(j);
+	return g;
+}
+
+static void test_goal_parse(void **state)
+{
+	struct agent_goal g;
+	char err[256];
+	json_t *j;
+	(void)state;
+
+	g = goal_of("{\"name\":\"vm1\",\"sequence\":3,\"extension\":\"installed\",\"settings\":"
+		    "{\"EncryptionOperation\":\"EnableEncryption\",\"VolumeType\":\"All\","
+		    "\"SequenceVersion\":3,\"ExtensionInstalled\":true}}");
+	assert_int_equal(g.sequence, 3);
+	assert_int_equal(g.op, AGENT_OP_ENABLE);
+	assert_int_equal(g.volume_type, 3);
+	assert_true(agent_goal_wants_data(&g));
+
+	g = goal_of("{\"sequence\":0,\"settings\":{\"EncryptionOperation\":\"None\",\"VolumeType\":\"None\"}}");
+	assert_int_equal(g.op, AGENT_OP_NONE);
+	assert_false(agent_goal_wants_data(&g));
+
+	/* OS only, or a removed extension: the data volumes are not wanted encrypted. */
+	g = goal_of("{\"sequence\":4,\"settings\":{\"EncryptionOperation\":\"EnableEncryption\",\"VolumeType\":\"OS\"}}");
+	assert_false(agent_goal_wants_data(&g));
+	g = goal_of("{\"sequence\":5,\"settings\":{\"EncryptionOperation\":\"EnableEncryption\",\"VolumeType\":\"Data\",\"ExtensionInstalled\":false}}");
+	assert_false(agent_goal_wants_data(&g));
+	g = goal_of("{\"sequence\":6,\"settings\":{\"EncryptionOperation\":\"EnableEncryptionFormatAll\",\"VolumeType\":\"Data\"}}");
+	assert_true(agent_goal_wants_data(&g));
+
+	j = json_loads("{\"sequence\":1,\"settings\":{\"EncryptionOperation\":\"Explode\"}}", 0, NULL);
+	assert_int_equal(agent_goal_parse(j, &g, err, sizeof(err)), -EBADMSG);
+	assert_string_equal(err, "unknown EncryptionOperation \"Explode\"");
+	json_decref(j);
+	j = json_loads("{\"settings\":{}}", 0, NULL);
+	assert_int_equal(agent_goal_parse(j, &g, err, sizeof(err)), -EBADMSG);
+	json_decref(j);
+	j = json_loads("{\"sequence\":1,\"settings\":{\"EncryptionOperation\":\"EnableEncryption\",\"VolumeType\":\"Swap\"}}", 0, NULL);
+	assert_int_equal(agent_goal_parse(j, &g, err, sizeof(err)), -EBADMSG);
+	json_decref(j);
+}
+
+static void test_goal_decide(void **state)
+{
+	struct agent_goal enable = { .sequence = 2, .op = AGENT_OP_ENABLE, .volume_type = 2,
+				     .extension_installed = true };
+	struct agent_goal disable = { .sequence = 3, .op = AGENT_OP_DISABLE, .volume_type = 2,
+				      .extension_installed = true };
+	struct agent_goal none = { 0 };
+	struct agent_volume_state st = { .phase = AGENT_PHASE_PLAIN };
+	(void)state;
+
+	assert_int_equal(agent_goal_decide(&enable, false, NULL), AGENT_ACTION_ENCRYPT);
+	assert_int_equal(agent_goal_decide(&enable, true, NULL), AGENT_ACTION_NONE);
+	st.phase = AGENT_PHASE_ESCROWED; /* keys escrowed, disk untouched: go on */
+	assert_int_equal(agent_goal_decide(&enable, false, &st), AGENT_ACTION_ENCRYPT);
+	assert_int_equal(agent_goal_decide(&disable, false, &st), AGENT_ACTION_NONE);
+	/* An unfinished step is resumed whatever the goal says now. */
+	for (enum agent_phase p = AGENT_PHASE_CUTOVER; p < _AGENT_PHASE_MAX; p++) {
+		st.phase = p;
+		if (p == AGENT_PHASE_ENCRYPTED)
+			continue;
+		assert_int_equal(agent_goal_decide(&disable, true, &st), AGENT_ACTION_RESUME);
+		assert_int_equal(agent_goal_decide(&none, true, &st), AGENT_ACTION_RESUME);
+	}
+	/* Only what the agent encrypted is decrypted; a LUKS volume of someone else's is left. */
+	st.phase = AGENT_PHASE_ENCRYPTED;
+	assert_int_equal(agent_goal_decide(&disable, true, &st), AGENT_ACTION_DECRYPT);
+	assert_int_equal(agent_goal_decide(&disable, true, NULL), AGENT_ACTION_NONE);
+	/* Decrypted by hand behind the agent's back: nothing to decrypt, the report shows it. */
+	assert_int_equal(agent_goal_decide(&disable, false, &st), AGENT_ACTION_NONE);
+	assert_int_equal(agent_goal_decide(&enable, true, &st), AGENT_ACTION_NONE);
+	/* Encrypted by the agent, then OS-only settings: the data volumes go back. */
+	struct agent_goal os_only = enable;
+	os_only.volume_type = 1;
+	assert_int_equal(agent_goal_decide(&os_only, true, &st), AGENT_ACTION_DECRYPT);
+	assert_int_equal(agent_goal_decide(&none, true, &st), AGENT_ACTION_NONE);
+}
+
+static const char *message_of(struct agent_report *r)
+{
+	static char buf[512];
+	return agent_report_progress_message(r, buf, sizeof(buf));
+}
+
+static void test_report_messages(void **state)
+{
+	struct agent_report_volume v[2] = {
+		{ .name = "data", .device = "/dev/vdb", .mountpoint = "/data",
+		  .state = ADE_STATE_NOT_ENCRYPTED, .percent = -1, .eta = -1, .downtime_ms = -1 },
+		{ .name = "srv", .device = "/dev/vdc", .mountpoint = "/srv",
+		  .state = ADE_STATE_NOT_ENCRYPTED, .percent = -1, .eta = -1, .downtime_ms = -1 },
+	};
+	struct agent_report r = { .os = ADE_STATE_NOT_ENCRYPTED, .op = AGENT_OP_ENABLE,
+				  .data_wanted = true, .stamped = true, .sequence = 2,
+				  .agent_version = "0.9", .volumes = v, .n_volumes = 2 };
+	(void)state;
+
+	assert_string_equal(message_of(&r), "Encryption settings stamped");
+	r.stamped = false;
+	v[0].state = ADE_STATE_ENCRYPTION_IN_PROGRESS;
+	v[0].percent = 37.9;
+	assert_string_equal(message_of(&r), "Encrypting data volume 1/2: 37%");
+	/* In parallel: the slower volume speaks. */
+	v[1].state = ADE_STATE_ENCRYPTION_IN_PROGRESS;
+	v[1].percent = 12.0;
+	assert_string_equal(message_of(&r), "Encrypting data volume 1/2: 12%");
+	v[1].state = ADE_STATE_ENCRYPTED;
+	v[0].percent = 99.99; /* never 100% before it is done */
+	assert_string_equal(message_of(&r), "Encrypting data volume 2/2: 99%");
+	r.resumed = true;
+	v[0].percent = 42;
+	assert_string_equal(message_of(&r), "Resuming encryption after reboot: 42%");
+	r.resumed = false;
+	assert_int_equal(agent_report_data_state(&r), ADE_STATE_ENCRYPTION_IN_PROGRESS);
+	v[0].state = ADE_STATE_ENCRYPTED;
+	assert_string_equal(message_of(&r), "Encryption succeeded for data volumes");
+	assert_int_equal(agent_report_data_state(&r), ADE_STATE_ENCRYPTED);
+
+	/* A refusal is said when nothing runs, and waits while something does. */
+	v[1].state = ADE_STATE_NOT_ENCRYPTED;
+	v[1].message = "/srv: held by pid 812 (postgres) of postgresql.service; set StopUnits=auto";
+	assert_string_equal(message_of(&r), v[1].message);
+	assert_int_equal(agent_report_data_state(&r), ADE_STATE_NOT_ENCRYPTED);
+	v[0].state = ADE_STATE_ENCRYPTION_IN_PROGRESS;
+	v[0].percent = 5;
+	assert_string_equal(message_of(&r), "Encrypting data volume 1/2: 5%");
+	v[1].message = NULL;
+
+	/* Disable. */
+	r.op = AGENT_OP_DISABLE;
+	r.data_wanted = false;
+	r.stamped = true;
+	v[0].state = ADE_STATE_ENCRYPTED;
+	v[1].state = ADE_STATE_ENCRYPTED;
+	assert_string_equal(message_of(&r), "Encryption settings cleared");
+	r.stamped = false;
+	v[1].state = ADE_STATE_DECRYPTION_IN_PROGRESS;
+	v[1].percent = 10.5;
+	assert_string_equal(message_of(&r), "Decrypting data volume 1/2: 10%");
+	assert_int_equal(agent_report_data_state(&r), ADE_STATE_DECRYPTION_IN_PROGRESS);
+	v[0].state = ADE_STATE_NOT_ENCRYPTED;
+	v[1].state = ADE_STATE_NOT_ENCRYPTED;
+	assert_string_equal(message_of(&r), "Decryption succeeded");
+
+	r.op = AGENT_OP_NONE;
+	assert_string_equal(message_of(&r), "Encryption is not enabled for this VM");
+	r.n_volumes = 0;
+	r.op = AGENT_OP_ENABLE;
+	r.data_wanted = true;
+	assert_string_equal(message_of(&r), "No data volume to encrypt");
+	assert_int_equal(agent_report_data_state(&r), ADE_STATE_NOT_MOUNTED);
+}
+
+static void test_report_json(void **state)
+{
+	char longmsg[400];
+	struct agent_report_volume v[1] = {
+		{ .name = "data", .device = "/dev/vdb", .mountpoint = "/data",
+		  .state = ADE_STATE_ENCRYPTION_IN_PROGRESS, .percent = 50, .rate = 1048576, .eta = 30,
+		  .downtime_ms = 812, .message = longmsg },
+	};
+	struct agent_report r = { .os = ADE_STATE_NOT_ENCRYPTED, .op = AGENT_OP_ENABLE,
+				  .data_wanted = true, .sequence = 7, .agent_version = "0.9",
+				  .volumes = v, .n_volumes = 1 };
+	json_t *j, *row;
+	(void)state;
+
+	/* 254 ASCII bytes and then "é" repeated: the cut must not split a character. */
+	memset(longmsg, 'a', 255);
+	for (int i = 255; i < 395; i += 2) {
+		longmsg[i] = (char)0xc3;
+		longmsg[i + 1] = (char)0xa9;
+	}
+	longmsg[395] = '\0';
+	j = agent_report_build(&r);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "DataVolumesEncrypted")),
+			    "EncryptionInProgress");
+	assert_string_equal(json_string_value(json_object_get(j, "OsVolumeEncrypted")), "NotEncrypted");
+	assert_int_equal(json_integer_value(json_object_get(j, "SequenceVersion")), 7);
+	assert_string_equal(json_string_value(json_object_get(j, "ProgressMessage")),
+			    "Encrypting data volume 1/1: 50%");
+	row = json_array_get(json_object_get(j, "Volumes"), 0);
+	assert_int_equal(json_integer_value(json_object_get(row, "progress")), 50);
+	assert_int_equal(json_integer_value(json_object_get(row, "rate")), 1048576);
+	assert_int_equal(json_integer_value(json_object_get(row, "eta")), 30);
+	assert_int_equal(json_integer_value(json_object_get(row, "downtimeMs")), 812);
+	assert_string_equal(json_string_value(json_object_get(row, "volumeType")), "Data");
+	assert_int_equal(strlen(json_string_value(json_object_get(row, "message"))), 255);
+	json_decref(j);
+
+	/* Done: no progress fields. */
+	v[0].state = ADE_STATE_ENCRYPTED;
+	v[0].message = NULL;
+	j = agent_report_build(&r);
+	row = json_array_get(json_object_get(j, "Volumes"), 0);
+	assert_null(json_object_get(row, "progress"));
+	assert_null(json_object_get(row, "rate"));
+	assert_null(json_object_get(row, "message"));
+	assert_int_equal(json_integer_value(json_object_get(row, "downtimeMs")), 812);
+	json_decref(j);
+}
+
+static void test_state_roundtrip(void **state)
+{
+	char dir[] = "/tmp/test-agent-state-XXXXXX";
+	static struct agent_state s, t; /* large: not on the stack */
+	struct agent_volume_state *v;
+	(void)state;
+
+	memset(&s, 0, sizeof(s)); /* padding too: the volume is compared byte for byte below */
+	s.applied_sequence = 4;
+	s.seen_sequence = 5;
+
+	assert_non_null(mkdtemp(dir));
+	setenv("VMCRYPT_STATE_DIR", dir, 1);
+	assert_int_equal(agent_state_load(&t), 0); /* missing: empty */
+	assert_int_equal(t.n_volumes, 0);
+	strcpy(s.operation, "EnableEncryption");
+	strcpy(s.server, "https://10.0.2.100:8443");
+	v = agent_state_add(&s, "data");
+	assert_non_null(v);
+	strcpy(v->device, "/dev/vdb");
+	strcpy(v->mountpoint, "/data");
+	strcpy(v->fstype, "ext4");
+	strcpy(v->fs_options, "errors=remount-ro");
+	v->mount_flags = 0x400;
+	v->phase = AGENT_PHASE_CONVERTING;
+	v->online = true;
+	v->key_version = 2;
+	v->recovery_version = 1;
+	strcpy(v->stopped_units[0], "holder.service");
+	v->n_stopped_units = 1;
+	v->downtime_ms = 1234;
+	v->error = -EBUSY;
+	strcpy(v->message, "held");
+	assert_null(agent_state_add(&s, "x-name-that-is-far-too-long-for-a-volume-name-because-it-goes-on-and-on"));
+	assert_int_equal(agent_state_save(&s), 0);
+	assert_int_equal(agent_state_load(&t), 0);
+	assert_int_equal(t.applied_sequence, 4);
+	assert_int_equal(t.seen_sequence, 5);
+	assert_string_equal(t.operation, "EnableEncryption");
+	assert_int_equal(t.n_volumes, 1);
+	assert_memory_equal(&t.volumes[0], v, sizeof(*v));
+	assert_ptr_equal(agent_state_find(&t, "data"), &t.volumes[0]);
+	assert_null(agent_state_find(&t, "srv"));
+
+	/* Impossible contents are refused, not half-read. */
+	assert_int_equal(agent_state_parse("{\"volumes\":[{\"name\":\"a\",\"phase\":\"melted\"}]}", &t), -EBADMSG);
+	assert_int_equal(agent_state_parse("{\"appliedSequence\":-1}", &t), -EBADMSG);
+	assert_int_equal(agent_state_parse("[", &t), -EBADMSG);
+	assert_int_equal(agent_state_parse("{\"volumes\":[{\"phase\":\"plain\"}]}", &t), -EBADMSG);
+	for (int p = 0; p < _AGENT_PHASE_MAX; p++)
+		assert_int_equal(agent_phase_from_string(agent_phase_to_string(p)), p);
+	assert_int_equal(agent_phase_from_string("x"), _AGENT_PHASE_INVALID);
+
+	char cmd[128];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_goal_parse),
+		cmocka_unit_test(test_goal_decide),
+		cmocka_unit_test(test_report_messages),
+		cmocka_unit_test(test_report_json),
+		cmocka_unit_test(test_state_roundtrip),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
