@@ -4,7 +4,7 @@
 # It reports on the console, which the host parses:
 #   ===VMCRYPT-OK text===  ===VMCRYPT-FAIL text===  ===VMCRYPT-SKIP text===   one check each
 #   ===VMCRYPT-SUMS-BEGIN name=== ... ===VMCRYPT-SUMS-END name===           sha256sum lines
-#   ===VMCRYPT-WAIT word===   then it reads lines from /dev/ttyS1 until one is `word`
+#   ===VMCRYPT-WAIT word===   then it reads lines from /dev/ttyS2 until one is `word`
 # Anything else on the console is for people reading the log.
 phase=$(cat /run/job/phase)
 mode=$(cat /run/job/mode)
@@ -20,8 +20,8 @@ check() {
 	if "$@" >/tmp/check.out 2>&1; then ok "$d"; else fail "$d"; sed 's/^/  | /' /tmp/check.out; fi
 }
 # wait_host WORD: the host answers on the control line when it has done its part.
-stty -F /dev/ttyS1 raw -echo 2>/dev/null
-exec 3</dev/ttyS1
+stty -F /dev/ttyS2 raw -echo 2>/dev/null
+exec 3</dev/ttyS2
 wait_host() {
 	mark "WAIT $1"
 	while read -r line <&3; do
@@ -63,6 +63,36 @@ show_state() {
 	systemctl status --no-pager --lines=5 'systemd-cryptsetup@vmcrypt\x2ddata.service' \
 		'systemd-cryptsetup@vmcrypt\x2dsrv.service' 2>&1
 	echo "--- vmcrypt-agent"; systemctl status --no-pager --lines=15 vmcrypt-agent.service 2>&1
+	echo "--- journal of systemd-cryptsetup@"; journalctl -b --no-pager -o short-monotonic -u 'systemd-cryptsetup@*' 2>&1 | tail -n 30
+}
+# Until the agent exists (mode enroll): a LUKS2 volume made by hand on the small disk "plug",
+# its key stored in the vault with this VM's credential, a vmcrypt token and a crypttab line as
+# the agent would write them, so the next boot proves systemd-cryptsetup + the token plugin.
+plug_setup() {
+	dev=/dev/disk/by-id/virtio-plug
+	(umask 077 && head -c 64 /dev/urandom >/run/plug.key &&
+		printf 'Authorization: Bearer %s\n' "$(head -n 1 /etc/vmcrypt/credential)" >/run/auth.hdr &&
+		printf '{"value":"%s"}' "$(base64 -w 0 /run/plug.key)" >/run/plug.json)
+	cryptsetup luksFormat -q --type luks2 --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
+		--key-file /run/plug.key "$dev" || return 1
+	code=$(curl -sS -o /dev/null -w '%{http_code}' --cacert /run/job/ca.pem -H @/run/auth.hdr \
+		-H 'Content-Type: application/json' -X PUT --data-binary @/run/plug.json "$server/v1/vm/secrets/plug")
+	rm -f /run/plug.key /run/plug.json /run/auth.hdr
+	[ "$code" = 201 ] || { echo "PUT /v1/vm/secrets/plug: $code"; return 1; }
+	printf '{"type":"vmcrypt","keyslots":["0"],"server":"%s","vm":"vm1","volume":"plug","version":1}' \
+		"$server" >/run/token.json
+	cryptsetup token import --json-file /run/token.json "$dev" || return 1
+	cryptsetup luksDump "$dev" | sed -n '/^Tokens:/,/^Digests:/p'
+	echo "vmcrypt-plug $dev none luks,_netdev,nofail,token-timeout=15,timeout=60,x-vmcrypt" >>/etc/crypttab
+	# systemd 252 orders a _netdev crypttab unit after remote-fs-pre.target only, not after
+	# network-online.target: it runs before DHCP and the plugin cannot reach the vault. With the
+	# job's `netfix` (VMCRYPT_VM_NETFIX=1 on the host), a drop-in orders it after the network.
+	if [ -f /run/job/netfix ]; then
+		d='/etc/systemd/system/systemd-cryptsetup@vmcrypt\x2dplug.service.d'
+		mkdir -p "$d"
+		printf '[Unit]\nWants=network-online.target\nAfter=network-online.target\n' >"$d/network.conf"
+	fi
+	sync
 }
 mark "BOOT-ID $(cat /proc/sys/kernel/random/boot_id)"
 mark "UPTIME $(cut -d' ' -f1 /proc/uptime)"
@@ -99,6 +129,9 @@ boot1)
 		grep -q '^StopUnits=' /etc/vmcrypt/agent.conf || echo 'StopUnits=auto' >>/etc/vmcrypt/agent.conf
 		grep -q '^PollInterval=' /etc/vmcrypt/agent.conf || echo 'PollInterval=5' >>/etc/vmcrypt/agent.conf
 	fi
+	if [ "$mode" = enroll ]; then
+		check "a LUKS2 volume with a vmcrypt token, its key in the vault, in crypttab" plug_setup
+	fi
 	if [ "$mode" = full ]; then
 		systemctl restart vmcrypt-agent.service
 		check "vmcrypt-agent.service runs after enrollment" until_true 20 unit_active vmcrypt-agent.service
@@ -124,6 +157,20 @@ boot2)
 			check "vmcrypt-srv: one crypt segment (reencryption done)" until_true 60 one_crypt_segment vmcrypt-srv
 			check "holder.service active after the conversion" unit_active holder.service
 		fi
+	fi
+	if [ "$mode" = enroll ]; then
+		u='systemd-cryptsetup@vmcrypt\x2dplug.service'
+		check "at boot, $u opened the volume through the token plugin" until_true 90 unit_active "$u"
+		echo "--- $u"
+		systemctl show -p After -p Wants "$u"
+		systemctl status --no-pager --lines=10 "$u" 2>&1
+		journalctl -b --no-pager -o short-monotonic -u "$u" 2>&1 | tail -n 30
+		# Now that the network is up: the same unit, started again, must open it with the plugin.
+		unit_active "$u" || systemctl restart "$u"
+		check "$u (started once the network is up) opens it through the token plugin" unit_active "$u"
+		check "/dev/mapper/vmcrypt-plug is a dm-crypt mapping" sh -c 'dmsetup table vmcrypt-plug | grep -q " crypt "'
+		dmsetup table 2>&1
+		lsblk -o NAME,SIZE,TYPE,FSTYPE,MOUNTPOINT
 	fi
 	sums data /data
 	sums srv /srv

@@ -11,6 +11,9 @@
 #           every file intact, `vm extension remove` succeeds
 # Until `vmcrypt enroll` and `vmcrypt agent` exist, the harness is still proven (the guest reaches
 # vmcryptd through guestfwd, the power cut, files intact after it) and the agent's checks skip.
+# With enroll and the token plugin but no agent (mode enroll), boot 1 enrolls and makes a LUKS2
+# volume by hand on a third disk (key in the vault, vmcrypt token, crypttab line), and boot 2
+# checks that systemd-cryptsetup opened it through the plugin.
 # VMCRYPT_DEMO=1 (make demo-vm) shows the guest's console and vmcrypt-admin's view as it goes.
 source "$(dirname "$0")/../lib.sh"
 export LC_ALL=C # tree_sums' order must match the guest's sort
@@ -41,7 +44,7 @@ if grep -q '^deb:' "$TOP/Makefile"; then
 	deb=$(ls -t "$GUEST_BUILD"/vmcrypt_*_amd64.deb 2>/dev/null | head -n 1)
 	[ -n "$deb" ] || { not_ok "make deb made no $GUEST_BUILD/vmcrypt_*_amd64.deb"; finish; }
 	install_args=(--deb "$deb")
-	dpkg-deb -c "$deb" | grep -q 'libcryptsetup-token-vmcrypt\.so' && has_plugin=1 || has_plugin=0
+	dpkg-deb -c "$deb" | grep -c 'libcryptsetup-token-vmcrypt\.so' >/dev/null && has_plugin=1 || has_plugin=0
 	mkdir -p "$WORK/debx" && dpkg-deb -x "$deb" "$WORK/debx"
 	GUEST_VMCRYPT=$(find "$WORK/debx" -name vmcrypt -type f -perm -u+x | head -n 1)
 	say "installing $(basename "$deb") in the guest"
@@ -96,7 +99,7 @@ stop_vault() { kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; S
 at_exit '[ -z "$SERVER_PID" ] || kill -9 $SERVER_PID'
 # The consoles outlive $WORK: the guest's side of a failure is in them.
 LOGS=${VMCRYPT_VM_LOGS:-$BUILD/test-logs}
-at_exit 'mkdir -p "$LOGS" && for f in "$WORK"/console-*.log; do cp "$f" "$LOGS/vm-agent-${f##*/}"; done'
+at_exit 'mkdir -p "$LOGS" && for f in "$WORK"/console-*.log*; do cp "$f" "$LOGS/vm-agent-${f##*/}"; done'
 check "vmcryptd serves with a certificate for 10.0.2.100" start_vault
 admin() {
 	"$VMCRYPT_ADMIN" --server "https://127.0.0.1:$PORT" --ca-file "$WORK/pki/ca.pem" \
@@ -122,6 +125,8 @@ make_disk() { # IMAGE SIZE_MIB TYPE DATA_MIB
 }
 check "data.img: 256 MiB ext4 with 96 MiB of files" make_disk "$WORK/data.img" 256 ext4 96
 check "srv.img: 300 MiB xfs with 64 MiB of files" make_disk "$WORK/srv.img" 300 xfs 64
+# plug.img: the guest makes a LUKS2 volume on it by hand while the agent does not exist yet.
+truncate -s 32M "$WORK/plug.img"
 {
 	echo "UUID=$(blkid -s UUID -o value "$WORK/data.img") /data ext4 defaults 0 2"
 	echo "UUID=$(blkid -s UUID -o value "$WORK/srv.img") /srv xfs defaults 0 2"
@@ -160,10 +165,11 @@ boot_start() {
 	(umask 077 && cp "$WORK/enroll.token" "$j/enroll.token")
 	echo "$phase" >"$j/phase"
 	echo "$mode" >"$j/mode"
+	[ "${VMCRYPT_VM_NETFIX:-0}" = 0 ] || : >"$j/netfix"
 	"$G" job "$WORK/job-$phase.tar" "$j"
 	CONSOLE=$WORK/console-$phase.log
 	BOOT_T0=$(date +%s)
-	"$G" boot "$WORK/root.img" --disk "$WORK/data.img" --disk "$WORK/srv.img" \
+	"$G" boot "$WORK/root.img" --disk "$WORK/data.img" --disk "$WORK/srv.img" --disk "$WORK/plug.img" \
 		--job "$WORK/job-$phase.tar" --port "$PORT" --console "$CONSOLE" --ctl "$WORK/ctl.sock" \
 		--pid-file "$WORK/qemu.pid" --timeout 900 >"$WORK/boot-$phase.log" 2>&1 &
 	BOOT_PID=$!
@@ -193,7 +199,7 @@ count_guest() {
 		esac
 	done < <(console | sed -n 's/===$//p' | grep -E '^===VMCRYPT-(OK|FAIL) ')
 	if console | grep -q '^===VMCRYPT-FAIL '; then
-		say "console of $1 (tail):"; console | tail -n 60 | sed 's/^/    | /'
+		say "job console of $1 (tail):"; console | tail -n 80 | sed 's/^/    | /'
 	fi
 }
 # guest_sums PHASE NAME EXPECTED: the guest's checksums of NAME equal the host's.
@@ -355,5 +361,5 @@ else
 	skip_agent
 fi
 stop_vault
-say "whole run: $(elapsed); guest consoles: $LOGS/vm-agent-console-*.log"
+say "whole run: $(elapsed); guest consoles: $LOGS/vm-agent-console-*.log (.sys: the system console)"
 finish
