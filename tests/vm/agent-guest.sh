@@ -15,9 +15,9 @@ ok() { mark "OK $*"; }
 fail() { mark "FAIL $*"; }
 # check DESCRIPTION CMD...: one check; the command's output is shown indented when it fails.
 check() {
-	d=$1
+	check_desc=$1
 	shift
-	if "$@" >/tmp/check.out 2>&1; then ok "$d"; else fail "$d"; sed 's/^/  | /' /tmp/check.out; fi
+	if "$@" >/tmp/check.out 2>&1; then ok "$check_desc"; else fail "$check_desc"; sed 's/^/  | /' /tmp/check.out; fi
 }
 # wait_host WORD: the host answers on the control line when it has done its part.
 stty -F /dev/ttyS2 raw -echo 2>/dev/null
@@ -88,9 +88,9 @@ plug_setup() {
 	# network-online.target: it runs before DHCP and the plugin cannot reach the vault. With the
 	# job's `netfix` (VMCRYPT_VM_NETFIX=1 on the host), a drop-in orders it after the network.
 	if [ -f /run/job/netfix ]; then
-		d='/etc/systemd/system/systemd-cryptsetup@vmcrypt\x2dplug.service.d'
-		mkdir -p "$d"
-		printf '[Unit]\nWants=network-online.target\nAfter=network-online.target\n' >"$d/network.conf"
+		dropin='/etc/systemd/system/systemd-cryptsetup@vmcrypt\x2dplug.service.d'
+		mkdir -p "$dropin"
+		printf '[Unit]\nWants=network-online.target\nAfter=network-online.target\n' >"$dropin/network.conf"
 	fi
 	sync
 }
