@@ -1,8 +1,9 @@
 # The guest half of tests/vm/test-vm-agent.sh: runs in the Debian guest as /run/job/run.sh (POSIX
 # sh, root, from vmcrypt-test.service). The job disk also holds `phase` (boot1, boot2, boot3),
-# `mode` (harness, enroll, full), ca.pem and enroll.token.
-# It reports on the console, which the host parses:
-#   ===VMCRYPT-OK text===  ===VMCRYPT-FAIL text===  ===VMCRYPT-SKIP text===   one check each
+# `mode` (harness, enroll, full), ca.pem, enroll.token, and the flags `plugin` (the token
+# plugin is installed) and `netfix` (see plug_setup).
+# It reports on its serial port (ttyS1, the unit's stdout), which the host parses:
+#   ===VMCRYPT-OK text===  ===VMCRYPT-FAIL text===                         one check each
 #   ===VMCRYPT-SUMS-BEGIN name=== ... ===VMCRYPT-SUMS-END name===           sha256sum lines
 #   ===VMCRYPT-WAIT word===   then it reads lines from /dev/ttyS2 until one is `word`
 # Anything else on the console is for people reading the log.
@@ -129,7 +130,7 @@ boot1)
 		grep -q '^StopUnits=' /etc/vmcrypt/agent.conf || echo 'StopUnits=auto' >>/etc/vmcrypt/agent.conf
 		grep -q '^PollInterval=' /etc/vmcrypt/agent.conf || echo 'PollInterval=5' >>/etc/vmcrypt/agent.conf
 	fi
-	if [ "$mode" = enroll ]; then
+	if [ "$mode" = enroll ] && [ -f /run/job/plugin ]; then
 		check "a LUKS2 volume with a vmcrypt token, its key in the vault, in crypttab" plug_setup
 	fi
 	if [ "$mode" = full ]; then
@@ -158,7 +159,7 @@ boot2)
 			check "holder.service active after the conversion" unit_active holder.service
 		fi
 	fi
-	if [ "$mode" = enroll ]; then
+	if [ "$mode" = enroll ] && [ -f /run/job/plugin ]; then
 		u='systemd-cryptsetup@vmcrypt\x2dplug.service'
 		check "at boot, $u opened the volume through the token plugin" until_true 90 unit_active "$u"
 		echo "--- $u"

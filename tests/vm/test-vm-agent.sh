@@ -166,6 +166,7 @@ boot_start() {
 	echo "$phase" >"$j/phase"
 	echo "$mode" >"$j/mode"
 	[ "${VMCRYPT_VM_NETFIX:-0}" = 0 ] || : >"$j/netfix"
+	[ "$has_plugin" = 0 ] || : >"$j/plugin"
 	"$G" job "$WORK/job-$phase.tar" "$j"
 	CONSOLE=$WORK/console-$phase.log
 	BOOT_T0=$(date +%s)
@@ -175,7 +176,8 @@ boot_start() {
 	BOOT_PID=$!
 	at_exit "$G kill $WORK/qemu.pid"
 	if [ "$demo" = 1 ]; then
-		tail -n +1 -F "$CONSOLE" 2>/dev/null | tr -d '\r' | sed -u "s/^/  [$phase] /" &
+		# $! is tail's own pid: killing it ends the filter too.
+		tail -n +1 -F "$CONSOLE" 2>/dev/null > >(tr -d '\r' | sed -u "s/^/  [$phase] /") &
 		DEMO_TAIL=$!
 	fi
 }
@@ -186,7 +188,6 @@ boot_end() { # waits for QEMU; prints the wall time
 	wait "$BOOT_PID" || rc=$?
 	[ -z "${DEMO_TAIL:-}" ] || { kill "$DEMO_TAIL" 2>/dev/null; DEMO_TAIL=; }
 	say "boot $1 ended after $(($(date +%s) - BOOT_T0)) s (QEMU exit $rc)"
-	BOOT_RC=$rc
 }
 console() { tr -d '\r' <"$CONSOLE" | sed 's/^.*\(===VMCRYPT-\)/\1/'; }
 # count_guest PHASE: the guest's OK/FAIL/SKIP markers become this script's checks.
