@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "basic/fileio.h"
 #include "basic/log.h"
 #include "basic/macro.h"
 #include "basic/string-util.h"
@@ -105,6 +106,7 @@ static void usage(enum convert_verb verb, FILE *f)
 	case CONVERT_VERB_ENCRYPT:
 		fprintf(f,
 			"Usage: vmcrypt encrypt (--key-file FILE | --new-key-file FILE) [--header FILE]\n"
+			"                       [--recovery-file FILE] [--token-json-file FILE]\n"
 			"                       [--sector-size 512|4096] [--json] TARGET\n\n"
 			"Encrypts TARGET (a block device, partition or disk image file) in place into a\n"
 			"standard LUKS2 volume (aes-xts-plain64, 512-bit key). ext2/3/4 is shrunk by 32 MiB\n"
@@ -112,26 +114,30 @@ static void usage(enum convert_verb verb, FILE *f)
 			"  --key-file FILE      the unlock key (read from FILE; mode 0600 expected)\n"
 			"  --new-key-file FILE  generate a 64-byte random key into the new FILE (0600)\n"
 			"  --header FILE        keep the LUKS2 header in FILE (must not exist): detached header\n"
+			"  --recovery-file FILE a second passphrase (keyslot 1), read like a key file\n"
+			"  --token-json-file FILE  a LUKS2 token (JSON) to set on the new header\n"
 			"  --sector-size N      encryption sector size; default 4096 when the filesystem allows\n"
 			"  --json               JSON lines on stdout: progress events, then a result\n\n"
 			"Interrupted (SIGINT/SIGTERM, crash, power loss)? Run 'vmcrypt resume'.\n");
 		break;
 	case CONVERT_VERB_DECRYPT:
 		fprintf(f,
-			"Usage: vmcrypt decrypt --key-file FILE [--header FILE] [--json] TARGET\n\n"
+			"Usage: vmcrypt decrypt (--key-file FILE | --recovery-file FILE) [--header FILE] [--json] TARGET\n\n"
 			"Decrypts a LUKS2 TARGET in place back to its plain contents. With the header on the\n"
 			"device, the header moves to vmcrypt's state directory while the data shifts back,\n"
 			"and an ext2/3/4 filesystem is grown back to fill the device.\n\n"
 			"  --key-file FILE      the unlock key\n"
+			"  --recovery-file FILE the recovery passphrase (either opens it; give both to be sure)\n"
 			"  --header FILE        the detached LUKS2 header of TARGET\n"
 			"  --json               JSON lines on stdout: progress events, then a result\n");
 		break;
 	case CONVERT_VERB_RESUME:
 		fprintf(f,
-			"Usage: vmcrypt resume --key-file FILE [--header FILE] [--json] TARGET\n\n"
+			"Usage: vmcrypt resume (--key-file FILE | --recovery-file FILE) [--header FILE] [--json] TARGET\n\n"
 			"Finishes an interrupted encrypt or decrypt of TARGET, whichever it was, after\n"
 			"SIGINT, kill -9, a crash or power loss; it repairs what was cut short first.\n\n"
 			"  --key-file FILE      the unlock key\n"
+			"  --recovery-file FILE the recovery passphrase (either opens it; give both to be sure)\n"
 			"  --header FILE        the detached LUKS2 header (found on its own otherwise)\n"
 			"  --json               JSON lines on stdout: progress events, then a result\n");
 		break;
@@ -222,7 +228,8 @@ static void print_result(struct run *run, int r, int status, const struct conver
  * the same exit_status_from_errno() as every other verb's errno. */
 int verb_convert(int argc, char **argv)
 {
-	enum { ARG_KEY_FILE = 0x100, ARG_NEW_KEY_FILE, ARG_HEADER, ARG_SECTOR_SIZE, ARG_JSON };
+	enum { ARG_KEY_FILE = 0x100, ARG_NEW_KEY_FILE, ARG_HEADER, ARG_SECTOR_SIZE, ARG_JSON, ARG_RECOVERY_FILE,
+	       ARG_TOKEN_JSON_FILE };
 	static const struct option options[] = {
 		{ "help", no_argument, NULL, 'h' },
 		{ "key-file", required_argument, NULL, ARG_KEY_FILE },
@@ -230,10 +237,15 @@ int verb_convert(int argc, char **argv)
 		{ "header", required_argument, NULL, ARG_HEADER },
 		{ "sector-size", required_argument, NULL, ARG_SECTOR_SIZE },
 		{ "json", no_argument, NULL, ARG_JSON },
+		{ "recovery-file", required_argument, NULL, ARG_RECOVERY_FILE },
+		{ "token-json-file", required_argument, NULL, ARG_TOKEN_JSON_FILE },
 		{}
 	};
-	const char *key_file = NULL, *new_key_file = NULL, *header = NULL;
-	_cleanup_secret_ void *key = NULL;
+	const char *key_file = NULL, *new_key_file = NULL, *header = NULL, *recovery_file = NULL,
+		   *token_json_file = NULL;
+	_cleanup_secret_ void *key = NULL, *recovery = NULL;
+	_cleanup_free_ char *token_json = NULL;
+	size_t recovery_size = 0;
 	struct convert_result res = {};
 	struct lock_holder holder = {};
 	struct convert_request req = {};
@@ -273,11 +285,21 @@ int verb_convert(int argc, char **argv)
 		case ARG_JSON:
 			run.json = true;
 			break;
+		case ARG_RECOVERY_FILE:
+			recovery_file = optarg;
+			break;
+		case ARG_TOKEN_JSON_FILE:
+			if (verb != CONVERT_VERB_ENCRYPT)
+				goto bad_usage;
+			token_json_file = optarg;
+			break;
 		default:
 			goto bad_usage;
 		}
 	}
-	if (optind != argc - 1 || (!key_file == !new_key_file)) {
+	/* decrypt and resume may be given the recovery passphrase alone */
+	if (optind != argc - 1 || (key_file && new_key_file) ||
+	    (!key_file && !new_key_file && (verb == CONVERT_VERB_ENCRYPT || !recovery_file))) {
 		if (optind == argc - 1 && key_file && new_key_file)
 			fprintf(stderr, "vmcrypt %s: give either --key-file or --new-key-file, not both\n", convert_verb_to_string(verb));
 		goto bad_usage;
@@ -301,6 +323,35 @@ int verb_convert(int argc, char **argv)
 		}
 		if (world_readable)
 			log_warning("%s: the key file can be read by group or others; run 'chmod 600 %s'", key_file, key_file);
+	}
+
+	if (recovery_file) {
+		r = secret_read_file(recovery_file, &recovery, &recovery_size, &world_readable);
+		if (r < 0) {
+			snprintf(res.message, sizeof(res.message), "%s: cannot use the recovery passphrase file: %s",
+				 recovery_file, secret_read_strerror(r));
+			snprintf(res.remedy, sizeof(res.remedy), "Give a readable, non-empty recovery passphrase file.");
+			status = EXIT_KEY;
+			print_result(&run, r, status, &res);
+			return status;
+		}
+		if (world_readable)
+			log_warning("%s: the recovery passphrase file can be read by group or others; run 'chmod 600 %s'",
+				    recovery_file, recovery_file);
+	}
+	if (token_json_file) {
+		size_t n;
+
+		/* A LUKS2 header's JSON area is at most 4 MiB; a token is a small part of it. */
+		r = read_full_file(token_json_file, 65536, &token_json, &n);
+		if (r < 0) {
+			snprintf(res.message, sizeof(res.message), "%s: cannot read the token JSON (%s)", token_json_file,
+				 strerror(-r));
+			snprintf(res.remedy, sizeof(res.remedy), "Give a readable file of at most 64 KiB.");
+			status = EXIT_USAGE;
+			print_result(&run, r, status, &res);
+			return status;
+		}
 	}
 
 	/* One operation at a time on this VM, checked before anything changes. */
@@ -343,6 +394,9 @@ int verb_convert(int argc, char **argv)
 		.header = header,
 		.key = key,
 		.key_size = key_size,
+		.recovery = recovery,
+		.recovery_size = recovery_size,
+		.token_json = token_json,
 		.sector_size = (uint32_t)sector_size,
 		.progress = on_progress,
 		.userdata = &run,

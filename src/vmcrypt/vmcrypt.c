@@ -22,6 +22,7 @@ static const struct verb {
 	{ "encrypt", verb_convert, "encrypt a volume in place into LUKS2" },
 	{ "decrypt", verb_convert, "decrypt a LUKS2 volume in place back to plain" },
 	{ "resume", verb_convert, "finish an interrupted encrypt or decrypt" },
+	{ "agent", verb_agent, "run the agent: apply vmcryptd's settings to this VM's volumes" },
 	{ "status", verb_status, "show a volume's or the whole VM's encryption state" },
 };
 

@@ -124,19 +124,21 @@ run import-version cryptsetup token import --json-file "$WORK/t-ver.json" "$WORK
 check_contains "import refuses a version that is not an integer" "\"version\" is missing or not an integer" "$OUT"
 check "the refused imports left the header without a token" \
 	bash -c "! cryptsetup luksDump '$WORK/scratch' | grep -q vmcrypt"
-# The conversion state token `vmcrypt encrypt` writes (convert.c) must still be accepted.
+# The conversion record of volumes converted before it got its own type ("vmcrypt-convert",
+# luks.h) has the type "vmcrypt": the plugin must still accept that legacy shape.
 printf '{"type":"vmcrypt","keyslots":[],"version":1,"operation":"encrypt","started":1764633600,"fs_type":"ext4","fs_size":33554432,"data_shift":16777216}' >"$WORK/t-conv.json"
 run import-conv cryptsetup token import --json-file "$WORK/t-conv.json" "$WORK/scratch"
 run dump-conv cryptsetup luksDump "$WORK/scratch"
 check_contains "the conversion state token is accepted and shown as such" "vmcrypt conversion state" "$OUT"
-# ... and so `vmcrypt encrypt`, which writes it, still works with the plugin installed.
+# `vmcrypt encrypt` works with the plugin installed; its record is a "vmcrypt-convert" token,
+# which never reaches the plugin.
 truncate -s 64M "$WORK/conv.img"
 mkfs.ext4 -q -F "$WORK/conv.img"
 run convert "$VMCRYPT" encrypt --key-file "$KEY" "$WORK/conv.img"
 conv_rc=$RC
 run dump-convert cryptsetup luksDump "$WORK/conv.img"
-check "vmcrypt encrypt with the plugin installed: its token passes validate" \
-	test "$conv_rc" = 0 -a -n "$(grep -F 'vmcrypt conversion state' "$WORK/dump-convert.out")"
+check "vmcrypt encrypt with the plugin installed: its record is a vmcrypt-convert token" \
+	test "$conv_rc" = 0 -a -n "$(grep -E '^ +[0-9]+: vmcrypt-convert$' "$WORK/dump-convert.out")"
 
 # The real token, on keyslot 0.
 token_json "https://$ADDR" vm1 data >"$WORK/token.json"

@@ -187,6 +187,10 @@ static void test_include(void **state)
 	assert_int_equal(run.r, -ENOENT);
 	run = select_with("+/dev/sdz", NULL);
 	assert_int_equal(run.r, -ENOENT);
+	/* An absolute path with '=' is a mount point, not a tag. */
+	run = select_with("+/mnt/a=b", NULL);
+	assert_int_equal(run.r, -ENOENT);
+	assert_string_equal(run.err, "Include=/mnt/a=b: no filesystem is mounted there and fstab has no entry for it");
 	run = select_with("+nas:/export", NULL);
 	assert_int_equal(run.r, -EINVAL);
 }

@@ -427,6 +427,24 @@ static void test_save(void **state)
 	assert_string_equal(got, "# edited by a person\n");
 	assert_int_equal(access(newp, F_OK), -1);
 
+	/* The owner is kept too (root editing a file it does not own; needs root to test). */
+	if (geteuid() == 0) {
+		_cleanup_tab_file_ struct tab_file *t3 = NULL;
+
+		write_text(path, "# owned by 1234\n", 0640);
+		assert_int_equal(chown(path, 1234, 4321), 0);
+		assert_int_equal(tab_file_load(path, &t3), 0);
+		assert_int_equal(crypttab_set(t3, "x", "y", NULL, NULL), 1);
+		assert_int_equal(tab_file_save(t3, path), 0);
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(st.st_uid, 1234);
+		assert_int_equal(st.st_gid, 4321);
+		assert_int_equal(st.st_mode & 07777, 0640);
+		assert_int_equal(stat(bak, &st), 0);
+		assert_int_equal(st.st_uid, 1234);
+		assert_int_equal(st.st_mode & 07777, 0640);
+	}
+
 	/* A missing file is created 0644 without a backup; a symlink's target is replaced. */
 	snprintf(path, sizeof(path), "%s/fstab", dir);
 	assert_int_equal(tab_file_load(path, &t2), 0);

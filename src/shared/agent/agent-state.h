@@ -37,7 +37,7 @@ struct agent_volume_state {
 	char device[PATH_MAX];      /* the plain device */
 	char mountpoint[PATH_MAX];  /* "" when not mounted */
 	char fstype[32];
-	char fs_options[256];       /* filesystem-specific mount options (mountinfo's super options) */
+	char fs_options[1024];      /* the mount options, VFS and filesystem, as mount(8) takes them */
 	unsigned long mount_flags;  /* MS_* of the mount */
 	char luks_uuid[40];         /* "" before the header exists */
 	char header[PATH_MAX];      /* detached header, "" when on the device */

@@ -263,9 +263,10 @@ static int discover(struct selection *s)
 	return 0;
 }
 
+/* "/dev/...", or a tag (UUID=...); any other absolute path is a mount point, '=' or not. */
 static bool is_device_item(const char *item)
 {
-	return startswith(item, "/dev/") || strchr(item, '=') != NULL;
+	return startswith(item, "/dev/") || (item[0] != '/' && strchr(item, '=') != NULL);
 }
 
 static int include_one(struct selection *s, const char *item)

@@ -37,7 +37,19 @@ struct ctx {
 	struct convert_result *res;
 	struct device_info dev;
 	struct convstate st;
+	/* The passphrase that opens the volume: the key, or the recovery passphrase when only it
+	 * does (pick_passphrase()). Points into the request. */
+	const void *pass;
+	size_t pass_size;
 };
+
+/* Starts a context: the key is the passphrase to use until pick_passphrase() says otherwise. */
+static void ctx_init(struct ctx *c, const struct convert_request *req, struct convert_result *res)
+{
+	*c = (struct ctx){ .req = req, .res = res };
+	c->pass = req->key_size ? req->key : req->recovery;
+	c->pass_size = req->key_size ? req->key_size : req->recovery_size;
+}
 
 DEFINE_CLEANUP_FUNC(convert_crypt_freep, struct crypt_device *, crypt_free)
 
@@ -179,6 +191,31 @@ static int set_token(struct ctx *c, struct crypt_device *cd)
 	return r < 0 ? r : 0;
 }
 
+/* Sets c->pass to whichever of the request's key and recovery passphrase opens a keyslot of cd
+ * (a check only: no device is activated). Returns 0, -EPERM when neither does, or -errno. */
+static int pick_passphrase(struct ctx *c, struct crypt_device *cd)
+{
+	const struct { const void *p; size_t n; } cand[] = {
+		{ c->req->key, c->req->key_size },
+		{ c->req->recovery, c->req->recovery_size },
+	};
+	int r = -EPERM;
+
+	for (size_t i = 0; i < ELEMENTSOF(cand); i++) {
+		if (!cand[i].n)
+			continue;
+		r = crypt_activate_by_passphrase(cd, NULL, CRYPT_ANY_SLOT, cand[i].p, cand[i].n, 0);
+		if (r >= 0) {
+			c->pass = cand[i].p;
+			c->pass_size = cand[i].n;
+			return 0;
+		}
+		if (r != -EPERM && r != -ENOENT)
+			return r;
+	}
+	return -EPERM;
+}
+
 static int reencrypt_progress(uint64_t size, uint64_t offset, void *usrptr)
 {
 	struct ctx *c = usrptr;
@@ -280,20 +317,53 @@ static int final_segment(struct crypt_device *cd, char *cipher, size_t cipher_le
 	return r;
 }
 
-/* Writes a clean header with the volume's own volume key, UUID, cipher, sector size and tokens
- * to the state directory (header.img), for finalize_encrypt_moved(). */
+/* For each passphrase keyslot (type "luks2") of cd: 0 when the key opens it, 1 when the
+ * recovery passphrase does; -1 for the slots that are free or not passphrase keyslots (the
+ * reencryption's own). Returns 0, or -ENOKEY when a keyslot opens with neither. */
+static int old_keyslot_passphrases(struct ctx *c, struct crypt_device *cd, int ret[LUKS_KEYSLOTS_MAX])
+{
+	json_t *slots = luks_keyslots(cd), *slot;
+	const char *id;
+	int r = 0;
+
+	for (int k = 0; k < LUKS_KEYSLOTS_MAX; k++)
+		ret[k] = -1;
+	if (!slots)
+		return -EINVAL;
+	json_object_foreach(slots, id, slot) {
+		uint64_t k;
+
+		if (!streq_ptr(json_string_value(json_object_get(slot, "type")), "luks2") ||
+		    parse_u64(id, &k) < 0 || k >= LUKS_KEYSLOTS_MAX)
+			continue;
+		if (c->req->key_size &&
+		    crypt_activate_by_passphrase(cd, NULL, (int)k, c->req->key, c->req->key_size, 0) >= 0)
+			ret[k] = 0;
+		else if (c->req->recovery_size &&
+			 crypt_activate_by_passphrase(cd, NULL, (int)k, c->req->recovery, c->req->recovery_size, 0) >= 0)
+			ret[k] = 1;
+		else
+			r = -ENOKEY;
+	}
+	json_decref(slots);
+	return r;
+}
+
+/* Writes a clean header with the volume's own volume key, UUID, cipher, sector size, keyslots
+ * and tokens to the state directory (header.img), for finalize_encrypt_moved(). */
 static int make_final_header(struct ctx *c, struct crypt_device *cd, const char *header_file)
 {
 	_cleanup_(convert_crypt_freep) struct crypt_device *nd = NULL;
 	_cleanup_secret_ char *vk = NULL;
 	char *tokens[LUKS_TOKENS_MAX] = {};
+	int slot_pass[LUKS_KEYSLOTS_MAX];
 	size_t vk_size = 64;
 	struct crypt_params_luks2 luks2 = {
 		.data_device = c->dev.path,
 		.pbkdf = &pbkdf_min,
 	};
 	_cleanup_close_ int fd = -1;
-	int r, keyslot;
+	int r;
 
 	char cipher[32], mode[64];
 	uint64_t offset;
@@ -306,9 +376,15 @@ static int make_final_header(struct ctx *c, struct crypt_device *cd, const char 
 	vk = secret_alloc(vk_size);
 	if (!vk)
 		return -ENOMEM;
-	r = crypt_volume_key_get(cd, CRYPT_ANY_SLOT, vk, &vk_size, c->req->key, c->req->key_size);
+	(void)pick_passphrase(c, cd);
+	r = crypt_volume_key_get(cd, CRYPT_ANY_SLOT, vk, &vk_size, c->pass, c->pass_size);
 	if (r < 0)
 		return r == -ENOENT ? -EPERM : r;
+	/* Every passphrase keyslot comes back under its own number (a token names keyslots by
+	 * number); libcryptsetup has no way to copy a keyslot, so each needs its passphrase. */
+	r = old_keyslot_passphrases(c, cd, slot_pass);
+	if (r < 0)
+		return r;
 	/* A token lost here would be the vmcrypt token, which carries the filesystem size
 	 * decrypt needs: fail instead, the live header is untouched and the step is redone. */
 	for (int t = 0; t < LUKS_TOKENS_MAX; t++) {
@@ -335,10 +411,13 @@ static int make_final_header(struct ctx *c, struct crypt_device *cd, const char 
 		r = crypt_format(nd, CRYPT_LUKS2, cipher, mode, crypt_get_uuid(cd), vk, vk_size, &luks2);
 	if (r < 0)
 		goto out;
-	keyslot = crypt_keyslot_add_by_volume_key(nd, CRYPT_ANY_SLOT, vk, vk_size, c->req->key, c->req->key_size);
-	if (keyslot < 0) {
-		r = keyslot;
-		goto out;
+	for (int k = 0; k < LUKS_KEYSLOTS_MAX; k++) {
+		if (slot_pass[k] < 0)
+			continue;
+		r = slot_pass[k] == 0 ? crypt_keyslot_add_by_volume_key(nd, k, vk, vk_size, c->req->key, c->req->key_size)
+				      : crypt_keyslot_add_by_volume_key(nd, k, vk, vk_size, c->req->recovery, c->req->recovery_size);
+		if (r < 0)
+			goto out;
 	}
 	for (int t = 0; t < LUKS_TOKENS_MAX; t++)
 		if (tokens[t] && (r = crypt_token_json_set(nd, t, tokens[t])) < 0)
@@ -395,6 +474,9 @@ static int finalize_encrypt_moved(struct ctx *c, struct crypt_device *cd, uint64
 	if (r == -EPERM)
 		return fail(c, r, "Give the key file this volume was encrypted with.",
 			    "%s: the key does not open this volume", c->dev.path);
+	if (r == -ENOKEY)
+		return fail(c, r, "Give both the key file and the recovery passphrase file.",
+			    "%s: finishing rebuilds the header, which needs the passphrase of every keyslot", c->dev.path);
 	if (r < 0)
 		return fail_resumable(c, r, CONVERT_RESUME_AGAIN,
 			    "%s: cannot make the final LUKS2 header (%s)%s", c->dev.path, strerror(-r), convert_cryptsetup_reason());
@@ -438,9 +520,16 @@ static int finalize_encrypt_detached(struct ctx *c, struct crypt_device *cd, con
 	log_info("%s: all data is encrypted; finishing the conversion", c->dev.path);
 	snprintf(tmp, sizeof(tmp), "%s.vmcrypt-new", header);
 	r = make_final_header(c, cd, tmp);
+	if (r == -EPERM || r == -ENOKEY)
+		(void)unlink(tmp);
 	if (r == -EPERM)
 		return fail(c, r, "Give the key file this volume was encrypted with.",
 			    "%s: the key does not open this volume", c->dev.path);
+	if (r == -ENOKEY) {
+		fail(c, r, "Give both the key file and the recovery passphrase file.",
+		     "%s: finishing rebuilds the header, which needs the passphrase of every keyslot", c->dev.path);
+		return r;
+	}
 	if (r >= 0 && rename(tmp, header) < 0)
 		r = negative_errno();
 	if (r >= 0)
@@ -471,10 +560,13 @@ static int run_reencrypt(struct ctx *c, const char *header)
 			    "%s: cannot load the LUKS2 header%s%s%s", c->dev.path, header ? " from " : "",
 			    header ? header : "", convert_cryptsetup_reason());
 
+	/* Whichever of key and recovery passphrase opens it; a finished decryption may have no
+	 * keyslot left, so a miss is not an error here (the steps that need a key report it). */
+	(void)pick_passphrase(c, cd);
 	ri = crypt_reencrypt_status(cd, &params);
 	if (params.flags & CRYPT_REENCRYPT_REPAIR_NEEDED) {
 		/* Metadata from an older libcryptsetup without a digest: let the key vouch for it. */
-		r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->req->key, c->req->key_size, CRYPT_ANY_SLOT,
+		r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->pass, c->pass_size, CRYPT_ANY_SLOT,
 						       CRYPT_ANY_SLOT, NULL, NULL,
 						       &(struct crypt_params_reencrypt){ .flags = CRYPT_REENCRYPT_REPAIR_NEEDED });
 		if (r < 0)
@@ -485,7 +577,7 @@ static int run_reencrypt(struct ctx *c, const char *header)
 		/* Cut short mid-hotzone: libcryptsetup replays or rolls back the hotzone from its
 		 * resilience data (datashift, checksum), then the reencryption is clean again. */
 		log_info("%s: recovering the interrupted conversion", c->dev.path);
-		r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->req->key, c->req->key_size, CRYPT_ANY_SLOT,
+		r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->pass, c->pass_size, CRYPT_ANY_SLOT,
 						       CRYPT_ANY_SLOT, NULL, NULL,
 						       &(struct crypt_params_reencrypt){ .flags = CRYPT_REENCRYPT_RECOVERY });
 		if (r < 0)
@@ -527,7 +619,7 @@ static int run_reencrypt(struct ctx *c, const char *header)
 				return 0;
 			}
 			/* The key must open the volume: the final header is built from it. */
-			r = crypt_activate_by_passphrase(cd, NULL, CRYPT_ANY_SLOT, c->req->key, c->req->key_size, 0);
+			r = crypt_activate_by_passphrase(cd, NULL, CRYPT_ANY_SLOT, c->pass, c->pass_size, 0);
 			if (r < 0)
 				goto key_or_io;
 			if (header)
@@ -543,7 +635,7 @@ static int run_reencrypt(struct ctx *c, const char *header)
 	params.max_hotzone_size = 0;
 	params.device_size = 0;
 	params.flags = CRYPT_REENCRYPT_RESUME_ONLY;
-	r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->req->key, c->req->key_size, CRYPT_ANY_SLOT,
+	r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->pass, c->pass_size, CRYPT_ANY_SLOT,
 					       CRYPT_ANY_SLOT, NULL, NULL, &params);
 	if (r < 0)
 		goto key_or_io;
@@ -717,6 +809,34 @@ static int check_common(struct ctx *c)
 	return 0;
 }
 
+/* Refuses, before anything changes, a token libcryptsetup would refuse after the shrink, or one
+ * that would pass for the conversion's own record (its type, or the old "vmcrypt" shape with an
+ * "operation"). */
+static int check_token_json(struct ctx *c)
+{
+	const char *type;
+	json_t *o, *slots;
+	bool ok;
+
+	if (!c->req->token_json)
+		return 0;
+	o = json_loads(c->req->token_json, JSON_REJECT_DUPLICATES, NULL);
+	slots = json_object_get(o, "keyslots");
+	type = json_string_value(json_object_get(o, "type"));
+	ok = json_is_object(o) && type && json_is_array(slots) && !streq(type, LUKS_TOKEN_TYPE) &&
+	     !(streq(type, LUKS_TOKEN_TYPE_UNLOCK) && json_object_get(o, "operation"));
+	for (size_t i = 0; ok && i < json_array_size(slots); i++) {
+		const char *k = json_string_value(json_array_get(slots, i));
+
+		ok = k && (streq(k, "0") || (streq(k, "1") && c->req->recovery_size));
+	}
+	json_decref(o);
+	if (!ok)
+		return fail(c, -EINVAL, "Give a JSON object with a \"type\" string and \"keyslots\" naming \"0\" (or \"1\" with a recovery passphrase).",
+			    "%s: the token JSON is not a LUKS2 token vmcrypt can set", c->dev.path);
+	return 0;
+}
+
 /* Fails when a conversion of this target is already in flight. */
 static int check_not_in_flight(struct ctx *c)
 {
@@ -772,15 +892,30 @@ static int encrypt_init(struct ctx *c, const char *header_file, bool shift)
 	if (r < 0)
 		return fail(c, r, NULL, "%s: cannot format the LUKS2 header (%s)%s", c->dev.path, strerror(-r),
 			    convert_cryptsetup_reason());
-	keyslot = crypt_keyslot_add_by_volume_key(cd, CRYPT_ANY_SLOT, NULL, 0, c->req->key, c->req->key_size);
+	keyslot = crypt_keyslot_add_by_volume_key(cd, 0, NULL, 0, c->req->key, c->req->key_size);
 	if (keyslot < 0)
 		return fail(c, keyslot, NULL, "%s: cannot add the keyslot (%s)%s", c->dev.path,
 			    strerror(-keyslot), convert_cryptsetup_reason());
+	/* The recovery keyslot now: libcryptsetup refuses new keyslots once the reencryption is
+	 * initialised. Its volume key is the same, so it opens the volume at every step. */
+	if (c->req->recovery_size) {
+		r = crypt_keyslot_add_by_volume_key(cd, 1, NULL, 0, c->req->recovery, c->req->recovery_size);
+		if (r < 0)
+			return fail(c, r, NULL, "%s: cannot add the recovery keyslot (%s)%s", c->dev.path,
+				    strerror(-r), convert_cryptsetup_reason());
+	}
 	r = set_token(c, cd);
 	if (r < 0)
 		return fail(c, r, NULL, "%s: cannot store the vmcrypt token (%s)%s", c->dev.path, strerror(-r),
 			    convert_cryptsetup_reason());
-	r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->req->key, c->req->key_size, CRYPT_ANY_SLOT,
+	if (c->req->token_json) {
+		r = crypt_token_json_set(cd, CRYPT_ANY_TOKEN, c->req->token_json);
+		if (r < 0)
+			return fail(c, r, "Check the token JSON: a \"type\" and \"keyslots\" naming keyslot 0 or 1.",
+				    "%s: libcryptsetup refuses the token (%s)%s", c->dev.path, strerror(-r),
+				    convert_cryptsetup_reason());
+	}
+	r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->pass, c->pass_size, CRYPT_ANY_SLOT,
 					       keyslot, "aes", "xts-plain64", &params);
 	if (r < 0)
 		return fail_resumable(c, r, CONVERT_RESUME_RETRY,
@@ -1015,13 +1150,14 @@ static int encrypt_detached(struct ctx *c)
 
 int convert_encrypt(const struct convert_request *req, struct convert_result *res)
 {
-	struct ctx c = { .req = req, .res = res };
+	struct ctx c;
 	uint64_t new_fs_size = 0, data_size;
 	char undo[PATH_MAX], msg[1024];
 	struct stat st;
 	int r;
 
 	memset(res, 0, sizeof(*res));
+	ctx_init(&c, req, res);
 	if (req->key_size == 0)
 		return fail(&c, -ENOKEY, "Give a key file with the key.", "%s: the key is empty", req->target);
 	r = check_common(&c);
@@ -1030,6 +1166,9 @@ int convert_encrypt(const struct convert_request *req, struct convert_result *re
 	if (streq(c.dev.fs_type, "crypto_LUKS"))
 		return fail(&c, -EALREADY, "Nothing to do; 'vmcrypt status TARGET' shows its state.",
 			    "%s: already a LUKS volume", c.dev.path);
+	r = check_token_json(&c);
+	if (r < 0)
+		return r;
 	r = check_not_in_flight(&c);
 	if (r < 0)
 		return r;
@@ -1164,11 +1303,12 @@ static int decrypt_init_shift(struct ctx *c, const char *header_file)
 			    convert_cryptsetup_reason());
 	if (crypt_reencrypt_status(cd, NULL) != CRYPT_REENCRYPT_NONE)
 		return 0; /* initialized before a crash */
+	(void)pick_passphrase(c, cd); /* a miss fails the init below with the right error */
 	r = device_wipe_luks_signatures(c->dev.path);
 	if (r < 0)
 		return fail_resumable(c, r, CONVERT_RESUME_HEADER_SAVED,
 			    "%s: cannot wipe the LUKS signature on the device (%s)", c->dev.path, strerror(-r));
-	r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->req->key, c->req->key_size, CRYPT_ANY_SLOT,
+	r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->pass, c->pass_size, CRYPT_ANY_SLOT,
 					       CRYPT_ANY_SLOT, NULL, NULL, &params);
 	if (r < 0)
 		return fail_resumable(c, r, CONVERT_RESUME_HEADER_SAVED,
@@ -1281,7 +1421,8 @@ static int decrypt_detached(struct ctx *c)
 			return fail(c, r, NULL, "%s: cannot load the header %s%s", c->dev.path, c->st.header,
 				    convert_cryptsetup_reason());
 		if (crypt_reencrypt_status(cd, NULL) == CRYPT_REENCRYPT_NONE) {
-			r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->req->key, c->req->key_size,
+			(void)pick_passphrase(c, cd);
+			r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->pass, c->pass_size,
 							       CRYPT_ANY_SLOT, CRYPT_ANY_SLOT, NULL, NULL, &params);
 			if (r < 0) {
 				if (crypt_reencrypt_status(cd, NULL) == CRYPT_REENCRYPT_NONE)
@@ -1303,14 +1444,15 @@ static int decrypt_detached(struct ctx *c)
 
 int convert_decrypt(const struct convert_request *req, struct convert_result *res)
 {
-	struct ctx c = { .req = req, .res = res };
+	struct ctx c;
 	_cleanup_(convert_crypt_freep) struct crypt_device *cd = NULL;
 	struct volume_info vi = {};
 	char header_file[PATH_MAX];
 	int r;
 
 	memset(res, 0, sizeof(*res));
-	if (req->key_size == 0)
+	ctx_init(&c, req, res);
+	if (req->key_size == 0 && req->recovery_size == 0)
 		return fail(&c, -ENOKEY, "Give a key file with the key.", "%s: the key is empty", req->target);
 	r = check_common(&c);
 	if (r < 0)
@@ -1334,7 +1476,7 @@ int convert_decrypt(const struct convert_request *req, struct convert_result *re
 	if (!streq(crypt_get_type(cd), CRYPT_LUKS2))
 		return fail(&c, -EOPNOTSUPP, "Convert it with 'cryptsetup convert --type luks2' first.",
 			    "%s: a LUKS1 volume; in-place decryption needs LUKS2", c.dev.path);
-	r = crypt_activate_by_passphrase(cd, NULL, CRYPT_ANY_SLOT, req->key, req->key_size, 0);
+	r = pick_passphrase(&c, cd);
 	if (r < 0)
 		return fail(&c, r == -EPERM || r == -ENOENT ? -EPERM : r,
 			    "Give the key file this volume was encrypted with.",
@@ -1470,13 +1612,14 @@ static int resume_from_state(struct ctx *c)
 
 int convert_resume(const struct convert_request *req, struct convert_result *res)
 {
-	struct ctx c = { .req = req, .res = res };
+	struct ctx c;
 	_cleanup_(convert_crypt_freep) struct crypt_device *cd = NULL;
 	struct volume_info vi = {};
 	int r;
 
 	memset(res, 0, sizeof(*res));
-	if (req->key_size == 0)
+	ctx_init(&c, req, res);
+	if (req->key_size == 0 && req->recovery_size == 0)
 		return fail(&c, -ENOKEY, "Give a key file with the key.", "%s: the key is empty", req->target);
 	r = check_common(&c);
 	if (r < 0)

@@ -78,19 +78,29 @@ static uint64_t luks_json_u64(json_t *v)
 	return s && parse_u64(s, &x) == 0 ? x : 0;
 }
 
-json_t *luks_segments(struct crypt_device *cd)
+static json_t *luks_metadata_section(struct crypt_device *cd, const char *section)
 {
 	const char *text = NULL;
-	json_t *root, *segs;
+	json_t *root, *part;
 
 	if (crypt_dump_json(cd, &text, 0) < 0 || !text)
 		return NULL;
 	root = json_loads(text, 0, NULL);
 	if (!root)
 		return NULL;
-	segs = json_incref(json_object_get(root, "segments"));
+	part = json_incref(json_object_get(root, section));
 	json_decref(root);
-	return segs;
+	return part;
+}
+
+json_t *luks_segments(struct crypt_device *cd)
+{
+	return luks_metadata_section(cd, "segments");
+}
+
+json_t *luks_keyslots(struct crypt_device *cd)
+{
+	return luks_metadata_section(cd, "keyslots");
 }
 
 unsigned luks_segment_flags(json_t *segment)

@@ -39,6 +39,8 @@ enum volume_op {
 /* LUKS2 token slots: ids 0-31 (the LUKS2 on-disk format; libcryptsetup does not export its own
  * LUKS2_TOKENS_MAX). */
 #define LUKS_TOKENS_MAX 32
+/* LUKS2 keyslots: ids 0-31, likewise. */
+#define LUKS_KEYSLOTS_MAX 32
 
 struct volume_info {
 	enum volume_state state;
@@ -96,6 +98,8 @@ enum {
 /* The "segments" object of cd's LUKS2 metadata, read through crypt_dump_json(); free with
  * json_decref(). Returns NULL when it cannot be read. */
 json_t *luks_segments(struct crypt_device *cd);
+/* The "keyslots" object of the LUKS2 metadata (new reference), or NULL. */
+json_t *luks_keyslots(struct crypt_device *cd);
 
 /* The LUKS_SEGMENT_* bits of one segment object. */
 unsigned luks_segment_flags(json_t *segment);
