@@ -1,6 +1,6 @@
 # The guest half of tests/vm/test-vm-agent.sh: runs in the Debian guest as /run/job/run.sh (POSIX
 # sh, root, from vmcrypt-test.service). The job disk also holds `phase` (boot1, boot2, boot3),
-# `mode` (harness, enroll, full), ca.pem, enroll.token, and the flags `plugin` (the token
+# `mode` (harness, enroll, full, refused), ca.pem, enroll.token, and the flags `plugin` (the token
 # plugin is installed) and `netfix` (see plug_setup).
 # It reports on its serial port (ttyS1, the unit's stdout), which the host parses:
 #   ===VMCRYPT-OK text===  ===VMCRYPT-FAIL text===                         one check each
@@ -66,9 +66,10 @@ show_state() {
 	echo "--- vmcrypt-agent"; systemctl status --no-pager --lines=15 vmcrypt-agent.service 2>&1
 	echo "--- journal of systemd-cryptsetup@"; journalctl -b --no-pager -o short-monotonic -u 'systemd-cryptsetup@*' 2>&1 | tail -n 30
 }
-# Until the agent exists (mode enroll): a LUKS2 volume made by hand on the small disk "plug",
-# its key stored in the vault with this VM's credential, a vmcrypt token and a crypttab line as
-# the agent would write them, so the next boot proves systemd-cryptsetup + the token plugin.
+# Independent of the agent: a LUKS2 volume made by hand on the small disk "plug", its key stored
+# in the vault with this VM's credential, a vmcrypt token and a crypttab line with the agent's
+# options, so the next boot proves systemd-cryptsetup + the token plugin. The mapping is
+# "plugtest", without the agent's x-vmcrypt tag and vmcrypt- prefix: a foreign line to the agent.
 plug_setup() {
 	dev=/dev/disk/by-id/virtio-plug
 	(umask 077 && head -c 64 /dev/urandom >/run/plug.key &&
@@ -84,12 +85,12 @@ plug_setup() {
 		"$server" >/run/token.json
 	cryptsetup token import --json-file /run/token.json "$dev" || return 1
 	cryptsetup luksDump "$dev" | sed -n '/^Tokens:/,/^Digests:/p'
-	echo "vmcrypt-plug $dev none luks,_netdev,nofail,token-timeout=15,timeout=60,x-vmcrypt" >>/etc/crypttab
+	echo "plugtest $dev none luks,_netdev,nofail,token-timeout=15,timeout=60" >>/etc/crypttab
 	# systemd 252 orders a _netdev crypttab unit after remote-fs-pre.target only, not after
 	# network-online.target: it runs before DHCP and the plugin cannot reach the vault. With the
 	# job's `netfix` (VMCRYPT_VM_NETFIX=1 on the host), a drop-in orders it after the network.
 	if [ -f /run/job/netfix ]; then
-		dropin='/etc/systemd/system/systemd-cryptsetup@vmcrypt\x2dplug.service.d'
+		dropin='/etc/systemd/system/systemd-cryptsetup@plugtest.service.d'
 		mkdir -p "$dropin"
 		printf '[Unit]\nWants=network-online.target\nAfter=network-online.target\n' >"$dropin/network.conf"
 	fi
@@ -130,7 +131,7 @@ boot1)
 		grep -q '^StopUnits=' /etc/vmcrypt/agent.conf || echo 'StopUnits=auto' >>/etc/vmcrypt/agent.conf
 		grep -q '^PollInterval=' /etc/vmcrypt/agent.conf || echo 'PollInterval=5' >>/etc/vmcrypt/agent.conf
 	fi
-	if [ "$mode" = enroll ] && [ -f /run/job/plugin ]; then
+	if [ "$mode" != harness ] && [ -f /run/job/plugin ]; then
 		check "a LUKS2 volume with a vmcrypt token, its key in the vault, in crypttab" plug_setup
 	fi
 	if [ "$mode" = full ]; then
@@ -159,8 +160,8 @@ boot2)
 			check "holder.service active after the conversion" unit_active holder.service
 		fi
 	fi
-	if [ "$mode" = enroll ] && [ -f /run/job/plugin ]; then
-		u='systemd-cryptsetup@vmcrypt\x2dplug.service'
+	if [ "$mode" != harness ] && [ -f /run/job/plugin ]; then
+		u='systemd-cryptsetup@plugtest.service'
 		check "at boot, $u opened the volume through the token plugin" until_true 90 unit_active "$u"
 		echo "--- $u"
 		systemctl show -p After -p Wants "$u"
@@ -169,7 +170,7 @@ boot2)
 		# Now that the network is up: the same unit, started again, must open it with the plugin.
 		unit_active "$u" || systemctl restart "$u"
 		check "$u (started once the network is up) opens it through the token plugin" unit_active "$u"
-		check "/dev/mapper/vmcrypt-plug is a dm-crypt mapping" sh -c 'dmsetup table vmcrypt-plug | grep -q " crypt "'
+		check "/dev/mapper/plugtest is a dm-crypt mapping" sh -c 'dmsetup table plugtest | grep -q " crypt "'
 		dmsetup table 2>&1
 		lsblk -o NAME,SIZE,TYPE,FSTYPE,MOUNTPOINT
 	fi

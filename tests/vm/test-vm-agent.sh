@@ -11,9 +11,9 @@
 #           every file intact, `vm extension remove` succeeds
 # Until `vmcrypt enroll` and `vmcrypt agent` exist, the harness is still proven (the guest reaches
 # vmcryptd through guestfwd, the power cut, files intact after it) and the agent's checks skip.
-# With enroll and the token plugin but no agent (mode enroll), boot 1 enrolls and makes a LUKS2
-# volume by hand on a third disk (key in the vault, vmcrypt token, crypttab line), and boot 2
-# checks that systemd-cryptsetup opened it through the plugin.
+# Once enrolled with the token plugin installed, boot 1 also makes a LUKS2 volume by hand on a
+# third disk (key in the vault, vmcrypt token, crypttab line "plugtest" with the agent's options)
+# and boot 2 checks that systemd-cryptsetup opened it through the plugin, agent or not.
 # VMCRYPT_DEMO=1 (make demo-vm) shows the guest's console and vmcrypt-admin's view as it goes.
 source "$(dirname "$0")/../lib.sh"
 export LC_ALL=C # tree_sums' order must match the guest's sort
@@ -125,7 +125,7 @@ make_disk() { # IMAGE SIZE_MIB TYPE DATA_MIB
 }
 check "data.img: 256 MiB ext4 with 96 MiB of files" make_disk "$WORK/data.img" 256 ext4 96
 check "srv.img: 300 MiB xfs with 64 MiB of files" make_disk "$WORK/srv.img" 300 xfs 64
-# plug.img: the guest makes a LUKS2 volume on it by hand while the agent does not exist yet.
+# plug.img: the guest makes a LUKS2 volume on it by hand (the plugin at boot, agent or not).
 truncate -s 32M "$WORK/plug.img"
 {
 	echo "UUID=$(blkid -s UUID -o value "$WORK/data.img") /data ext4 defaults 0 2"
