@@ -1,5 +1,6 @@
 # vmcrypt: one obvious build. `make` builds everything; `make test` runs every test under
-# ASan+UBSan; `make demo` runs the main job on a demo image; `make bench` runs the benchmarks;
+# ASan+UBSan; `make demo` runs the main job on a demo image (`make demo-vm`: the agent end to end
+# in a Debian 12 guest under QEMU, a few minutes); `make bench` runs the benchmarks;
 # `make install` (PREFIX=/usr, DESTDIR=) and `make deb` install or package it (docs/install.md).
 # Switches: V=1 (echo commands), SANITIZE=1 (ASan+UBSan, in build-asan/), CC=clang, FUZZ=1
 # (libFuzzer harnesses, clang only).
@@ -101,7 +102,7 @@ PIC_LIB := $(BUILD)/pic/libvmcrypt-pic.a
 PIC_CFLAGS := $(filter-out -fPIE -fsanitize=fuzzer-no-link $(SAN_FLAGS),$(CFLAGS)) -fPIC -fvisibility=hidden
 PLUGIN_LIBS := $(shell pkg-config --libs libcryptsetup jansson libcurl libcrypto libssl 2>/dev/null) -lpthread
 
-.PHONY: all deps test demo bench clean check-build
+.PHONY: all deps test demo demo-vm bench clean check-build
 all: $(PROGS) $(PLUGIN) $(UNIT_BIN) $(FUZZ_BIN)
 
 deps:
@@ -199,6 +200,13 @@ demo:
 	$(Q)scripts/install-deps test
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)scripts/demo --build $(BUILD)
+
+# The test's host side (vmcryptd, vmcrypt-admin) runs from $(BUILD); the guest gets `make deb`'s
+# package, built in build/ (no sanitizer runtime in the guest). Root, QEMU, about 5 minutes.
+demo-vm:
+	$(Q)scripts/install-deps test
+	$(Q)$(MAKE) --no-print-directory $(PROGS) $(INSTALL_PLUGIN)
+	$(Q)VMCRYPT_DEMO=1 VMCRYPT_BUILD=$(abspath $(BUILD)) bash tests/vm/test-vm-agent.sh
 
 bench:
 	$(Q)scripts/install-deps bench
