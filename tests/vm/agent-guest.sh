@@ -1,7 +1,7 @@
 # The guest half of tests/vm/test-vm-agent.sh: runs in the Debian guest as /run/job/run.sh (POSIX
 # sh, root, from vmcrypt-test.service). The job disk also holds `phase` (boot1, boot2, boot3),
-# `mode` (harness, enroll, full, refused), ca.pem, enroll.token, and the flags `plugin` (the token
-# plugin is installed) and `netfix` (see plug_setup).
+# `mode` (harness, enroll, full, refused), ca.pem, enroll.token, and the flag `plugin` (the token
+# plugin is installed).
 # It reports on its serial port (ttyS1, the unit's stdout), which the host parses:
 #   ===VMCRYPT-OK text===  ===VMCRYPT-FAIL text===                         one check each
 #   ===VMCRYPT-SUMS-BEGIN name=== ... ===VMCRYPT-SUMS-END name===           sha256sum lines
@@ -87,13 +87,12 @@ plug_setup() {
 	cryptsetup luksDump "$dev" | sed -n '/^Tokens:/,/^Digests:/p'
 	echo "plugtest $dev none luks,_netdev,nofail,token-timeout=15,timeout=60" >>/etc/crypttab
 	# systemd 252 orders a _netdev crypttab unit after remote-fs-pre.target only, not after
-	# network-online.target: it runs before DHCP and the plugin cannot reach the vault. With the
-	# job's `netfix` (VMCRYPT_VM_NETFIX=1 on the host), a drop-in orders it after the network.
-	if [ -f /run/job/netfix ]; then
-		dropin='/etc/systemd/system/systemd-cryptsetup@plugtest.service.d'
-		mkdir -p "$dropin"
-		printf '[Unit]\nWants=network-online.target\nAfter=network-online.target\n' >"$dropin/network.conf"
-	fi
+	# network-online.target: it runs before DHCP and the plugin cannot reach the vault. The
+	# agent gives each of its volumes a drop-in that orders it after the network
+	# (docs/agent.md); this hand-made volume gets the same one.
+	dropin='/etc/systemd/system/systemd-cryptsetup@plugtest.service.d'
+	mkdir -p "$dropin"
+	printf '[Unit]\nWants=network-online.target\nAfter=network-online.target\n' >"$dropin/50-vmcrypt-network.conf"
 	sync
 }
 mark "BOOT-ID $(cat /proc/sys/kernel/random/boot_id)"

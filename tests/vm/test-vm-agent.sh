@@ -165,7 +165,6 @@ boot_start() {
 	(umask 077 && cp "$WORK/enroll.token" "$j/enroll.token")
 	echo "$phase" >"$j/phase"
 	echo "$mode" >"$j/mode"
-	[ "${VMCRYPT_VM_NETFIX:-0}" = 0 ] || : >"$j/netfix"
 	[ "$has_plugin" = 0 ] || : >"$j/plugin"
 	"$G" job "$WORK/job-$phase.tar" "$j"
 	CONSOLE=$WORK/console-$phase.log
