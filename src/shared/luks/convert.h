@@ -49,6 +49,9 @@ struct convert_request {
 	 * none. A token of type "vmcrypt" must not have an "operation" member: that names the
 	 * conversion's own token (luks.h). */
 	const char *token_json;
+	/* Online: the name of the dm-crypt mapping the volume is (or becomes) active as, e.g.
+	 * "vmcrypt-data" for /dev/mapper/vmcrypt-data. Ignored offline. */
+	const char *active_name;
 	uint32_t sector_size;     /* 512 or 4096; 0 picks the largest the filesystem allows */
 	convert_progress_fn progress;
 	void *userdata;
@@ -105,3 +108,45 @@ struct convert_result {
 int convert_encrypt(const struct convert_request *req, struct convert_result *res);
 int convert_decrypt(const struct convert_request *req, struct convert_result *res);
 int convert_resume(const struct convert_request *req, struct convert_result *res);
+
+/* Online conversion: the data moves while the volume is in use through /dev/mapper/<active_name>
+ * (libcryptsetup's online reencryption; the kernel needs dm-crypt). Each call is one step; every
+ * step is recorded in the state directory before it starts, as offline (docs/vmcrypt.md,
+ * "Online"), and the target must be a block device.
+ *
+ * convert_online_start(req, VOLUME_OP_ENCRYPT, res): the caller has unmounted the filesystem and
+ *   stopped its users; the target must be unused (the same refusals as convert_encrypt()) and no
+ *   mapping named active_name may exist (-EEXIST). Shrinks ext2/3/4 and puts the header on the
+ *   device (data shift), or with req->header writes a detached header (xfs, no shrink);
+ *   initialises the reencryption and activates /dev/mapper/<active_name>. Returns with no data
+ *   converted yet: the caller mounts the mapping (the filesystem is the same, 16 MiB smaller
+ *   than the mapping with the header on the device), restarts its users, then calls run.
+ * convert_online_start(req, VOLUME_OP_DECRYPT, res): the mapping is active (mounted or not).
+ *   With the header on the device, the header is first parked in the state directory
+ *   (libcryptsetup 2.6 decrypts a header-on-device volume only as a data shift with a detached
+ *   header) and the device's LUKS signatures are wiped; then the decryption is initialised.
+ *   The mapping stays active and mounted throughout.
+ * convert_online_run(): the mapping is active (normally mounted). Moves the data to its end;
+ *   a non-zero return of the progress callback stops at the next hotzone boundary with -EINTR
+ *   (the mapping stays active and consistent; run again, or resume after a reboot). An
+ *   encryption is then complete (the mapping stays, the state is removed); a decryption
+ *   needs convert_online_finish().
+ * convert_online_resume(): after a crash, kill -9 or reboot. Finishes a start step that was
+ *   cut short, and activates the mapping if it is not active (activation makes libcryptsetup
+ *   recover an interrupted hotzone). Returns with the mapping active and the data move not
+ *   continued yet: the caller mounts it (if it is not mounted) and calls run. An encryption cut
+ *   short before its header was placed needs the device unused, as start. A decryption whose
+ *   data is all back returns 0 with nothing active: call finish.
+ * convert_online_finish(): after a decryption's run; the caller has unmounted the mapping.
+ *   Deactivates it (-EBUSY while still mounted or open), grows ext2/3/4 back by what the
+ *   encryption took, removes the parked header and the state; the plain device then mounts
+ *   as before. Repeating it after a crash is safe (the grow runs with an undo file).
+ * The mapping name, once started, is the one recorded in the state (a different active_name
+ * given to run/resume/finish is ignored). Errors as above, and -ENXIO: the mapping is not active
+ * (run, decrypt start); -EBUSY: the mapping is active on another device, or still in use
+ * (finish); -EALREADY: no online conversion in flight, or it stopped at a step that resume
+ * must finish first (res->resume says which). */
+int convert_online_start(const struct convert_request *req, enum volume_op op, struct convert_result *res);
+int convert_online_run(const struct convert_request *req, struct convert_result *res);
+int convert_online_resume(const struct convert_request *req, struct convert_result *res);
+int convert_online_finish(const struct convert_request *req, struct convert_result *res);
