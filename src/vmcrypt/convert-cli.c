@@ -3,9 +3,14 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <libmount.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "basic/fileio.h"
@@ -18,6 +23,8 @@
 #include "shared/jansson-util.h"
 #include "shared/luks/convert.h"
 #include "shared/luks/luks-inspect.h"
+#include "shared/volume/device.h"
+#include "shared/volume/mount-util.h"
 #include "shared/secret.h"
 #include "shared/vm/journal.h"
 #include "shared/vm/lock.h"
@@ -107,7 +114,7 @@ static void usage(enum convert_verb verb, FILE *f)
 		fprintf(f,
 			"Usage: vmcrypt encrypt (--key-file FILE | --new-key-file FILE) [--header FILE]\n"
 			"                       [--recovery-file FILE] [--token-json-file FILE]\n"
-			"                       [--sector-size 512|4096] [--json] TARGET\n\n"
+			"                       [--sector-size 512|4096] [--online [--name NAME]] [--json] TARGET\n\n"
 			"Encrypts TARGET (a block device, partition or disk image file) in place into a\n"
 			"standard LUKS2 volume (aes-xts-plain64, 512-bit key). ext2/3/4 is shrunk by 32 MiB\n"
 			"to make room for the header on the device; other filesystems need --header FILE.\n\n"
@@ -116,28 +123,35 @@ static void usage(enum convert_verb verb, FILE *f)
 			"  --header FILE        keep the LUKS2 header in FILE (must not exist): detached header\n"
 			"  --recovery-file FILE a second passphrase (keyslot 1), read like a key file\n"
 			"  --token-json-file FILE  a LUKS2 token (JSON) to set on the new header\n"
+			"  --online             TARGET is a mounted block device: unmount it, open it as\n"
+			"                       /dev/mapper/NAME, mount that at the same place, convert in use\n"
+			"  --name NAME          the mapping's name (default vmcrypt-<kernel name>)\n"
 			"  --sector-size N      encryption sector size; default 4096 when the filesystem allows\n"
 			"  --json               JSON lines on stdout: progress events, then a result\n\n"
 			"Interrupted (SIGINT/SIGTERM, crash, power loss)? Run 'vmcrypt resume'.\n");
 		break;
 	case CONVERT_VERB_DECRYPT:
 		fprintf(f,
-			"Usage: vmcrypt decrypt (--key-file FILE | --recovery-file FILE) [--header FILE] [--json] TARGET\n\n"
+			"Usage: vmcrypt decrypt (--key-file FILE | --recovery-file FILE) [--header FILE]\n"
+			"                       [--online [--name NAME]] [--json] TARGET\n\n"
 			"Decrypts a LUKS2 TARGET in place back to its plain contents. With the header on the\n"
 			"device, the header moves to vmcrypt's state directory while the data shifts back,\n"
 			"and an ext2/3/4 filesystem is grown back to fill the device.\n\n"
 			"  --key-file FILE      the unlock key\n"
 			"  --recovery-file FILE the recovery passphrase (either opens it; give both to be sure)\n"
+			"  --online, --name NAME  convert under the active mapping /dev/mapper/NAME, mounted\n"
 			"  --header FILE        the detached LUKS2 header of TARGET\n"
 			"  --json               JSON lines on stdout: progress events, then a result\n");
 		break;
 	case CONVERT_VERB_RESUME:
 		fprintf(f,
-			"Usage: vmcrypt resume (--key-file FILE | --recovery-file FILE) [--header FILE] [--json] TARGET\n\n"
+			"Usage: vmcrypt resume (--key-file FILE | --recovery-file FILE) [--header FILE]\n"
+			"                      [--online [--name NAME]] [--json] TARGET\n\n"
 			"Finishes an interrupted encrypt or decrypt of TARGET, whichever it was, after\n"
 			"SIGINT, kill -9, a crash or power loss; it repairs what was cut short first.\n\n"
 			"  --key-file FILE      the unlock key\n"
 			"  --recovery-file FILE the recovery passphrase (either opens it; give both to be sure)\n"
+			"  --online, --name NAME  convert under the active mapping /dev/mapper/NAME, mounted\n"
 			"  --header FILE        the detached LUKS2 header (found on its own otherwise)\n"
 			"  --json               JSON lines on stdout: progress events, then a result\n");
 		break;
@@ -224,12 +238,217 @@ static void print_result(struct run *run, int r, int status, const struct conver
 		fprintf(stderr, "  what to do: %s\n", res->remedy);
 }
 
+/* --- online: unmount, convert under /dev/mapper/NAME, mount again at the same place ---------- */
+
+struct mount_spec {
+	bool mounted;
+	char target[PATH_MAX];
+	char fstype[64];
+	unsigned long flags;   /* MS_* from the per-mount options */
+	char data[1024];       /* the filesystem's own options, as the kernel shows them */
+};
+
+/* Finds where the block device devno is mounted (the last such mount in this namespace) and
+ * with which options, from /proc/self/mountinfo. Returns 0 (ret->mounted false when it is not
+ * mounted) or -errno. */
+static int mount_find(dev_t devno, struct mount_spec *ret)
+{
+	_cleanup_(mount_util_table_unrefp) struct libmnt_table *tb = NULL;
+	struct libmnt_fs *fs;
+	const char *vfs, *fso;
+
+	*ret = (struct mount_spec){};
+	tb = mnt_new_table_from_file("/proc/self/mountinfo");
+	if (!tb)
+		return -EIO;
+	fs = mnt_table_find_devno(tb, devno, MNT_ITER_BACKWARD);
+	if (!fs)
+		return 0;
+	ret->mounted = true;
+	snprintf(ret->target, sizeof(ret->target), "%s", mnt_fs_get_target(fs));
+	snprintf(ret->fstype, sizeof(ret->fstype), "%s", mnt_fs_get_fstype(fs) ?: "");
+	vfs = mnt_fs_get_vfs_options(fs);
+	fso = mnt_fs_get_fs_options(fs);
+	if (vfs && mnt_optstr_get_flags(vfs, &ret->flags, mnt_get_builtin_optmap(MNT_LINUX_MAP)) < 0)
+		return -EINVAL;
+	/* "rw"/"ro" of the superblock are flags, not data. */
+	for (const char *p = fso ?: ""; *p;) {
+		size_t n = strcspn(p, ",");
+
+		if (!((n == 2 && (!strncmp(p, "rw", 2) || !strncmp(p, "ro", 2)))) &&
+		    strlen(ret->data) + n + 2 < sizeof(ret->data))
+			snprintf(ret->data + strlen(ret->data), sizeof(ret->data) - strlen(ret->data), "%s%.*s",
+				 *ret->data ? "," : "", (int)n, p);
+		p += n;
+		if (*p == ',')
+			p++;
+	}
+	return 0;
+}
+
+static int mount_again(const char *source, const struct mount_spec *m)
+{
+	if (mount(source, m->target, m->fstype, m->flags, *m->data ? m->data : NULL) == 0)
+		return 0;
+	/* An option the kernel shows but does not take back: mount with the flags alone. */
+	if (errno == EINVAL && *m->data && mount(source, m->target, m->fstype, m->flags, NULL) == 0)
+		return 0;
+	return negative_errno();
+}
+
+/* Unmounts; a user that opens files now and then (a logger) may hold it for a moment. */
+static int unmount_retry(const char *target)
+{
+	for (int i = 0; i < 50; i++) {
+		if (umount2(target, 0) == 0)
+			return 0;
+		if (errno != EBUSY)
+			break;
+		usleep(100 * 1000);
+	}
+	return negative_errno();
+}
+
+static double now_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void report_downtime(struct run *run, const struct mount_spec *m, double seconds)
+{
+	if (run->json) {
+		_cleanup_(jansson_util_decrefp) json_t *o = json_pack("{s:s, s:s, s:f}", "event", "downtime",
+								     "mountpoint", m->target, "seconds", seconds);
+		(void)jansson_util_write(stdout, o, JSON_COMPACT);
+	} else
+		fprintf(stderr, "%s: unmounted for %.2f s\n", m->target, seconds);
+}
+
+static int fail_msg(struct convert_result *res, int r, const char *remedy, const char *fmt, ...) _printf_(4, 5);
+static int fail_msg(struct convert_result *res, int r, const char *remedy, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(res->message, sizeof(res->message), fmt, ap);
+	va_end(ap);
+	snprintf(res->remedy, sizeof(res->remedy), "%s", remedy ? remedy : "");
+	res->resume = CONVERT_RESUME_NO;
+	return r;
+}
+
+/* The end of an online decryption: the mapping's filesystem (if mounted) is unmounted, the
+ * engine finishes, and the plain device is mounted at the same place with the same options. */
+static int decrypt_cutover(struct run *run, const struct convert_request *req, struct convert_result *res)
+{
+	struct mount_spec m = {};
+	double t0;
+	dev_t dm;
+	int r;
+
+
+	/* By device number from sysfs: without udev the /dev/mapper node can lag behind. */
+	if (device_dm_by_name(req->active_name, &dm) == 0 && (r = mount_find(dm, &m)) < 0)
+		return fail_msg(res, r, NULL, "cannot read the mount table (%s)", strerror(-r));
+	t0 = now_seconds();
+	if (m.mounted && (r = unmount_retry(m.target)) < 0)
+		return fail_msg(res, r, "Stop what uses it, then run 'vmcrypt resume --online' to finish.",
+				"%s: decrypted, but cannot unmount %s (%s)", req->target, m.target, strerror(-r));
+	r = convert_online_finish(req, res);
+	if (r < 0)
+		return r;
+	if (m.mounted) {
+		r = mount_again(req->target, &m);
+		if (r < 0)
+			return fail_msg(res, r, "Mount it by hand.", "%s: decrypted, but cannot mount it at %s (%s)",
+					req->target, m.target, strerror(-r));
+		report_downtime(run, &m, now_seconds() - t0);
+	}
+	return 0;
+}
+
+/* vmcrypt encrypt|decrypt|resume --online: the engine's online calls (convert.h) around the
+ * unmount and mount they leave to the caller. */
+static int convert_online(struct run *run, const struct convert_request *req, struct convert_result *res)
+{
+	char mapper[PATH_MAX];
+	struct mount_spec m;
+	struct stat st;
+	double t0;
+	int r;
+
+	snprintf(mapper, sizeof(mapper), "/dev/mapper/%s", req->active_name);
+	if (run->verb == CONVERT_VERB_ENCRYPT) {
+		if (stat(req->target, &st) < 0 || !S_ISBLK(st.st_mode))
+			return fail_msg(res, -ENOTBLK, "Give a block device.", "%s: online conversion needs a block device",
+					req->target);
+		r = mount_find(st.st_rdev, &m);
+		if (r < 0)
+			return fail_msg(res, r, NULL, "cannot read the mount table (%s)", strerror(-r));
+		t0 = now_seconds();
+		if (m.mounted && (r = unmount_retry(m.target)) < 0)
+			return fail_msg(res, r, "Stop what uses it, then retry ('vmcrypt check' lists the processes).",
+					"%s: cannot unmount %s (%s)", req->target, m.target, strerror(-r));
+		r = convert_online_start(req, VOLUME_OP_ENCRYPT, res);
+		if (r < 0) {
+			/* Refused before a byte changed, or failed in a way resume takes up: the
+			 * filesystem goes back where it was when it still can. */
+			if (m.mounted && mount_again(req->target, &m) < 0 && mount_again(mapper, &m) < 0)
+				log_warning("%s: could not mount %s again", req->target, m.target);
+			return r;
+		}
+		if (m.mounted) {
+			r = mount_again(mapper, &m);
+			if (r < 0)
+				return fail_msg(res, r, "Mount it by hand, then run 'vmcrypt resume --online'.",
+						"%s: encrypted online but cannot mount %s at %s (%s)", req->target, mapper,
+						m.target, strerror(-r));
+			report_downtime(run, &m, now_seconds() - t0);
+		}
+		return convert_online_run(req, res);
+	}
+
+	if (run->verb == CONVERT_VERB_RESUME) {
+		/* Brings the mapping back (recovering a cut hotzone) and continues. The caller
+		 * mounts a resumed encryption's mapping, before or while this runs; a decryption
+		 * ends with the same cut-over as decrypt. */
+		r = convert_online_resume(req, res);
+		if (r < 0)
+			return r;
+		if (res->op == VOLUME_OP_DECRYPT && device_dm_by_name(req->active_name, &(dev_t){ 0 }) == -ENOENT) {
+			r = convert_online_finish(req, res); /* all decrypted, nothing active */
+			res->resumed = true;
+			return r;
+		}
+		r = convert_online_run(req, res);
+		res->resumed = true;
+		if (r < 0 || res->op != VOLUME_OP_DECRYPT)
+			return r;
+		return decrypt_cutover(run, req, res);
+	}
+
+	/* decrypt: the mapping stays mounted while the data moves */
+	if (device_dm_by_name(req->active_name, &(dev_t){ 0 }) < 0)
+		return fail_msg(res, -ENXIO, "Open it first, or decrypt it offline.", "%s: %s is not active", req->target,
+				mapper);
+	r = convert_online_start(req, VOLUME_OP_DECRYPT, res);
+	if (r < 0)
+		return r;
+	r = convert_online_run(req, res);
+	if (r < 0)
+		return r;
+	return decrypt_cutover(run, req, res);
+}
+
 /* Returns a process exit status: the JSON result line reports it, so it is mapped here, through
  * the same exit_status_from_errno() as every other verb's errno. */
 int verb_convert(int argc, char **argv)
 {
 	enum { ARG_KEY_FILE = 0x100, ARG_NEW_KEY_FILE, ARG_HEADER, ARG_SECTOR_SIZE, ARG_JSON, ARG_RECOVERY_FILE,
-	       ARG_TOKEN_JSON_FILE };
+	       ARG_TOKEN_JSON_FILE, ARG_ONLINE, ARG_NAME };
 	static const struct option options[] = {
 		{ "help", no_argument, NULL, 'h' },
 		{ "key-file", required_argument, NULL, ARG_KEY_FILE },
@@ -239,6 +458,8 @@ int verb_convert(int argc, char **argv)
 		{ "json", no_argument, NULL, ARG_JSON },
 		{ "recovery-file", required_argument, NULL, ARG_RECOVERY_FILE },
 		{ "token-json-file", required_argument, NULL, ARG_TOKEN_JSON_FILE },
+		{ "online", no_argument, NULL, ARG_ONLINE },
+		{ "name", required_argument, NULL, ARG_NAME },
 		{}
 	};
 	const char *key_file = NULL, *new_key_file = NULL, *header = NULL, *recovery_file = NULL,
@@ -246,6 +467,9 @@ int verb_convert(int argc, char **argv)
 	_cleanup_secret_ void *key = NULL, *recovery = NULL;
 	_cleanup_free_ char *token_json = NULL;
 	size_t recovery_size = 0;
+	const char *name = NULL;
+	char default_name[128];
+	bool online = false;
 	struct convert_result res = {};
 	struct lock_holder holder = {};
 	struct convert_request req = {};
@@ -288,6 +512,12 @@ int verb_convert(int argc, char **argv)
 		case ARG_RECOVERY_FILE:
 			recovery_file = optarg;
 			break;
+		case ARG_ONLINE:
+			online = true;
+			break;
+		case ARG_NAME:
+			name = optarg;
+			break;
 		case ARG_TOKEN_JSON_FILE:
 			if (verb != CONVERT_VERB_ENCRYPT)
 				goto bad_usage;
@@ -305,6 +535,15 @@ int verb_convert(int argc, char **argv)
 		goto bad_usage;
 	}
 	run.target = argv[optind];
+	if (name && !online)
+		goto bad_usage;
+	if (online && !name) {
+		/* The agent names mappings after mount points; by hand the kernel name will do. */
+		const char *base = strrchr(run.target, '/');
+
+		snprintf(default_name, sizeof(default_name), "vmcrypt-%s", base ? base + 1 : run.target);
+		name = default_name;
+	}
 	if (run.json)
 		log_set_sink(convert_cli_log_sink, NULL);
 	progress_init(&run.progress, run.json, convert_verb_to_string(verb), run.target);
@@ -397,6 +636,7 @@ int verb_convert(int argc, char **argv)
 		.recovery = recovery,
 		.recovery_size = recovery_size,
 		.token_json = token_json,
+		.active_name = name,
 		.sector_size = (uint32_t)sector_size,
 		.progress = on_progress,
 		.userdata = &run,
@@ -412,7 +652,9 @@ int verb_convert(int argc, char **argv)
 			    h->target, (int)h->pid,
 			    verb == CONVERT_VERB_RESUME ? "" : "; if that was this target, run 'vmcrypt resume' instead");
 	}
-	switch (verb) {
+	if (online)
+		r = convert_online(&run, &req, &res);
+	else switch (verb) {
 	case CONVERT_VERB_ENCRYPT:
 		r = convert_encrypt(&req, &res);
 		break;

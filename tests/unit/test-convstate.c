@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <cmocka.h>
 
 #include "shared/luks/convstate.h"
@@ -51,11 +52,33 @@ static void test_sector_size_range(void **state)
 	assert_int_equal(convstate_parse(entry("4294967295"), UUID, &s), 0);
 }
 
+/* An online conversion keeps its mapping's name; an offline entry has none, and a name that
+ * is not a string, or too long for the field, refuses the entry. */
+static void test_active_name(void **state)
+{
+	char text[1400], name[200];
+	struct convstate s;
+	size_t n = strlen(entry("4096"));
+
+	assert_int_equal(convstate_parse(entry("4096"), UUID, &s), 0);
+	assert_string_equal(s.active_name, "");
+	snprintf(text, sizeof(text), "%.*s, \"active_name\": \"vmcrypt-data\"}", (int)(n - 1), entry("4096"));
+	assert_int_equal(convstate_parse(text, UUID, &s), 0);
+	assert_string_equal(s.active_name, "vmcrypt-data");
+	snprintf(text, sizeof(text), "%.*s, \"active_name\": 7}", (int)(n - 1), entry("4096"));
+	assert_int_equal(convstate_parse(text, UUID, &s), -EINVAL);
+	memset(name, 'a', sizeof(s.active_name));
+	name[sizeof(s.active_name)] = 0;
+	snprintf(text, sizeof(text), "%.*s, \"active_name\": \"%s\"}", (int)(n - 1), entry("4096"), name);
+	assert_int_equal(convstate_parse(text, UUID, &s), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_sector_size_range),
+		cmocka_unit_test(test_active_name),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,7 @@
  * each step down before it starts. Resume reads both and continues from the step that was cut
  * short. See docs/vmcrypt.md for the sequence and why each step is safe to repeat. */
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -41,6 +43,10 @@ struct ctx {
 	 * does (pick_passphrase()). Points into the request. */
 	const void *pass;
 	size_t pass_size;
+	/* Online: the conversion runs under the active dm-crypt mapping `active`; the start
+	 * steps stop once it is active instead of running the data move. */
+	bool online;
+	const char *active;
 };
 
 /* Starts a context: the key is the passphrase to use until pick_passphrase() says otherwise. */
@@ -433,6 +439,7 @@ out:
 }
 
 static int place_header(struct ctx *c, const char *header_file);
+static int online_activate(struct ctx *c, const char *header);
 
 /* Finishes an encryption whose data is all encrypted (conversion_complete()): wipes the
  * moved segment's old copy of the first data with random bytes, as libcryptsetup would, and
@@ -573,6 +580,10 @@ static int run_reencrypt(struct ctx *c, const char *header)
 			goto key_or_io;
 		ri = crypt_reencrypt_status(cd, &params);
 	}
+	if (ri == CRYPT_REENCRYPT_CRASH && c->online)
+		/* Online, the activation that came first has recovered the hotzone already. */
+		return fail_resumable(c, -EIO, CONVERT_RESUME_AGAIN,
+			    "%s: the conversion needs recovery, which happens when %s is activated", c->dev.path, c->active);
 	if (ri == CRYPT_REENCRYPT_CRASH) {
 		/* Cut short mid-hotzone: libcryptsetup replays or rolls back the hotzone from its
 		 * resilience data (datashift, checksum), then the reencryption is clean again. */
@@ -635,7 +646,9 @@ static int run_reencrypt(struct ctx *c, const char *header)
 	params.max_hotzone_size = 0;
 	params.device_size = 0;
 	params.flags = CRYPT_REENCRYPT_RESUME_ONLY;
-	r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->pass, c->pass_size, CRYPT_ANY_SLOT,
+	/* Online: the name makes libcryptsetup move the data under the active mapping (it
+	 * stacks its overlay and hotzone mappings below it and reloads its table per hotzone). */
+	r = crypt_reencrypt_init_by_passphrase(cd, c->online ? c->active : NULL, c->pass, c->pass_size, CRYPT_ANY_SLOT,
 					       CRYPT_ANY_SLOT, NULL, NULL, &params);
 	if (r < 0)
 		goto key_or_io;
@@ -999,7 +1012,7 @@ static int encrypt_from_shrunk(struct ctx *c)
 			return r;
 		(void)unlink(header_file); /* the device's header is the live one now */
 	}
-	return run_reencrypt(c, NULL);
+	return c->online ? online_activate(c, NULL) : run_reencrypt(c, NULL);
 }
 
 static int finish_encrypt(struct ctx *c)
@@ -1144,20 +1157,24 @@ static int encrypt_detached(struct ctx *c)
 		if ((r = save_phase(c, PHASE_CONVERTING)) < 0)
 			return r;
 	}
+	if (c->online)
+		return online_activate(c, c->st.header);
 	r = run_reencrypt(c, c->st.header);
 	return r < 0 ? r : finish_encrypt(c);
 }
 
-int convert_encrypt(const struct convert_request *req, struct convert_result *res)
+/* The whole encryption from its first check (online: up to the activation). c is a ctx_init()ed
+ * context whose online and active are set. */
+static int encrypt_begin(struct ctx *cp)
 {
-	struct ctx c;
+	struct ctx c = *cp;
+	const struct convert_request *req = c.req;
+	struct convert_result *res = c.res;
 	uint64_t new_fs_size = 0, data_size;
 	char undo[PATH_MAX], msg[1024];
 	struct stat st;
 	int r;
 
-	memset(res, 0, sizeof(*res));
-	ctx_init(&c, req, res);
 	if (req->key_size == 0)
 		return fail(&c, -ENOKEY, "Give a key file with the key.", "%s: the key is empty", req->target);
 	r = check_common(&c);
@@ -1188,6 +1205,9 @@ int convert_encrypt(const struct convert_request *req, struct convert_result *re
 			    (unsigned long long)c.dev.size, req->header ? "" : on_device);
 	}
 
+	if (c.online && !c.dev.is_block)
+		return fail(&c, -ENOTBLK, "Attach it to a loop device, or encrypt it offline.",
+			    "%s: online conversion needs a block device", c.dev.path);
 	c.st = (struct convstate){
 		.op = VOLUME_OP_ENCRYPT,
 		.device_size = c.dev.size,
@@ -1195,6 +1215,8 @@ int convert_encrypt(const struct convert_request *req, struct convert_result *re
 		.detached = req->header != NULL,
 		.started = (int64_t)time(NULL),
 	};
+	if (c.online)
+		snprintf(c.st.active_name, sizeof(c.st.active_name), "%s", c.active);
 	uuid_v4(c.st.uuid);
 	snprintf(c.st.target, sizeof(c.st.target), "%s", c.dev.path);
 	device_identity(&c.dev, c.st.identity, sizeof(c.st.identity));
@@ -1277,7 +1299,16 @@ int convert_encrypt(const struct convert_request *req, struct convert_result *re
 	if (report(&c, CONVERT_PHASE_SHRINK, 1, 1) < 0)
 		return stopped(&c);
 	r = encrypt_from_shrunk(&c);
-	return r < 0 ? r : finish_encrypt(&c);
+	return r < 0 || c.online ? r : finish_encrypt(&c);
+}
+
+int convert_encrypt(const struct convert_request *req, struct convert_result *res)
+{
+	struct ctx c;
+
+	memset(res, 0, sizeof(*res));
+	ctx_init(&c, req, res);
+	return encrypt_begin(&c);
 }
 
 /* --- decrypt ---------------------------------------------------------------------------- */
@@ -1308,8 +1339,8 @@ static int decrypt_init_shift(struct ctx *c, const char *header_file)
 	if (r < 0)
 		return fail_resumable(c, r, CONVERT_RESUME_HEADER_SAVED,
 			    "%s: cannot wipe the LUKS signature on the device (%s)", c->dev.path, strerror(-r));
-	r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->pass, c->pass_size, CRYPT_ANY_SLOT,
-					       CRYPT_ANY_SLOT, NULL, NULL, &params);
+	r = crypt_reencrypt_init_by_passphrase(cd, c->online ? c->active : NULL, c->pass, c->pass_size,
+					       CRYPT_ANY_SLOT, CRYPT_ANY_SLOT, NULL, NULL, &params);
 	if (r < 0)
 		return fail_resumable(c, r, CONVERT_RESUME_HEADER_SAVED,
 			    "%s: cannot initialize the decryption (%s)%s", c->dev.path, strerror(-r), convert_cryptsetup_reason());
@@ -1373,6 +1404,20 @@ static int finish_decrypt(struct ctx *c)
 	return 0;
 }
 
+/* What an online decryption's start reports. */
+static int online_started_decrypt(struct ctx *c)
+{
+	c->res->op = VOLUME_OP_DECRYPT;
+	snprintf(c->res->uuid, sizeof(c->res->uuid), "%s", c->st.uuid);
+	snprintf(c->res->fs_type, sizeof(c->res->fs_type), "%s", c->st.fs_type);
+	c->res->header_detached = c->st.detached;
+	if (c->st.detached)
+		snprintf(c->res->header_path, sizeof(c->res->header_path), "%s", c->st.header);
+	else
+		(void)convstate_path(c->st.uuid, "header.img", c->res->header_path, sizeof(c->res->header_path));
+	return 0;
+}
+
 /* Continues a header-on-device decryption from the phase recorded in c->st. */
 static int decrypt_from_backup(struct ctx *c)
 {
@@ -1389,6 +1434,8 @@ static int decrypt_from_backup(struct ctx *c)
 		if ((r = save_phase(c, PHASE_CONVERTING)) < 0)
 			return r;
 	}
+	if (c->online)
+		return online_started_decrypt(c); /* the data moves in convert_online_run() */
 	if (c->st.phase == PHASE_CONVERTING) {
 		r = run_reencrypt(c, header_file);
 		if (r < 0)
@@ -1422,7 +1469,7 @@ static int decrypt_detached(struct ctx *c)
 				    convert_cryptsetup_reason());
 		if (crypt_reencrypt_status(cd, NULL) == CRYPT_REENCRYPT_NONE) {
 			(void)pick_passphrase(c, cd);
-			r = crypt_reencrypt_init_by_passphrase(cd, NULL, c->pass, c->pass_size,
+			r = crypt_reencrypt_init_by_passphrase(cd, c->online ? c->active : NULL, c->pass, c->pass_size,
 							       CRYPT_ANY_SLOT, CRYPT_ANY_SLOT, NULL, NULL, &params);
 			if (r < 0) {
 				if (crypt_reencrypt_status(cd, NULL) == CRYPT_REENCRYPT_NONE)
@@ -1438,23 +1485,29 @@ static int decrypt_detached(struct ctx *c)
 		if ((r = save_phase(c, PHASE_CONVERTING)) < 0)
 			return r;
 	}
+	if (c->online)
+		return online_started_decrypt(c);
 	r = run_reencrypt(c, c->st.header);
 	return r < 0 ? r : finish_decrypt(c);
 }
 
-int convert_decrypt(const struct convert_request *req, struct convert_result *res)
+static int online_target(struct ctx *c, bool must_be_active);
+
+/* The whole decryption from its first check (online: up to the initialisation, with the mapping
+ * active). */
+static int decrypt_begin(struct ctx *cp)
 {
-	struct ctx c;
+	struct ctx c = *cp;
+	const struct convert_request *req = c.req;
 	_cleanup_(convert_crypt_freep) struct crypt_device *cd = NULL;
 	struct volume_info vi = {};
 	char header_file[PATH_MAX];
 	int r;
 
-	memset(res, 0, sizeof(*res));
-	ctx_init(&c, req, res);
 	if (req->key_size == 0 && req->recovery_size == 0)
 		return fail(&c, -ENOKEY, "Give a key file with the key.", "%s: the key is empty", req->target);
-	r = check_common(&c);
+	/* Online, the mapping holds the device: that is the one user allowed. */
+	r = c.online ? online_target(&c, true) : check_common(&c);
 	if (r < 0)
 		return r;
 	r = check_not_in_flight(&c);
@@ -1498,6 +1551,8 @@ int convert_decrypt(const struct convert_request *req, struct convert_result *re
 	device_identity(&c.dev, c.st.identity, sizeof(c.st.identity));
 	snprintf(c.st.fs_type, sizeof(c.st.fs_type), "%s", vi.has_token ? vi.fs_type : "");
 	c.st.fs_size = vi.fs_size;
+	if (c.online)
+		snprintf(c.st.active_name, sizeof(c.st.active_name), "%s", c.active);
 
 	if (vi.header_detached) {
 		if (!realpath(req->header, c.st.header))
@@ -1534,6 +1589,15 @@ int convert_decrypt(const struct convert_request *req, struct convert_result *re
 	if ((r = save_phase(&c, PHASE_WIPING)) < 0)
 		return r;
 	return decrypt_from_backup(&c);
+}
+
+int convert_decrypt(const struct convert_request *req, struct convert_result *res)
+{
+	struct ctx c;
+
+	memset(res, 0, sizeof(*res));
+	ctx_init(&c, req, res);
+	return decrypt_begin(&c);
 }
 
 /* --- resume ----------------------------------------------------------------------------- */
@@ -1575,7 +1639,8 @@ static int resume_from_state(struct ctx *c)
 					    "%s: after undoing the interrupted shrink the filesystem check fails: %s",
 					    c->dev.path, msg);
 			(void)convstate_remove(c->st.uuid);
-			r = convert_encrypt(c->req, c->res);
+			memset(c->res, 0, sizeof(*c->res));
+			r = encrypt_begin(c);
 			c->res->resumed = true;
 			return r;
 		}
@@ -1584,7 +1649,9 @@ static int resume_from_state(struct ctx *c)
 			if (r < 0)
 				return fail(c, r, NULL, "%s: state path too long", c->dev.path);
 			r = place_header(c, path);
-			return r < 0 ? r : finish_encrypt(c);
+			if (r >= 0)
+				r = finish_encrypt(c);
+			return r < 0 || !c->online ? r : online_activate(c, NULL);
 		}
 		if (c->st.phase == PHASE_SHRUNK || c->st.phase == PHASE_INIT || c->st.phase == PHASE_PLACING_HEADER) {
 			r = restore_file_size(c);
@@ -1593,7 +1660,7 @@ static int resume_from_state(struct ctx *c)
 					    strerror(-r));
 		}
 		r = encrypt_from_shrunk(c);
-		return r < 0 ? r : finish_encrypt(c);
+		return r < 0 || c->online ? r : finish_encrypt(c);
 	}
 
 	if (c->st.detached)
@@ -1601,7 +1668,8 @@ static int resume_from_state(struct ctx *c)
 	if (c->st.phase == PHASE_BACKUP) {
 		/* The backup may be incomplete, the device is untouched: start over. */
 		(void)convstate_remove(c->st.uuid);
-		r = convert_decrypt(c->req, c->res);
+		memset(c->res, 0, sizeof(*c->res));
+		r = decrypt_begin(c);
 		c->res->resumed = true;
 		return r;
 	}
@@ -1661,4 +1729,337 @@ int convert_resume(const struct convert_request *req, struct convert_result *res
 	if (r < 0)
 		return r;
 	return vi.op == VOLUME_OP_ENCRYPT ? finish_encrypt(&c) : finish_decrypt(&c);
+}
+
+/* --- online ----------------------------------------------------------------------------- */
+
+/* Whether the block device dev_t `want` lies under the device-mapper device `dm` (M:m), through
+ * at most `depth` levels of slaves: during an online reencryption libcryptsetup stacks its
+ * overlay and hotzone mappings between the mapping and the disk. Identity by device numbers. */
+static bool dm_backed_by(dev_t dm, dev_t want, int depth)
+{
+	char path[128];
+	_cleanup_(closedirp) DIR *d = NULL;
+	struct dirent *e;
+
+	if (dm == want)
+		return true;
+	if (depth <= 0)
+		return false;
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/slaves", major(dm), minor(dm));
+	d = opendir(path);
+	if (!d)
+		return false;
+	while ((e = readdir(d))) {
+		char file[PATH_MAX], buf[32];
+		unsigned ma, mi;
+		_cleanup_close_ int fd = -1;
+		ssize_t n;
+
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(file, sizeof(file), "%s/%s/dev", path, e->d_name);
+		fd = open(file, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, buf, sizeof(buf) - 1);
+		if (n <= 0)
+			continue;
+		buf[n] = 0;
+		if (sscanf(buf, "%u:%u", &ma, &mi) == 2 && dm_backed_by(makedev(ma, mi), want, depth - 1))
+			return true;
+	}
+	return false;
+}
+
+/* 1 when the mapping c->active is active and lies on the target, 0 when it is not active;
+ * a refusal when it is active on another device. */
+static int online_mapping(struct ctx *c)
+{
+	dev_t dm;
+
+	if (crypt_status(NULL, c->active) == CRYPT_INACTIVE)
+		return 0;
+	if (device_dm_by_name(c->active, &dm) < 0)
+		return fail(c, -ENXIO, NULL, "%s: the mapping %s is active but not in /sys/block", c->dev.path, c->active);
+	if (!dm_backed_by(dm, c->dev.rdev, 4))
+		return fail(c, -EBUSY, "Give the mapping name of this device (--name).",
+			    "%s: the mapping %s is active on another device", c->dev.path, c->active);
+	return 1;
+}
+
+/* Probes the target of an online step and checks its mapping (must_be_active: it has to be
+ * active). No in-use check: the mapping is the target's user, by design. */
+static int online_target(struct ctx *c, bool must_be_active)
+{
+	int r;
+
+	if (!c->active || !*c->active || strlen(c->active) >= sizeof(c->st.active_name) || strchr(c->active, '/'))
+		return fail(c, -EINVAL, "Give a mapping name such as vmcrypt-data.",
+			    "%s: no valid mapping name for the online conversion", c->req->target);
+	r = device_probe(c->req->target, &c->dev);
+	if (r == -ENOENT)
+		return fail(c, r, "Check the path.", "%s: no such device", c->req->target);
+	if (r < 0)
+		return fail(c, r, NULL, "%s: cannot open or probe it (%s)", c->req->target, strerror(-r));
+	if (!c->dev.is_block)
+		return fail(c, -ENOTBLK, "Attach it to a loop device, or convert it offline.",
+			    "%s: online conversion needs a block device", c->dev.path);
+	if (c->dev.read_only)
+		return fail(c, -EROFS, "Make it writable (blockdev --setrw).", "%s: read-only", c->dev.path);
+	r = online_mapping(c);
+	if (r < 0)
+		return r;
+	if (r == 0 && must_be_active)
+		return fail(c, -ENXIO, "Open it first ('cryptsetup open' or the agent), or convert it offline.",
+			    "%s: the mapping %s is not active", c->dev.path, c->active);
+	return r;
+}
+
+/* Activates the target as c->active from header (NULL: on the device), unless it is active.
+ * Activating a device in reencryption recovers an interrupted hotzone first (libcryptsetup). */
+static int online_activate(struct ctx *c, const char *header)
+{
+	_cleanup_(convert_crypt_freep) struct crypt_device *cd = NULL;
+	int r;
+
+	r = online_mapping(c);
+	if (r < 0)
+		return r;
+	if (r == 0) {
+		r = luks_load(header, c->dev.path, &cd);
+		if (r < 0)
+			return fail_resumable(c, r, CONVERT_RESUME_AGAIN, "%s: cannot load the LUKS2 header%s%s%s", c->dev.path,
+					      header ? " " : "", header ? header : "", convert_cryptsetup_reason());
+		(void)pick_passphrase(c, cd);
+		r = crypt_activate_by_passphrase(cd, c->active, CRYPT_ANY_SLOT, c->pass, c->pass_size, 0);
+		if (r == -EPERM || r == -ENOENT)
+			return fail(c, -EPERM, "Give the key file this volume was encrypted with.",
+				    "%s: the key does not open this volume", c->dev.path);
+		if (r < 0)
+			return fail_resumable(c, r, CONVERT_RESUME_AGAIN, "%s: cannot activate it as %s (%s)%s",
+					      c->dev.path, c->active, strerror(-r), convert_cryptsetup_reason());
+	}
+	c->res->op = c->st.op;
+	snprintf(c->res->uuid, sizeof(c->res->uuid), "%s", c->st.uuid);
+	c->res->sector_size = c->st.sector_size;
+	c->res->header_detached = c->st.detached;
+	c->res->data_offset = c->st.detached ? 0 : c->st.data_shift;
+	snprintf(c->res->header_path, sizeof(c->res->header_path), "%s", c->st.detached ? c->st.header : c->dev.path);
+	snprintf(c->res->fs_type, sizeof(c->res->fs_type), "%s", c->st.fs_type);
+	return 0;
+}
+
+/* The header the reencryption's metadata is in: the user's detached header, header.img in the
+ * state directory for a header-on-device decryption, or NULL (on the device). */
+static int online_header(struct ctx *c, char *buf, size_t len, const char **ret)
+{
+	*ret = NULL;
+	if (c->st.detached)
+		*ret = c->st.header;
+	else if (c->st.op == VOLUME_OP_DECRYPT) {
+		if (convstate_path(c->st.uuid, "header.img", buf, len) < 0)
+			return fail(c, -ENAMETOOLONG, NULL, "%s: state path too long", c->dev.path);
+		*ret = buf;
+	}
+	return 0;
+}
+
+/* Sets up an online context from the request and the state of the conversion in flight. */
+static int online_load(struct ctx *c, const struct convert_request *req, struct convert_result *res,
+		       bool must_be_active)
+{
+	int r;
+
+	memset(res, 0, sizeof(*res));
+	ctx_init(c, req, res);
+	c->online = true;
+	c->active = req->active_name;
+	if (req->key_size == 0 && req->recovery_size == 0)
+		return fail(c, -ENOKEY, "Give a key file with the key.", "%s: the key is empty", req->target);
+	r = device_probe(req->target, &c->dev);
+	if (r < 0)
+		return fail(c, r, NULL, "%s: cannot open or probe it (%s)", req->target, strerror(-r));
+	r = convstate_find(&c->dev, &c->st);
+	if (r == -ENOENT)
+		return fail(c, -EALREADY, "Nothing to do; 'vmcrypt status TARGET' shows its state.",
+			    "%s: no online conversion in flight", c->dev.path);
+	if (r < 0)
+		return fail(c, r, NULL, "%s: cannot read the state directory (%s)", c->dev.path, strerror(-r));
+	if (*c->st.active_name)
+		c->active = c->st.active_name; /* the name it started under wins */
+	r = online_target(c, must_be_active);
+	return r < 0 ? r : 0;
+}
+
+int convert_online_start(const struct convert_request *req, enum volume_op op, struct convert_result *res)
+{
+	struct ctx c;
+
+	memset(res, 0, sizeof(*res));
+	ctx_init(&c, req, res);
+	c.online = true;
+	c.active = req->active_name;
+	if (op == VOLUME_OP_ENCRYPT) {
+		/* The name is checked first: the mapping must not exist yet. */
+		if (!c.active || !*c.active || strlen(c.active) >= sizeof(c.st.active_name) || strchr(c.active, '/'))
+			return fail(&c, -EINVAL, "Give a mapping name such as vmcrypt-data.",
+				    "%s: no valid mapping name for the online conversion", req->target);
+		if (crypt_status(NULL, c.active) != CRYPT_INACTIVE)
+			return fail(&c, -EEXIST, "Choose another name.", "%s: a mapping named %s exists already",
+				    req->target, c.active);
+		return encrypt_begin(&c);
+	}
+	if (op == VOLUME_OP_DECRYPT)
+		return decrypt_begin(&c);
+	return fail(&c, -EINVAL, NULL, "%s: not a conversion", req->target);
+}
+
+int convert_online_run(const struct convert_request *req, struct convert_result *res)
+{
+	char buf[PATH_MAX];
+	const char *header;
+	struct ctx c;
+	int r;
+
+	r = online_load(&c, req, res, true);
+	if (r < 0)
+		return r;
+	res->op = c.st.op;
+	if (c.st.phase != PHASE_CONVERTING)
+		return fail_resumable(&c, -EALREADY, CONVERT_RESUME_PENDING,
+			    "%s: the %s stopped at step %s, before the data moves", c.dev.path,
+			    volume_op_to_string(c.st.op), convstate_phase_to_string(c.st.phase));
+	r = online_header(&c, buf, sizeof(buf), &header);
+	if (r < 0)
+		return r;
+	r = run_reencrypt(&c, header);
+	if (r < 0)
+		return r;
+	if (c.st.op == VOLUME_OP_ENCRYPT)
+		return finish_encrypt(&c);
+	snprintf(res->uuid, sizeof(res->uuid), "%s", c.st.uuid);
+	return 0; /* decrypted: convert_online_finish() after the caller unmounts */
+}
+
+int convert_online_resume(const struct convert_request *req, struct convert_result *res)
+{
+	_cleanup_(convert_crypt_freep) struct crypt_device *cd = NULL;
+	char buf[PATH_MAX];
+	const char *header;
+	struct ctx c;
+	int r, active;
+
+	r = online_load(&c, req, res, false);
+	if (r < 0)
+		return r;
+	active = r = online_mapping(&c);
+	if (r < 0)
+		return r;
+	res->resumed = true;
+	res->op = c.st.op;
+	log_info("%s: resuming the online %s (step: %s, %s %s)", c.dev.path, volume_op_to_string(c.st.op),
+		 convstate_phase_to_string(c.st.phase), c.active, active ? "active" : "not active");
+	r = online_header(&c, buf, sizeof(buf), &header);
+	if (r < 0)
+		return r;
+
+	if (c.st.phase == PHASE_CONVERTING) {
+		bool done;
+
+		r = luks_load(header, c.dev.path, &cd);
+		if (r < 0)
+			return fail_resumable(&c, r, CONVERT_RESUME_AGAIN, "%s: cannot load the LUKS2 header%s",
+					      c.dev.path, convert_cryptsetup_reason());
+		done = crypt_reencrypt_status(cd, NULL) == CRYPT_REENCRYPT_NONE;
+		crypt_free(TAKE_PTR(cd));
+		if (done && c.st.op == VOLUME_OP_DECRYPT)
+			return 0; /* decrypted: only convert_online_finish() is left */
+		if (done)
+			return finish_encrypt(&c) < 0 ? -EIO : online_activate(&c, header);
+		if (!active) {
+			r = online_activate(&c, header);
+			if (r != -EIO && r != -EINVAL)
+				return r;
+			/* libcryptsetup 2.6.1 cannot activate (nor resume) a conversion killed after
+			 * its last hotzone (see run_reencrypt()): finish it offline, then activate. */
+			c.online = false;
+			r = run_reencrypt(&c, header);
+			c.online = true;
+			if (r < 0)
+				return r;
+			if (c.st.op == VOLUME_OP_DECRYPT)
+				return 0;
+			r = finish_encrypt(&c);
+			return r < 0 ? r : online_activate(&c, header);
+		}
+		return online_activate(&c, header);
+	}
+	if (c.st.phase == PHASE_GROWING)
+		return 0; /* the mapping is gone, the data decrypted: convert_online_finish() */
+
+	/* Cut short while starting. An encryption's start steps run with the device unused
+	 * (the filesystem was unmounted for them); a decryption's with the mapping active, opened
+	 * again from the header where it is now. */
+	if (c.st.op == VOLUME_OP_ENCRYPT) {
+		struct device_usage use;
+
+		r = device_check_unused(&c.dev, &use);
+		if (r < 0)
+			return fail(&c, r, "Unmount it and stop whatever uses it, then retry.",
+				    "%s: in use: %s", c.dev.path, use.what);
+		return resume_from_state(&c);
+	}
+	if (!active) {
+		const char *from = c.st.detached ? c.st.header : c.st.phase == PHASE_WIPING ? buf : NULL;
+
+		/* BACKUP: the device's header is intact; WIPING: header.img is complete. */
+		r = online_activate(&c, from);
+		if (r < 0)
+			return r;
+	}
+	return resume_from_state(&c);
+}
+
+int convert_online_finish(const struct convert_request *req, struct convert_result *res)
+{
+	_cleanup_(convert_crypt_freep) struct crypt_device *cd = NULL;
+	char buf[PATH_MAX];
+	const char *header;
+	struct ctx c;
+	int r, active;
+
+	r = online_load(&c, req, res, false);
+	if (r < 0)
+		return r;
+	active = r;
+	if (c.st.op != VOLUME_OP_DECRYPT)
+		return fail(&c, -EALREADY, "Nothing to finish: an encryption finishes in convert_online_run().",
+			    "%s: no online decryption in flight", c.dev.path);
+	r = online_header(&c, buf, sizeof(buf), &header);
+	if (r < 0)
+		return r;
+	if (c.st.phase == PHASE_CONVERTING) {
+		r = luks_load(header, c.dev.path, &cd);
+		if (r < 0)
+			return fail_resumable(&c, r, CONVERT_RESUME_AGAIN, "%s: cannot load the LUKS2 header%s",
+					      c.dev.path, convert_cryptsetup_reason());
+		if (crypt_reencrypt_status(cd, NULL) != CRYPT_REENCRYPT_NONE)
+			return fail_resumable(&c, -EBUSY, CONVERT_RESUME_CONTINUE,
+				    "%s: the decryption is not finished yet", c.dev.path);
+		crypt_free(TAKE_PTR(cd));
+	} else if (c.st.phase != PHASE_GROWING)
+		return fail_resumable(&c, -EALREADY, CONVERT_RESUME_PENDING,
+			    "%s: the decryption stopped at step %s", c.dev.path, convstate_phase_to_string(c.st.phase));
+	if (active) {
+		r = crypt_deactivate(NULL, c.active);
+		if (r == -EBUSY)
+			return fail(&c, r, "Unmount it and stop whatever uses it, then retry.",
+				    "%s: /dev/mapper/%s is still in use", c.dev.path, c.active);
+		if (r < 0)
+			return fail(&c, r, NULL, "%s: cannot deactivate %s (%s)%s", c.dev.path, c.active,
+				    strerror(-r), convert_cryptsetup_reason());
+	}
+	c.online = false; /* from here on it is the offline finish: the device is unused */
+	return finish_decrypt(&c);
 }

@@ -72,6 +72,11 @@ int convstate_save(const struct convstate *s)
 		      "detached", s->detached, "header", s->header, "started", (json_int_t)s->started);
 	if (!o)
 		return -ENOMEM;
+	/* Only online conversions have it, so an offline state file reads as before. */
+	if (*s->active_name && json_object_set_new(o, "active_name", json_string(s->active_name)) < 0) {
+		json_decref(o);
+		return -ENOMEM;
+	}
 	text = json_dumps(o, JSON_INDENT(2) | JSON_SORT_KEYS);
 	json_decref(o);
 	if (!text)
@@ -125,6 +130,8 @@ int convstate_parse(const char *text, const char *uuid, struct convstate *ret)
 		r = -EINVAL;
 	s.sector_size = (uint32_t)v;
 	s.detached = json_is_true(json_object_get(o, "detached"));
+	if (json_object_get(o, "active_name") && copy_str(o, "active_name", s.active_name, sizeof(s.active_name)) < 0)
+		r = -EINVAL;
 	if (get_u64(o, "started", &v) == 0)
 		s.started = (int64_t)v;
 	/* A state file exists only for a conversion: "none" is as wrong as any other word. */

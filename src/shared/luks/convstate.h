@@ -42,6 +42,7 @@ struct convstate {
 	uint32_t sector_size;
 	bool detached;
 	char header[PATH_MAX]; /* the user's detached header file, when detached */
+	char active_name[128]; /* online: the dm-crypt mapping the data moves under; "" offline */
 	int64_t started;
 };
 

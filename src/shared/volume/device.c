@@ -490,3 +490,44 @@ int device_wipe_luks_signatures(const char *path)
 		return negative_errno();
 	return 0;
 }
+
+/* Reads a short sysfs attribute into buf without its newline. Returns 0 or -errno. */
+static int read_sysfs_line(const char *path, char *buf, size_t len)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return negative_errno();
+	n = read(fd, buf, len - 1);
+	if (n < 0)
+		return negative_errno();
+	buf[n] = 0;
+	buf[strcspn(buf, "\n")] = 0;
+	return 0;
+}
+
+int device_dm_by_name(const char *name, dev_t *ret)
+{
+	_cleanup_(closedirp) DIR *d = opendir("/sys/block");
+	struct dirent *e;
+
+	if (!d)
+		return negative_errno();
+	while ((e = readdir(d))) {
+		char path[PATH_MAX], buf[256];
+		unsigned ma, mi;
+
+		if (!startswith(e->d_name, "dm-"))
+			continue;
+		snprintf(path, sizeof(path), "/sys/block/%s/dm/name", e->d_name);
+		if (read_sysfs_line(path, buf, sizeof(buf)) < 0 || !streq(buf, name))
+			continue;
+		snprintf(path, sizeof(path), "/sys/block/%s/dev", e->d_name);
+		if (read_sysfs_line(path, buf, sizeof(buf)) < 0 || sscanf(buf, "%u:%u", &ma, &mi) != 2)
+			return -EIO;
+		*ret = makedev(ma, mi);
+		return 0;
+	}
+	return -ENOENT;
+}

@@ -42,6 +42,11 @@ int device_tail_is_zero(const char *path, uint64_t device_size, uint64_t size);
  * Returns 0 or -errno. */
 int device_wipe_luks_signatures(const char *path);
 
+/* The device number of the device-mapper device named name, found through sysfs
+ * (/sys/block/dm-N/dm/name): the /dev/mapper node may be missing without udev, or lag behind the
+ * kernel while libcryptsetup reloads and renames its mappings. Returns 0, -ENOENT, or -errno. */
+int device_dm_by_name(const char *name, dev_t *ret);
+
 /* Stable identity of a target for finding its in-flight state after a crash, as a short string
  * ("blk:8:16", "file:2049:1234"). Returns buf. */
 char *device_identity(const struct device_info *d, char *buf, size_t len);
