@@ -126,15 +126,16 @@ check "key enable and disable are audited with the admin as actor" \
 	grep -qE 'admin +127\.0\.0\.1 +key\.enable +key/aes1 +ok' <<<"$(admin audit)"
 
 # Status reports.
-api POST /v1/vm/status "$WORK/vm1.hdr" '{"OsVolumeEncrypted":"EncryptionInProgress","DataVolumesEncrypted":"Encrypted","ProgressMessage":"OS disk encryption started","AgentVersion":"0.2","SequenceVersion":4,"Volumes":[{"name":"data0","device":"/dev/vdb","mountPoint":"/data","volumeType":"Data","state":"Encrypted","progress":100},{"name":"os","volumeType":"OS","state":"EncryptionInProgress","progress":12}]}'
+api POST /v1/vm/status "$WORK/vm1.hdr" '{"OsVolumeEncrypted":"EncryptionInProgress","DataVolumesEncrypted":"Encrypted","ProgressMessage":"OS disk encryption started","AgentVersion":"0.2","SequenceVersion":4,"Volumes":[{"name":"data0","device":"/dev/vdb","mountPoint":"/data","volumeType":"Data","state":"Encrypted","progress":100,"downtimeMs":812},{"name":"os","volumeType":"OS","state":"EncryptionInProgress","progress":12,"rate":10485760,"eta":90,"message":"resumed"}]}'
 check_eq "status report: 200" 200 "$STATUS"
 check_contains "status report acknowledges the current sequence" '"sequence":4' "$BODY"
 out=$(admin vm encryption show --vm vm1 --json)
 check_contains "report stored: ProgressMessage" '"ProgressMessage": "OS disk encryption started"' "$out"
 check_contains "report stored: per-volume table" '"mountPoint": "/data"' "$out"
 out=$(admin vm encryption show --vm vm1)
-check "show prints the per-volume table" grep -Eq '^data0 +Data +Encrypted +100% +/dev/vdb +/data$' <<<"$out"
-check "show: a row without device or mount point" grep -Eq '^os +OS +EncryptionInProgress +12% +- +-$' <<<"$out"
+check "show prints the per-volume table, with the cut-over's downtime" grep -Eq '^data0 +Data +Encrypted +100% +0\.8 s +/dev/vdb +/data$' <<<"$out"
+check "show: a row without device or mount point, with rate and ETA" grep -Eq '^os +OS +EncryptionInProgress +12% 10\.0 MiB/s ETA 1m30s +- +- +-$' <<<"$out"
+check "show: a volume's message under its row" grep -Eq '^  os: resumed$' <<<"$out"
 check_contains "agent version recorded" '"agentVersion": "0.2"' "$(admin vm show vm1 --json)"
 
 # Secret values are sealed at rest.
