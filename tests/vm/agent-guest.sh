@@ -92,7 +92,7 @@ plug_setup() {
 	# (docs/agent.md); this hand-made volume gets the same one.
 	dropin='/etc/systemd/system/systemd-cryptsetup@plugtest.service.d'
 	mkdir -p "$dropin"
-	printf '[Unit]\nWants=network-online.target\nAfter=network-online.target\n' >"$dropin/50-vmcrypt-network.conf"
+	printf '[Unit]\nWants=network-online.target\nAfter=network-online.target\nBefore=vmcrypt-agent.service\n' >"$dropin/50-vmcrypt-network.conf"
 	sync
 }
 mark "BOOT-ID $(cat /proc/sys/kernel/random/boot_id)"

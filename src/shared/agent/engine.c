@@ -391,7 +391,11 @@ static void stable_device_path(const char *device, char *buf, size_t len)
 /* systemd 252 orders the cryptsetup unit of a _netdev crypttab line only after
  * remote-fs-pre.target, not after the network: at boot it ran before DHCP, the token plugin
  * could not reach the vault and systemd asked for the passphrase (docs/testing-vm.md). Each
- * volume gets a drop-in that waits for network-online.target, as a _netdev mount does. */
+ * volume gets a drop-in that waits for network-online.target, as a _netdev mount does.
+ * And for a nofail line the generator leaves out Before=remote-cryptsetup.target, so the
+ * agent's After= that target does not wait for it: at boot the agent opened the volume while
+ * systemd-cryptsetup was still fetching the key, systemd's activation failed (EBUSY) and it
+ * asked for the passphrase. The drop-in orders the unit before the agent. */
 static void unit_dropin_path(struct agent_engine *e, const char *volume, char *dir, size_t dlen,
 			     char *file, size_t flen)
 {
@@ -427,7 +431,8 @@ static int write_unit_dropin(struct agent_engine *e, const char *volume, char *e
 {
 	static const char text[] =
 		"# Written by vmcrypt agent: the key comes from the vault over the network.\n"
-		"[Unit]\nWants=network-online.target\nAfter=network-online.target\n";
+		"[Unit]\nWants=network-online.target\nAfter=network-online.target\n"
+		"Before=vmcrypt-agent.service\n";
 	char dir[PATH_MAX], file[PATH_MAX];
 	int r;
 
