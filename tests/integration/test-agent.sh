@@ -148,6 +148,7 @@ check "crypttab: the agent's line" grep -qE "^vmcrypt-$NAME UUID=[0-9a-f-]+ none
 check "crypttab: foreign lines kept" grep -qxF "swapcrypt /dev/disk/by-partlabel/swap /dev/urandom swap,cipher=aes-xts-plain64" "$WORK/crypttab"
 check "crypttab: backup kept" cmp -s "$WORK/crypttab.vmcrypt-bak" "$WORK/crypttab.orig"
 check "the cryptsetup unit waits for the network (drop-in)" grep -qx "After=network-online.target" "$DROPIN"
+check "the cryptsetup unit runs before the agent (drop-in)" grep -qx "Before=vmcrypt-agent.service" "$DROPIN"
 check_eq "agent.json: the goal's sequence applied" "$(show .settings.SequenceVersion)" "$(jq -r .appliedSequence "$VMCRYPT_STATE_DIR/agent.json")"
 check "no key in the agent's log or state" no_leak <(base64 -w0 "$WORK/vault.key"; echo; cat "$WORK/vault.rec"; echo) "$WORK/agent.log" "$VMCRYPT_STATE_DIR/agent.json"
 
