@@ -129,6 +129,9 @@ boot1)
 		# The holder must be stopped for the cut-over; a short poll picks up the goal soon.
 		grep -q '^StopUnits=' /etc/vmcrypt/agent.conf || echo 'StopUnits=auto' >>/etc/vmcrypt/agent.conf
 		grep -q '^PollInterval=' /etc/vmcrypt/agent.conf || echo 'PollInterval=5' >>/etc/vmcrypt/agent.conf
+		# A report every second while converting, so the host sees the conversion mid-way and
+		# can cut the power there.
+		grep -q '^ProgressInterval=' /etc/vmcrypt/agent.conf || echo 'ProgressInterval=1' >>/etc/vmcrypt/agent.conf
 	fi
 	if [ "$mode" != harness ] && [ -f /run/job/plugin ]; then
 		check "a LUKS2 volume with a vmcrypt token, its key in the vault, in crypttab" plug_setup

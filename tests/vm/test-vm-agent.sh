@@ -108,7 +108,7 @@ admin() {
 (umask 077 && admin vm register vm1 >"$WORK/enroll.token") && ok "vm register vm1: enrollment token" ||
 	not_ok "vm register vm1"
 
-# 3. The data disks: ext4 /data (256 MiB, 4 KiB blocks) and xfs /srv (300 MiB), with files.
+# 3. The data disks: ext4 /data (512 MiB, 4 KiB blocks) and xfs /srv (300 MiB), with files.
 MNT=$WORK/mnt
 mkdir -p "$MNT"
 make_disk() { # IMAGE SIZE_MIB TYPE DATA_MIB
@@ -123,7 +123,7 @@ make_disk() { # IMAGE SIZE_MIB TYPE DATA_MIB
 	umount "$MNT"
 	[ -s "$1.sums" ]
 }
-check "data.img: 256 MiB ext4 with 96 MiB of files" make_disk "$WORK/data.img" 256 ext4 96
+check "data.img: 512 MiB ext4 with 96 MiB of files" make_disk "$WORK/data.img" 512 ext4 96
 check "srv.img: 300 MiB xfs with 64 MiB of files" make_disk "$WORK/srv.img" 300 xfs 64
 # plug.img: the guest makes a LUKS2 volume on it by hand (the plugin at boot, agent or not).
 truncate -s 32M "$WORK/plug.img"
