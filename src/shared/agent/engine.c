@@ -41,6 +41,7 @@
 #include "shared/vm/journal.h"
 #include "shared/vm/lock.h"
 #include "shared/vm/vmstatus.h"
+#include "shared/volume/device.h"
 
 /* Vault calls from the agent: long enough for a slow link, short enough that the loop goes on. */
 #define ENGINE_CONNECT_TIMEOUT 10
@@ -801,6 +802,18 @@ static void step_decrypt(struct agent_engine *e, struct agent_volume_state *v)
 		clear_refusal(e, v->name);
 }
 
+/* Whether the volume's mapping is open, asked of the kernel through sysfs (the /dev/mapper node
+ * can be missing without udev, or lag behind a rename). */
+static bool mapping_active(const char *volume)
+{
+	char name[80];
+	dev_t d;
+
+	if (agent_volume_mapper_name(volume, name, sizeof(name)) < 0)
+		return false;
+	return device_dm_by_name(name, &d) == 0;
+}
+
 /* After a resume of an online volume the mapping is open: mount it where it belongs when systemd
  * did not (the vault was down at boot). */
 static void mount_if_needed(struct agent_engine *e, struct agent_volume_state *v)
@@ -811,7 +824,7 @@ static void mount_if_needed(struct agent_engine *e, struct agent_volume_state *v
 	if (!v->online || !v->mountpoint[0] || agent_mount_read(v->mountpoint, &m) == 0)
 		return;
 	(void)agent_volume_mapper_path(v->name, mapper, sizeof(mapper));
-	if (access(mapper, F_OK) < 0)
+	if (!mapping_active(v->name))
 		return;
 	if (agent_mount_do(mapper, v->mountpoint, v->fstype, v->fs_options, err, sizeof(err)) < 0)
 		refuse(e, v->name, "%s", err);
@@ -877,7 +890,6 @@ static void step_resume(struct agent_engine *e, struct agent_volume_state *v)
 		return;
 	}
 	if (online) {
-		char mapper[PATH_MAX];
 		int r;
 
 		/* The mapping first (libcryptsetup recovers a cut hotzone as it activates), then
@@ -890,8 +902,7 @@ static void step_resume(struct agent_engine *e, struct agent_volume_state *v)
 			       w->res.remedy[0] ? "; " : "", w->res.remedy);
 			return;
 		}
-		(void)agent_volume_mapper_path(v->name, mapper, sizeof(mapper));
-		if (v->phase == AGENT_PHASE_DECRYPTING && access(mapper, F_OK) < 0) {
+		if (v->phase == AGENT_PHASE_DECRYPTING && !mapping_active(v->name)) {
 			/* All the data was back: only the finish is left. */
 			agent_keys_done(&w->keys);
 			v->phase = AGENT_PHASE_FINISHING;
@@ -1061,7 +1072,7 @@ static void ensure_open(struct agent_engine *e, struct agent_volume_state *v)
 	if (!v->online || !agent_have_dm())
 		return;
 	(void)agent_volume_mapper_path(v->name, mapper, sizeof(mapper));
-	if (access(mapper, F_OK) < 0) {
+	if (!mapping_active(v->name)) {
 		if (fetch_keys(e, v, &keys, false) < 0)
 			return;
 		(void)agent_volume_mapper_name(v->name, name, sizeof(name));
