@@ -7,8 +7,8 @@
  * so a kill -9 resumes from the last one. */
 #include <dirent.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +40,8 @@
 #include "shared/secret.h"
 #include "shared/vm/journal.h"
 #include "shared/vm/lock.h"
-#include "shared/vm/vmstatus.h"
 #include "shared/volume/device.h"
+#include "shared/volume/volumes.h"
 
 /* Vault calls from the agent: long enough for a slow link, short enough that the loop goes on. */
 #define ENGINE_CONNECT_TIMEOUT 10
