@@ -216,7 +216,9 @@ guest_sums() {
 	fi
 }
 show_json() { admin --json vm encryption show --vm vm1 2>/dev/null; }
-# data_state: DataVolumesEncrypted and the least progress of a Data volume in progress.
+# data_state: DataVolumesEncrypted and the greatest progress of a Data volume in progress (the
+# xfs volume, with a detached header, reports its progress once per hotzone of up to 256 MiB, so
+# "the least" could stay 0 until both were done and the power cut never found its moment).
 data_state() {
 	show_json | python3 -c '
 import json, re, sys
@@ -227,7 +229,7 @@ except Exception:
 p = [v.get("progress", 0) for v in j.get("volumes", []) if v.get("volumeType", "Data") == "Data"
      and "Progress" in str(v.get("state", ""))]
 m = re.search(r"(\d+)%", j.get("ProgressMessage", ""))
-pct = min(p) if p else (int(m.group(1)) if m else -1)
+pct = max(p) if p else (int(m.group(1)) if m else -1)
 print(j.get("DataVolumesEncrypted", "unknown"), pct, "|", j.get("ProgressMessage", ""))'
 }
 # wait_data STATE TIMEOUT: until vmcryptd shows DataVolumesEncrypted=STATE.
