@@ -159,6 +159,7 @@ fi
 BOOT_PID=
 boot_start() {
 	local phase=$1 j=$WORK/job-$1
+	rm -f "$WORK/qemu.pid" # left by a QEMU killed at the previous power cut
 	mkdir -p "$j"
 	cp "$VM/agent-guest.sh" "$j/run.sh"
 	cp "$WORK/pki/ca.pem" "$j/ca.pem"
