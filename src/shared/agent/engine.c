@@ -826,10 +826,16 @@ static void mount_if_needed(struct agent_engine *e, struct agent_volume_state *v
 	(void)agent_volume_mapper_path(v->name, mapper, sizeof(mapper));
 	if (!mapping_active(v->name))
 		return;
-	if (agent_mount_do(mapper, v->mountpoint, v->fstype, v->fs_options, err, sizeof(err)) < 0)
+	if (agent_mount_do(mapper, v->mountpoint, v->fstype, v->fs_options, err, sizeof(err)) < 0) {
 		refuse(e, v->name, "%s", err);
-	else
-		log_info("%s: mounted from %s", v->mountpoint, mapper);
+		return;
+	}
+	log_info("%s: mounted from %s", v->mountpoint, mapper);
+	/* systemd could not open it at boot (the vault was down, or libcryptsetup 2.6.1's token
+	 * open of a volume in reencryption after a power cut), so the services that need the mount
+	 * failed their dependency: start those the cut-over had stopped. */
+	if (v->n_stopped_units > 0 && units_start(v->stopped_units, v->n_stopped_units, err, sizeof(err)) < 0)
+		log_warning("%s: %s", v->mountpoint, err);
 }
 
 /* Continues whatever step the record says was cut short. */
