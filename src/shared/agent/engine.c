@@ -848,12 +848,21 @@ static void step_resume(struct agent_engine *e, struct agent_volume_state *v)
 	if (take_vm_lock(e, v->name) < 0)
 		return;
 	if (v->phase == AGENT_PHASE_FINISHING) {
-		/* Decrypted; only the way back to the plain device is left. */
-		struct convert_request req = { .target = v->device };
+		/* Decrypted; only the way back to the plain device is left (the engine still wants
+		 * the key: it checks it before it closes the mapping). */
+		char active[80], err[512];
+		struct convert_request req = { .target = v->device, .active_name = active };
 		struct agent_cutover c = { .v = v, .req = &req, .op = VOLUME_OP_DECRYPT };
-		char err[512];
+		int r;
 
-		if (agent_cutover_finish(&c) < 0) {
+		if (fetch_keys(e, v, &keys, false) < 0)
+			return;
+		(void)agent_volume_mapper_name(v->name, active, sizeof(active));
+		req.key = keys.key;
+		req.key_size = keys.key_size;
+		r = agent_cutover_finish(&c);
+		agent_keys_done(&keys);
+		if (r < 0) {
 			refuse(e, v->name, "%s", c.message);
 			return;
 		}
@@ -1085,14 +1094,20 @@ static void ensure_open(struct agent_engine *e, struct agent_volume_state *v)
 		r = luks_activate(v->header[0] ? v->header : NULL, v->device, name, keys.key,
 				  keys.key_size);
 		agent_keys_done(&keys);
-		if (r < 0) {
-			refuse(e, v->name, "%s: cannot open it with the vault's key: %s", v->mountpoint,
-			       luks_last_error());
+		if (r < 0 && r != -EEXIST && r != -EBUSY) {
+			/* Said, and tried again at the next check; not a refusal that would hold
+			 * back a decryption the goal asks for. */
+			struct volume_runtime *rt2 = runtime_for(e, v->name);
+			errf(rt2->message, sizeof(rt2->message), "%s: cannot open it with the vault's key (%s)",
+			     v->mountpoint[0] ? v->mountpoint : v->device, strerror(-r));
+			e->dirty = true;
 			return;
 		}
-		log_info("%s: opened %s with the key from the vault", v->device, mapper);
-		clear_refusal(e, v->name);
+		/* -EEXIST/-EBUSY: systemd-cryptsetup opened it meanwhile. */
+		if (r == 0)
+			log_info("%s: opened %s with the key from the vault", v->device, mapper);
 	}
+	clear_refusal(e, v->name);
 	mount_if_needed(e, v);
 }
 
