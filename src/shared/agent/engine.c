@@ -113,6 +113,7 @@ struct agent_engine {
 };
 
 static void test_hook(struct agent_engine *e, const char *step);
+static bool settle_finished(struct agent_engine *e, struct agent_volume_state *v);
 
 /* Messages that name paths are cut to their buffer, never overrun. */
 _printf_(3, 4) static void errf(char *err, size_t len, const char *fmt, ...)
@@ -838,6 +839,47 @@ static void mount_if_needed(struct agent_engine *e, struct agent_volume_state *v
 		log_warning("%s: %s", v->mountpoint, err);
 }
 
+/* The conversion finished but the agent did not record it (a crash or power cut between the
+ * engine's last step and agent.json): the disks say where the volume is. Returns true when it
+ * took the volume to its end state. */
+static bool settle_finished(struct agent_engine *e, struct agent_volume_state *v)
+{
+	struct volume_info vi;
+	char err[512];
+	bool luks = volume_is_luks(v, &vi);
+
+	if (v->phase == AGENT_PHASE_CUTOVER || v->phase == AGENT_PHASE_CONVERTING) {
+		if (!luks || vi.state != VOLUME_ENCRYPTED)
+			return false;
+		if (vi.uuid[0])
+			snprintf(v->luks_uuid, sizeof(v->luks_uuid), "%s", vi.uuid);
+		v->phase = AGENT_PHASE_ENCRYPTED;
+		if (write_tabs_encrypted(e, v, err, sizeof(err)) < 0)
+			refuse(e, v->name, "%s", err);
+		(void)save_state(e);
+		mount_if_needed(e, v);
+		log_info("%s: its encryption had finished", v->mountpoint[0] ? v->mountpoint : v->device);
+		return true;
+	}
+	if (v->phase == AGENT_PHASE_DECRYPTING || v->phase == AGENT_PHASE_FINISHING) {
+		struct agent_mount m;
+
+		if (luks)
+			return false;
+		if (write_tabs_plain(e, v, err, sizeof(err)) < 0)
+			refuse(e, v->name, "%s", err);
+		if (v->mountpoint[0] && agent_mount_read(v->mountpoint, &m) < 0 &&
+		    agent_mount_do(v->device, v->mountpoint, v->fstype, v->fs_options, err, sizeof(err)) < 0)
+			refuse(e, v->name, "%s", err);
+		v->phase = AGENT_PHASE_PLAIN;
+		v->header[0] = '\0';
+		(void)save_state(e);
+		log_info("%s: its decryption had finished", v->mountpoint[0] ? v->mountpoint : v->device);
+		return true;
+	}
+	return false;
+}
+
 /* Continues whatever step the record says was cut short. */
 static void step_resume(struct agent_engine *e, struct agent_volume_state *v)
 {
@@ -910,6 +952,11 @@ static void step_resume(struct agent_engine *e, struct agent_volume_state *v)
 		/* The mapping first (libcryptsetup recovers a cut hotzone as it activates), then
 		 * the mount, so the applications have their data back before the long part. */
 		r = convert_online_resume(&w->req, &w->res);
+		if (r == -EALREADY && settle_finished(e, v)) {
+			agent_keys_done(&w->keys);
+			clear_refusal(e, v->name);
+			return;
+		}
 		if (r < 0) {
 			agent_keys_done(&w->keys);
 			refuse(e, v->name, "%s: cannot resume the conversion: %s%s%s",
@@ -962,6 +1009,13 @@ static void reap(struct agent_engine *e)
 		v = agent_state_find(e->state, w->name);
 		if (!v)
 			continue;
+		/* A resume that found nothing to do: the engine finished before the agent could
+		 * record it; luks_inspect() (which sees a header parked in the state directory)
+		 * says where the volume is. */
+		if (w->result == -EALREADY && settle_finished(e, v)) {
+			clear_refusal(e, v->name);
+			continue;
+		}
 		if (w->result < 0) {
 			if (w->result != -EINTR)
 				refuse(e, v->name, "%s: the %s failed: %s%s%s; the agent retries",
