@@ -68,43 +68,15 @@ mode=harness
 say "mode $mode (enroll=$has_enroll agent=$has_agent token plugin=$has_plugin)"
 
 # 2. vmcryptd with a certificate for 10.0.2.100 (the guest's name for it) from a test CA.
-DATA=$WORK/vault
-mkdir -p "$DATA" "$WORK/pki"
-(
-	cd "$WORK/pki"
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.pem \
-		-days 2 -subj /CN=vmcrypt-test-CA
-	openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout srv.key -out srv.csr \
-		-subj /CN=10.0.2.100
-	printf 'subjectAltName=IP:10.0.2.100,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >ext.cnf
-	openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile ext.cnf
-) >"$WORK/pki.log" 2>&1 || { cat "$WORK/pki.log"; not_ok "test CA and server certificate"; finish; }
-SERVER_PID=
-PORT=0
-start_vault() {
-	rm -f "$DATA/vmcryptd.listen"
-	"$VMCRYPTD" --data-dir "$DATA" --listen "127.0.0.1:$PORT" --tls-cert "$WORK/pki/srv.pem" \
-		--tls-key "$WORK/pki/srv.key" >>"$WORK/vmcryptd.log" 2>&1 &
-	SERVER_PID=$!
-	local i
-	for ((i = 0; i < 200; i++)); do
-		[ -s "$DATA/vmcryptd.listen" ] && { PORT=$(sed 's/.*://' "$DATA/vmcryptd.listen"); return 0; }
-		kill -0 "$SERVER_PID" 2>/dev/null || break
-		sleep 0.05
-	done
-	cat "$WORK/vmcryptd.log"
-	return 1
-}
-stop_vault() { kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; SERVER_PID=; }
-at_exit '[ -z "$SERVER_PID" ] || kill -9 $SERVER_PID'
+source "$VM/guest-vault.sh"
+VAULT_DIR=$WORK/vault
+vault_pki || { cat "$VAULT_DIR/pki.log"; not_ok "test CA and server certificate"; finish; }
+at_exit '[ -z "$VAULT_PID" ] || kill -9 $VAULT_PID'
 # The consoles outlive $WORK: the guest's side of a failure is in them.
 LOGS=${VMCRYPT_VM_LOGS:-$BUILD/test-logs}
 at_exit 'mkdir -p "$LOGS" && for f in "$WORK"/console-*.log*; do cp "$f" "$LOGS/vm-agent-${f##*/}"; done'
-check "vmcryptd serves with a certificate for 10.0.2.100" start_vault
-admin() {
-	"$VMCRYPT_ADMIN" --server "https://127.0.0.1:$PORT" --ca-file "$WORK/pki/ca.pem" \
-		--token-file "$DATA/admin.token" "$@"
-}
+check "vmcryptd serves with a certificate for 10.0.2.100" vault_start
+admin() { vault_admin "$@"; }
 (umask 077 && admin vm register vm1 >"$WORK/enroll.token") && ok "vm register vm1: enrollment token" ||
 	not_ok "vm register vm1"
 
@@ -162,7 +134,7 @@ boot_start() {
 	rm -f "$WORK/qemu.pid" # left by a QEMU killed at the previous power cut
 	mkdir -p "$j"
 	cp "$VM/agent-guest.sh" "$j/run.sh"
-	cp "$WORK/pki/ca.pem" "$j/ca.pem"
+	cp "$VAULT_DIR/pki/ca.pem" "$j/ca.pem"
 	(umask 077 && cp "$WORK/enroll.token" "$j/enroll.token")
 	echo "$phase" >"$j/phase"
 	echo "$mode" >"$j/mode"
@@ -171,7 +143,7 @@ boot_start() {
 	CONSOLE=$WORK/console-$phase.log
 	BOOT_T0=$(date +%s)
 	"$G" boot "$WORK/root.img" --disk "$WORK/data.img" --disk "$WORK/srv.img" --disk "$WORK/plug.img" \
-		--job "$WORK/job-$phase.tar" --port "$PORT" --console "$CONSOLE" --ctl "$WORK/ctl.sock" \
+		--job "$WORK/job-$phase.tar" --port "$VAULT_PORT" --console "$CONSOLE" --ctl "$WORK/ctl.sock" \
 		--pid-file "$WORK/qemu.pid" --timeout 900 >"$WORK/boot-$phase.log" 2>&1 &
 	BOOT_PID=$!
 	at_exit "$G kill $WORK/qemu.pid"
@@ -348,11 +320,11 @@ fi
 
 if [ "$mode" = full ]; then
 	# Boot 3: vmcryptd down at boot, back later; then disable.
-	stop_vault
+	vault_stop
 	boot_start boot3
 	m=$(wait_marker '^===VMCRYPT-WAIT vault-up===' 600)
 	if [ -n "$m" ]; then
-		check "vmcryptd starts again on port $PORT" start_vault
+		check "vmcryptd starts again on port $VAULT_PORT" vault_start
 		"$G" send "$WORK/ctl.sock" vault-up
 	fi
 	m=$(wait_marker '^===VMCRYPT-WAIT decrypted===' 600)
@@ -388,6 +360,6 @@ elif [ "$mode" = refused ]; then
 else
 	skip_agent
 fi
-stop_vault
+vault_stop
 say "whole run: $(elapsed); guest consoles: $LOGS/vm-agent-console-*.log (.sys: the system console)"
 finish
