@@ -113,7 +113,6 @@ struct agent_engine {
 };
 
 static void test_hook(struct agent_engine *e, const char *step);
-static bool settle_finished(struct agent_engine *e, struct agent_volume_state *v);
 
 /* Messages that name paths are cut to their buffer, never overrun. */
 _printf_(3, 4) static void errf(char *err, size_t len, const char *fmt, ...)
@@ -839,9 +838,9 @@ static void mount_if_needed(struct agent_engine *e, struct agent_volume_state *v
 		log_warning("%s: %s", v->mountpoint, err);
 }
 
-/* The conversion finished but the agent did not record it (a crash or power cut between the
- * engine's last step and agent.json): the disks say where the volume is. Returns true when it
- * took the volume to its end state. */
+/* An online encryption that finished but the agent did not record it (a power cut between the
+ * engine's last step and agent.json): a LUKS volume with no reencryption left is encrypted.
+ * Returns true when it took the volume to that state. */
 static bool settle_finished(struct agent_engine *e, struct agent_volume_state *v)
 {
 	struct volume_info vi;
@@ -861,22 +860,9 @@ static bool settle_finished(struct agent_engine *e, struct agent_volume_state *v
 		log_info("%s: its encryption had finished", v->mountpoint[0] ? v->mountpoint : v->device);
 		return true;
 	}
-	if (v->phase == AGENT_PHASE_DECRYPTING || v->phase == AGENT_PHASE_FINISHING) {
-		struct agent_mount m;
-
-		if (luks)
-			return false;
-		if (write_tabs_plain(e, v, err, sizeof(err)) < 0)
-			refuse(e, v->name, "%s", err);
-		if (v->mountpoint[0] && agent_mount_read(v->mountpoint, &m) < 0 &&
-		    agent_mount_do(v->device, v->mountpoint, v->fstype, v->fs_options, err, sizeof(err)) < 0)
-			refuse(e, v->name, "%s", err);
-		v->phase = AGENT_PHASE_PLAIN;
-		v->header[0] = '\0';
-		(void)save_state(e);
-		log_info("%s: its decryption had finished", v->mountpoint[0] ? v->mountpoint : v->device);
-		return true;
-	}
+	/* Never for a decryption: a volume whose header is parked and whose data is partly
+	 * decrypted can look plain to a probe, and calling it done would lose the rest. The
+	 * refusal stays until someone looks (vmcrypt status, vmcrypt resume). */
 	return false;
 }
 
@@ -1009,13 +995,6 @@ static void reap(struct agent_engine *e)
 		v = agent_state_find(e->state, w->name);
 		if (!v)
 			continue;
-		/* A resume that found nothing to do: the engine finished before the agent could
-		 * record it; luks_inspect() (which sees a header parked in the state directory)
-		 * says where the volume is. */
-		if (w->result == -EALREADY && settle_finished(e, v)) {
-			clear_refusal(e, v->name);
-			continue;
-		}
 		if (w->result < 0) {
 			if (w->result != -EINTR)
 				refuse(e, v->name, "%s: the %s failed: %s%s%s; the agent retries",
