@@ -175,6 +175,8 @@ for step in escrowed shrinking shrunk init placing-header converting convert-50 
 	agent_once
 	check_eq "encrypt, killed at '$step': the restart exits 0" 0 "$RC"
 	check_eq "encrypt, killed at '$step': encrypted" encrypted "$(state_of)"
+	[ "$(state_of)" = encrypted ] || tail -n 15 "$WORK/agent.log" | sed 's/^/    agent: /'
+
 	check_eq "encrypt, killed at '$step': reported Encrypted" Encrypted "$(show .DataVolumesEncrypted)"
 	admin --json secret show "vm1/$NAME" --reveal 2>/dev/null | jq -r .value | base64 -d >"$WORK/vault.key"
 	check "encrypt, killed at '$step': the vault's key opens it" cryptsetup open --test-passphrase --key-file "$WORK/vault.key" "$DEV"
