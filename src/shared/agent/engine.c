@@ -758,15 +758,6 @@ static void step_decrypt(struct agent_engine *e, struct agent_volume_state *v)
 	struct worker *w;
 	int r;
 
-	if (v->online) {
-		/* Turned off: the Debian guest test found files differing on an xfs volume (detached
-		 * header) after the agent decrypted it online, cause not yet found. Data first: the
-		 * volume stays encrypted and in use until this is fixed. */
-		refuse(e, v->name, "%s: online decryption is turned off in this version (a test found "
-		       "it unsafe); the volume stays encrypted. To decrypt, unmount it and run "
-		       "'vmcrypt decrypt --key-file FILE %s' with the key from the vault", what, v->device);
-		return;
-	}
 	if (take_vm_lock(e, v->name) < 0)
 		return;
 	if (fetch_keys(e, v, &keys, false) < 0)
