@@ -83,12 +83,16 @@ struct worker {
 	double last_journal;
 };
 
+/* How many times in a row `vmcrypt agent --once` tries a refused step before it ends the run. */
+#define ONCE_REFUSALS 3
+
 /* What the loop knows of one volume between iterations (not saved: derived again on start). */
 struct volume_runtime {
 	char name[65];
 	int64_t retry_at;       /* monotonic seconds before which a refused step is not retried */
 	int64_t next_open_check; /* when ensure_open() looks at an encrypted volume again */
 	uint64_t refused_sequence;
+	unsigned refusals;      /* refusals in a row, for --once (below) */
 	char message[512];      /* the last refusal, reported until it changes */
 };
 
@@ -191,6 +195,7 @@ static void refuse(struct agent_engine *e, const char *name, const char *fmt, ..
 	/* Looked at again at the next poll: a holder may have gone, the vault may be back. */
 	rt->retry_at = mono_now() + e->conf->poll_interval;
 	rt->refused_sequence = e->goal.sequence;
+	rt->refusals++;
 	e->dirty = e->kick = true;
 }
 
@@ -202,6 +207,7 @@ static void clear_refusal(struct agent_engine *e, const char *name)
 		e->dirty = e->kick = true;
 	rt->message[0] = '\0';
 	rt->retry_at = 0;
+	rt->refusals = 0;
 }
 
 /* ------------------------------------------------------------------ the VM lock */
@@ -970,6 +976,21 @@ static void step_resume(struct agent_engine *e, struct agent_volume_state *v)
 		clear_refusal(e, v->name);
 }
 
+/* After an offline conversion that failed: true when it failed before the first byte of the
+ * volume changed (a refusal of the engine's own checks: held open for a moment, no room), asked
+ * of the disks and the engine's state directory, not of the error. The step then starts over
+ * instead of resuming a conversion that never began ("no interrupted conversion found"). */
+static bool offline_untouched(const struct agent_volume_state *v, bool encrypting)
+{
+	struct volume_info vi;
+	bool luks;
+
+	if (convert_in_flight(v->device) != 0)
+		return false;
+	luks = volume_is_luks(v, &vi);
+	return encrypting ? !luks : luks && vi.state == VOLUME_ENCRYPTED;
+}
+
 /* Joins finished workers and takes each volume to its next step. */
 static void reap(struct agent_engine *e)
 {
@@ -996,11 +1017,19 @@ static void reap(struct agent_engine *e)
 		if (!v)
 			continue;
 		if (w->result < 0) {
+			bool decrypting = v->phase == AGENT_PHASE_DECRYPTING;
+
 			if (w->result != -EINTR)
 				refuse(e, v->name, "%s: the %s failed: %s%s%s; the agent retries",
 				       v->mountpoint[0] ? v->mountpoint : v->device,
-				       v->phase == AGENT_PHASE_DECRYPTING ? "decryption" : "encryption",
+				       decrypting ? "decryption" : "encryption",
 				       w->res.message, w->res.remedy[0] ? "; " : "", w->res.remedy);
+			if (w->kind != WORKER_ONLINE_RUN && w->result != -EINTR &&
+			    offline_untouched(v, !decrypting)) {
+				/* Back to the step before (the keys stay escrowed). */
+				v->phase = decrypting ? AGENT_PHASE_ENCRYPTED : AGENT_PHASE_ESCROWED;
+				(void)save_state(e);
+			}
 			continue;
 		}
 		if (w->res.uuid[0])
@@ -1432,11 +1461,22 @@ int agent_engine_run(struct agent_engine *e, volatile sig_atomic_t *stop)
 		if (e->once && e->have_goal && settled && !any_running(e) && !e->dirty)
 			break;
 		if (e->once && e->have_goal && !any_running(e) && !settled) {
-			/* --once: a refusal ends the run, reported. */
-			bool refused = false;
-			for (size_t i = 0; i < ELEMENTSOF(e->rt); i++)
-				refused |= e->rt[i].message[0] && e->rt[i].retry_at > mono_now();
-			if (refused && !e->dirty)
+			/* --once: a refusal ends the run, reported, once it held for
+			 * ONCE_REFUSALS tries in a row: a device that something opened for a
+			 * moment (udev's probe after a change, another tool's scan) is "in use"
+			 * only then, and the service would simply try again at the next poll. */
+			bool refused = false, settling = false;
+			for (size_t i = 0; i < ELEMENTSOF(e->rt); i++) {
+				if (!e->rt[i].message[0] || !e->rt[i].retry_at || !selected(&sel, e->rt[i].name))
+					continue; /* none, or only said (ensure_open()) */
+				/* (A step not tried again within two polls counts as refused.) */
+				if (e->rt[i].refusals < ONCE_REFUSALS &&
+				    mono_now() < e->rt[i].retry_at + 2 * (int64_t)e->conf->poll_interval)
+					settling = true;
+				else
+					refused = true;
+			}
+			if (refused && !settling && !e->dirty)
 				break;
 		}
 		usleep(200 * 1000);

@@ -1731,6 +1731,21 @@ int convert_resume(const struct convert_request *req, struct convert_result *res
 	return vi.op == VOLUME_OP_ENCRYPT ? finish_encrypt(&c) : finish_decrypt(&c);
 }
 
+int convert_in_flight(const char *target)
+{
+	struct device_info d;
+	struct convstate st;
+	int r;
+
+	r = device_probe(target, &d);
+	if (r < 0)
+		return r;
+	r = convstate_find(&d, &st);
+	if (r == -ENOENT)
+		return 0;
+	return r < 0 ? r : 1;
+}
+
 /* --- online ----------------------------------------------------------------------------- */
 
 /* Whether the block device dev_t `want` lies under the device-mapper device `dm` (M:m), through

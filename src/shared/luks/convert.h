@@ -109,6 +109,10 @@ int convert_encrypt(const struct convert_request *req, struct convert_result *re
 int convert_decrypt(const struct convert_request *req, struct convert_result *res);
 int convert_resume(const struct convert_request *req, struct convert_result *res);
 
+/* Whether the state directory holds a conversion of target that stopped part way (what
+ * convert_resume() would take up). Returns 1, 0, or -errno when target cannot be probed. */
+int convert_in_flight(const char *target);
+
 /* Online conversion: the data moves while the volume is in use through /dev/mapper/<active_name>
  * (libcryptsetup's online reencryption; the kernel needs dm-crypt). Each call is one step; every
  * step is recorded in the state directory before it starts, as offline (docs/vmcrypt.md,
