@@ -1,58 +1,12 @@
 # The guest half of tests/vm/test-vm-agent.sh: runs in the Debian guest as /run/job/run.sh (POSIX
 # sh, root, from vmcrypt-test.service). The job disk also holds `phase` (boot1, boot2, boot3),
-# `mode` (harness, enroll, full, refused), ca.pem, enroll.token, and the flag `plugin` (the token
-# plugin is installed).
-# It reports on its serial port (ttyS1, the unit's stdout), which the host parses:
-#   ===VMCRYPT-OK text===  ===VMCRYPT-FAIL text===                         one check each
-#   ===VMCRYPT-SUMS-BEGIN name=== ... ===VMCRYPT-SUMS-END name===           sha256sum lines
-#   ===VMCRYPT-WAIT word===   then it reads lines from /dev/ttyS2 until one is `word`
-# Anything else on the console is for people reading the log.
+# `mode` (harness, enroll, full, refused), ca.pem, enroll.token, the flag `plugin` (the token
+# plugin is installed) and guest-lib.sh (the markers and helpers, described there).
+. /run/job/guest-lib.sh
 phase=$(cat /run/job/phase)
 mode=$(cat /run/job/mode)
 server=https://10.0.2.100:8443
 
-mark() { echo "===VMCRYPT-$*==="; }
-ok() { mark "OK $*"; }
-fail() { mark "FAIL $*"; }
-# check DESCRIPTION CMD...: one check; the command's output is shown indented when it fails.
-check() {
-	check_desc=$1
-	shift
-	if "$@" >/tmp/check.out 2>&1; then ok "$check_desc"; else fail "$check_desc"; sed 's/^/  | /' /tmp/check.out; fi
-}
-# wait_host WORD: the host answers on the control line when it has done its part.
-stty -F /dev/ttyS2 raw -echo 2>/dev/null
-exec 3</dev/ttyS2
-wait_host() {
-	mark "WAIT $1"
-	while read -r line <&3; do
-		[ "$line" = "$1" ] && return 0
-		[ "$line" = abort ] && return 1
-	done
-	return 1
-}
-# until_true SECONDS CMD...: retries CMD every second.
-until_true() {
-	n=$1
-	shift
-	while ! "$@" >/dev/null 2>&1; do
-		n=$((n - 1))
-		[ $n -gt 0 ] || return 1
-		sleep 1
-	done
-}
-sums() { # NAME DIR: held.log is the holder's own file, not one of the host's
-	mark "SUMS-BEGIN $1"
-	(cd "$2" && find . -type f ! -name held.log -print0 | sort -z | xargs -0 -r sha256sum)
-	mark "SUMS-END $1"
-}
-mounted_from() { [ "$(findmnt -n -o SOURCE "$1")" = "$2" ]; }
-unit_active() { [ "$(systemctl is-active "$1")" = active ]; }
-one_crypt_segment() { # NAME: the online reencryption is over when the mapping is one crypt target
-	t=$(dmsetup table "$1") || return 1
-	echo "$t"
-	[ "$(echo "$t" | wc -l)" = 1 ] && echo "$t" | grep -q ' crypt '
-}
 no_vmcrypt_crypttab() { ! grep -v '^[[:space:]]*#' /etc/crypttab 2>/dev/null | grep -q vmcrypt; }
 not_open() { [ ! -e "/dev/mapper/$1" ]; }
 show_state() {
@@ -119,8 +73,8 @@ boot1)
 	else
 		ok "restrict=on: nothing but the guestfwd address answers (10.0.2.2 does not)"
 	fi
-	sums data /data
-	sums srv /srv
+	sums data /data held.log
+	sums srv /srv held.log
 	if [ "$mode" != harness ]; then
 		check "vmcrypt enroll" vmcrypt enroll --server "$server" --token-file /run/job/enroll.token \
 			--ca-file /run/job/ca.pem
@@ -176,8 +130,8 @@ boot2)
 		dmsetup table 2>&1
 		lsblk -o NAME,SIZE,TYPE,FSTYPE,MOUNTPOINT
 	fi
-	sums data /data
-	sums srv /srv
+	sums data /data held.log
+	sums srv /srv held.log
 	mark "HELD-BEGIN"
 	cat /data/held.log
 	mark "HELD-END"
@@ -193,8 +147,8 @@ boot3)
 			until_true 240 mounted_from /data /dev/mapper/vmcrypt-data
 		check "/srv opens and mounts once the vault is back" \
 			until_true 120 mounted_from /srv /dev/mapper/vmcrypt-srv
-		sums data /data
-		sums srv /srv
+		sums data /data held.log
+		sums srv /srv held.log
 		show_state
 	fi
 	if wait_host decrypted; then
@@ -206,8 +160,8 @@ boot3)
 		check "no vmcrypt mapping is left" sh -c '! dmsetup ls | grep -q vmcrypt'
 		check "holder.service active after decryption" unit_active holder.service
 		# Names of their own: the host reads each block by name, once.
-		sums data-plain /data
-		sums srv-plain /srv
+		sums data-plain /data held.log
+		sums srv-plain /srv held.log
 		show_state
 	fi
 	;;

@@ -2,56 +2,13 @@
 # from vmcrypt-test.service). The job disk also holds ca.pem, enroll.token and `writer` (the
 # script writer@.service runs). Two identical 1 GiB ext4 volumes (different UUIDs): /data in
 # fstab, converted by the agent; virtio-manual, mounted here at /manual and converted by hand with
-# cryptsetup afterwards, one after the other, each with its writer running.
-# Markers (ttyS1), parsed by the host:
-#   ===VMCRYPT-OK text===  ===VMCRYPT-FAIL text===                 one check each
-#   ===VMCRYPT-RESULT key value===                                 a measurement
-#   ===VMCRYPT-SUMS-BEGIN name=== ... ===VMCRYPT-SUMS-END name===   sha256sum lines
-#   ===VMCRYPT-WAIT word===   then it reads lines from /dev/ttyS2 until one is `word`
+# cryptsetup afterwards, one after the other, each with its writer running. The markers and
+# helpers are tests/vm/guest-lib.sh's, copied onto the job disk.
+. /run/job/guest-lib.sh
 server=https://10.0.2.100:8443
 manual_dev=/dev/disk/by-id/virtio-manual
-
-mark() { echo "===VMCRYPT-$*==="; }
-ok() { mark "OK $*"; }
-fail() { mark "FAIL $*"; }
-result() { mark "RESULT $1 $2"; }
-check() {
-	check_desc=$1
-	shift
-	if "$@" >/tmp/check.out 2>&1; then ok "$check_desc"; else fail "$check_desc"; sed 's/^/  | /' /tmp/check.out; fi
-}
-stty -F /dev/ttyS2 raw -echo 2>/dev/null
-exec 3</dev/ttyS2
-wait_host() {
-	mark "WAIT $1"
-	while read -r line <&3; do
-		[ "$line" = "$1" ] && return 0
-		[ "$line" = abort ] && return 1
-	done
-	return 1
-}
-until_true() {
-	n=$1
-	shift
-	while ! "$@" >/dev/null 2>&1; do
-		n=$((n - 1))
-		[ $n -gt 0 ] || return 1
-		sleep 1
-	done
-}
-now() { date +%s%N; }
-ms() { echo $((($2 - $1) / 1000000)); } # FROM_NS TO_NS
-unit_active() { [ "$(systemctl is-active "$1")" = active ]; }
-mounted_from() { [ "$(findmnt -n -o SOURCE "$1")" = "$2" ]; }
-one_crypt_segment() { # the online reencryption is over when the mapping is one crypt target
-	t=$(dmsetup table "$1" 2>/dev/null) || return 1
-	[ "$(echo "$t" | wc -l)" = 1 ] && echo "$t" | grep -q ' crypt '
-}
-sums() { # NAME DIR: writer.log is the writer's own file, not one of the host's
-	mark "SUMS-BEGIN $1"
-	(cd "$2" && find . -type f ! -name writer.log ! -path './lost+found/*' -print0 | sort -z | xargs -0 -r sha256sum)
-	mark "SUMS-END $1"
-}
+# The writer's own file is not one of the host's.
+wsums() { sums "$1" "$2" writer.log; }
 # writer_report NAME: its lines are consecutive (none lost); the longest pause between two lines.
 writer_report() {
 	[ -s "/$1/writer.log" ] || { fail "/$1/writer.log exists"; return 0; }
@@ -101,7 +58,7 @@ if wait_host encrypted; then
 	sleep 2
 	systemctl stop writer@data.service
 	writer_report data
-	sums data /data
+	wsums data /data
 fi
 
 # The same by hand on the copy, with its own writer, after the agent is done.
@@ -153,4 +110,4 @@ check "manual: one crypt segment (reencryption done)" one_crypt_segment manual
 sleep 2
 systemctl stop writer@manual.service
 writer_report manual
-sums manual /manual
+wsums manual /manual

@@ -134,6 +134,7 @@ boot_start() {
 	rm -f "$WORK/qemu.pid" # left by a QEMU killed at the previous power cut
 	mkdir -p "$j"
 	cp "$VM/agent-guest.sh" "$j/run.sh"
+	cp "$VM/guest-lib.sh" "$j/guest-lib.sh"
 	cp "$VAULT_DIR/pki/ca.pem" "$j/ca.pem"
 	(umask 077 && cp "$WORK/enroll.token" "$j/enroll.token")
 	echo "$phase" >"$j/phase"
