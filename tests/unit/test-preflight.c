@@ -90,7 +90,7 @@ static void test_every_id_once(void **state)
 		assert_string_equal(rep.results[n].id, *id);
 	}
 	assert_int_equal(n, rep.n);
-	assert_int_equal(n, 14);
+	assert_int_equal(n, 16);
 	preflight_report_done(&rep);
 }
 
@@ -102,10 +102,12 @@ static void test_healthy(void **state)
 	assert_true(rep.ok);
 	for (size_t i = 0; i < rep.n; i++) {
 		const char *id = rep.results[i].id;
+		/* healthy is shaped like Debian's cloud image: /boot inside the root, no TPM. */
 		enum preflight_status want =
 			streq(id, "free-space") || streq(id, "vault") || streq(id, "agent-version")
 				? PREFLIGHT_SKIP
-				: PREFLIGHT_PASS;
+			: streq(id, "boot-layout") || streq(id, "tpm2") ? PREFLIGHT_WARN
+									 : PREFLIGHT_PASS;
 		expect(&rep, id, want, NULL);
 	}
 	expect(&rep, "memory", PREFLIGHT_PASS, "MemTotal 7957 MiB", "MemAvailable 6835 MiB",
@@ -128,7 +130,7 @@ static void test_json(void **state)
 	assert_non_null(j);
 	assert_true(json_is_false(json_object_get(j, "ok")));
 	checks = json_object_get(j, "checks");
-	assert_int_equal(json_array_size(checks), 14);
+	assert_int_equal(json_array_size(checks), 16);
 	c = json_array_get(checks, 0);
 	assert_string_equal(json_string_value(json_object_get(c, "id")), "open-files");
 	assert_string_equal(json_string_value(json_object_get(c, "status")), "FAIL");
@@ -249,6 +251,41 @@ static void test_boot_packages(void **state)
 	run("no-initramfs", PREFLIGHT_SCOPE_DATA, &rep);
 	expect(&rep, "boot-packages", PREFLIGHT_SKIP, NULL);
 	assert_true(rep.ok);
+	preflight_report_done(&rep);
+}
+
+static void test_boot_layout_tpm2(void **state)
+{
+	struct preflight_report rep;
+
+	run("healthy", PREFLIGHT_SCOPE_OS, &rep);
+	expect(&rep, "boot-layout", PREFLIGHT_WARN, "/boot is inside the root filesystem (/dev/sda1, ext4)",
+	       "a partition of its own", "The EFI system partition is /dev/sda15", NULL);
+	assert_true(has_volume(&rep, "boot-layout", "/dev/sda1 (/)"));
+	expect(&rep, "tpm2", PREFLIGHT_WARN, "No TPM 2.0", "stored unsealed on /boot", "virtual TPM 2.0", NULL);
+	assert_true(rep.ok); /* warnings */
+	preflight_report_done(&rep);
+
+	run("os-ready", PREFLIGHT_SCOPE_OS, &rep);
+	expect(&rep, "boot-layout", PREFLIGHT_PASS, "/boot is a filesystem of its own (/dev/sda2, ext4)",
+	       "/boot/vmcrypt", NULL);
+	expect(&rep, "tpm2", PREFLIGHT_PASS, "A TPM 2.0 is there", "sealed to it", NULL);
+	/* /boot is never a volume to encrypt. */
+	assert_null(strstr(preflight_report_find(&rep, "device")->message, "sda2"));
+	preflight_report_done(&rep);
+
+	run("uefi-no-esp", PREFLIGHT_SCOPE_OS, &rep);
+	expect(&rep, "boot-layout", PREFLIGHT_FAIL, "boots through UEFI but no EFI system partition",
+	       "Mount the EFI system partition at /boot/efi", NULL);
+	assert_string_equal(json_string_value(json_object_get(preflight_report_find(&rep, "boot-layout")->details,
+							       "firmware")), "uefi");
+	expect(&rep, "tpm2", PREFLIGHT_WARN, "No TPM 2.0", NULL); /* a TPM 1.2 cannot seal */
+	assert_false(rep.ok);
+	preflight_report_done(&rep);
+
+	run("uefi-no-esp", PREFLIGHT_SCOPE_DATA, &rep);
+	expect(&rep, "boot-layout", PREFLIGHT_SKIP, "the scope is data volumes", NULL);
+	expect(&rep, "tpm2", PREFLIGHT_SKIP, "the scope is data volumes", NULL);
 	preflight_report_done(&rep);
 }
 
@@ -409,6 +446,7 @@ int main(void)
 		cmocka_unit_test(test_memory),
 		cmocka_unit_test(test_ubuntu1404),
 		cmocka_unit_test(test_boot_packages),
+		cmocka_unit_test(test_boot_layout_tpm2),
 		cmocka_unit_test(test_nested),
 		cmocka_unit_test(test_xfs_readonly),
 		cmocka_unit_test(test_scope_parse),

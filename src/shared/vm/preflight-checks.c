@@ -933,6 +933,101 @@ void pf_check_boot_packages(struct preflight_context *c, struct preflight_builde
 			  "installed.", has_itools ? "initramfs-tools" : "dracut", efi ? "UEFI" : "BIOS");
 }
 
+/* ------------------------------------------------------------------ boot-layout */
+
+static const struct volume *mounted_at(const struct preflight_context *c, const char *path)
+{
+	for (size_t i = 0; i < c->n_volumes; i++)
+		if (streq(c->volumes[i].mountpoint, path))
+			return &c->volumes[i];
+	return NULL;
+}
+
+void pf_check_boot_layout(struct preflight_context *c, struct preflight_builder *b)
+{
+	const struct volume *os, *boot, *esp;
+	bool efi;
+
+	if (!(c->scope & PREFLIGHT_SCOPE_OS)) {
+		pf_status(b, PREFLIGHT_SKIP);
+		pf_say(b, "Only the OS volume needs a /boot outside it; the scope is data volumes.");
+		return;
+	}
+	os = volumes_os(c->volumes, c->n_volumes);
+	if (!os) {
+		pf_status(b, PREFLIGHT_SKIP);
+		pf_say(b, "The root filesystem is not on a block device; there is no OS volume to encrypt.");
+		return;
+	}
+	efi = pf_exists(c, "/sys/firmware/efi");
+	boot = mounted_at(c, "/boot");
+	esp = mounted_at(c, "/boot/efi") ?: mounted_at(c, "/efi");
+	json_object_set_new(b->details, "firmware", json_string(efi ? "uefi" : "bios"));
+	json_object_set_new(b->details, "boot", boot ? json_string(boot->device) : json_null());
+	json_object_set_new(b->details, "esp", esp ? json_string(esp->device) : json_null());
+	pf_volume(b, os);
+
+	if (boot) {
+		pf_say(b, "/boot is a filesystem of its own (%s, %s): the bootloader still reads the "
+			  "kernel and the initramfs once the root (%s) is encrypted, and the detached "
+			  "header can live in /boot/vmcrypt.", boot->device, boot->fstype[0] ? boot->fstype : "?",
+		       os->device);
+	} else {
+		/* Not a failure yet: making a /boot is the first step of the OS encryption
+		 * (docs/os-volume.md), which says when it is impossible. */
+		pf_status(b, PREFLIGHT_WARN);
+		pf_say(b, "/boot is inside the root filesystem (%s, %s), as in Debian's cloud images: "
+			  "once the root is encrypted the bootloader could not read the kernel, so the "
+			  "OS volume needs a /boot of its own first (512 MiB, ext4).", os->device,
+		       os->fstype[0] ? os->fstype : "?");
+		pf_remedy(b, "Give /boot a partition of its own (grow the disk by 512 MiB, make an ext4 "
+			     "partition, copy /boot onto it, add it to fstab, run update-grub).");
+	}
+	if (efi && !esp) {
+		pf_status(b, PREFLIGHT_FAIL);
+		pf_say(b, "The VM boots through UEFI but no EFI system partition is mounted at /boot/efi: "
+			  "GRUB could not be updated for the encrypted root and the VM might not boot.");
+		pf_remedy(b, "Mount the EFI system partition at /boot/efi (and list it in /etc/fstab).");
+	} else if (esp) {
+		pf_say(b, "The EFI system partition is %s; the firmware is %s.", esp->device, efi ? "UEFI" : "BIOS");
+	}
+}
+
+/* ------------------------------------------------------------------ tpm2 */
+
+void pf_check_tpm2(struct preflight_context *c, struct preflight_builder *b)
+{
+	_cleanup_free_ char *major = NULL;
+	bool present;
+
+	if (!(c->scope & PREFLIGHT_SCOPE_OS)) {
+		pf_status(b, PREFLIGHT_SKIP);
+		pf_say(b, "Only the OS volume's unlock at boot uses the TPM; the scope is data volumes.");
+		return;
+	}
+	present = pf_exists(c, "/sys/class/tpm/tpm0");
+	/* tpm_version_major exists since Linux 5.6; before, only a TPM 2.0 has a resource
+	 * manager device (tpmrm0). */
+	if (present && pf_read_file(c, "/sys/class/tpm/tpm0/tpm_version_major", 16, &major) == 0)
+		present = major[0] == '2';
+	else if (present)
+		present = pf_exists(c, "/sys/class/tpmrm/tpmrm0");
+	json_object_set_new(b->details, "tpm2", json_boolean(present));
+	add_os_volume(c, b);
+	if (present) {
+		pf_say(b, "A TPM 2.0 is there (/dev/tpm0): the VM credential the initramfs uses to fetch "
+			  "the OS volume's key is sealed to it, so a copy of the disk does not unlock in "
+			  "another VM.");
+		return;
+	}
+	pf_status(b, PREFLIGHT_WARN);
+	pf_say(b, "No TPM 2.0: the VM credential the initramfs uses to fetch the OS volume's key "
+		  "would be stored unsealed on /boot, so anyone holding a copy of the disk could "
+		  "present it to the vault (docs/os-volume.md, threat model).");
+	pf_remedy(b, "Add a virtual TPM 2.0 to the VM (QEMU: swtpm and -tpmdev emulator), or accept it "
+		     "and revoke the VM's credential when a copy of the disk is suspected.");
+}
+
 /* ------------------------------------------------------------------ device */
 
 void pf_check_device(struct preflight_context *c, struct preflight_builder *b)

@@ -26,6 +26,8 @@ static const struct preflight_check {
 	{ "kernel", pf_check_kernel },
 	{ "distro", pf_check_distro },
 	{ "boot-packages", pf_check_boot_packages },
+	{ "boot-layout", pf_check_boot_layout },
+	{ "tpm2", pf_check_tpm2 },
 	{ "device", pf_check_device },
 	{ "vault", pf_check_vault },
 	{ "agent-version", pf_check_agent_version },
@@ -33,7 +35,7 @@ static const struct preflight_check {
 
 const char *const preflight_check_ids[] = {
 	"open-files", "concurrent-operation", "selinux", "lvm", "memory", "nested-mounts",
-	"filesystem", "free-space", "kernel", "distro", "boot-packages", "device", "vault",
+	"filesystem", "free-space", "kernel", "distro", "boot-packages", "boot-layout", "tpm2", "device", "vault",
 	"agent-version", NULL,
 };
 

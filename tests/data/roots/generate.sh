@@ -135,6 +135,20 @@ base no-initramfs
 rm -rf no-initramfs/usr/share/initramfs-tools/hooks no-initramfs/usr/lib/grub
 printf 'Package: initramfs-tools\nStatus: install ok installed\n\n' >no-initramfs/var/lib/dpkg/status
 
+# Ready for the OS volume: /boot on a partition of its own (sda2, ext4) and a TPM 2.0.
+base os-ready
+part os-ready sda sda2 8 2 512
+udev os-ready 8 2 TYPE=ext4 UUID=33333333-3333-4333-8333-333333333333
+sed -i 's|^40 22 8:15 / /boot/efi |39 22 8:2 / /boot rw,relatime shared:29 - ext4 /dev/sda2 rw\n40 39 8:15 / /boot/efi |' os-ready/proc/self/mountinfo
+mkdir -p os-ready/sys/class/tpm/tpm0 os-ready/sys/class/tpmrm/tpmrm0
+echo 2 >os-ready/sys/class/tpm/tpm0/tpm_version_major
+
+# UEFI firmware, but the EFI system partition is not mounted; a TPM 1.2 (no resource manager,
+# a kernel before 5.6 without tpm_version_major).
+base uefi-no-esp
+mkdir -p uefi-no-esp/sys/firmware/efi uefi-no-esp/usr/lib/grub/x86_64-efi uefi-no-esp/sys/class/tpm/tpm0
+sed -i '/ \/boot\/efi /d' uefi-no-esp/proc/self/mountinfo
+
 # /data3 + /data3/data4 and /mnt (the resource disk) + /mnt/data1.
 base nested
 disk nested sdd 8 48 10240; part nested sdd sdd1 8 49 10239
