@@ -1,5 +1,5 @@
 # The guest half of tests/vm/test-vm-agent.sh: runs in the Debian guest as /run/job/run.sh (POSIX
-# sh, root, from vmcrypt-test.service). The job disk also holds `phase` (boot1, boot2, boot3),
+# sh, root, from vmcrypt-test.service). The job disk also holds `phase` (boot1 ... boot4),
 # `mode` (harness, enroll, full, refused), ca.pem, enroll.token, the flag `plugin` (the token
 # plugin is installed) and guest-lib.sh (the markers and helpers, described there).
 . /run/job/guest-lib.sh
@@ -9,6 +9,22 @@ server=https://10.0.2.100:8443
 
 no_vmcrypt_crypttab() { ! grep -v '^[[:space:]]*#' /etc/crypttab 2>/dev/null | grep -q vmcrypt; }
 not_open() { [ ! -e "/dev/mapper/$1" ]; }
+# not_in_journal UNIT REGEX: this boot's journal of UNIT has no line matching REGEX.
+not_in_journal() { ! journalctl -b --no-pager -u "$1" | grep -E "$2"; }
+# mounted_while_prompting MOUNTPOINT NAME: waits (90 s) until MOUNTPOINT is mounted from the
+# mapping NAME, then proves that the agent did not wait for systemd's prompt to time out:
+# systemd-cryptsetup@NAME was still waiting for its passphrase then (activating). A volume whose
+# conversion had finished before the cut opens through the plugin instead (active, its journal
+# without the reencryption refusal).
+mounted_while_prompting() {
+	until_true 90 mounted_from "$1" "/dev/mapper/$2" || { echo "$1 not mounted from /dev/mapper/$2"; return 1; }
+	u="systemd-cryptsetup@$(echo "$2" | sed 's/-/\\x2d/g').service"
+	s=$(systemctl is-active "$u")
+	echo "mounted at uptime $(cut -d' ' -f1 /proc/uptime) s; $u: $s"
+	journalctl -b --no-pager -u "$u" | tail -n 5
+	[ "$s" = activating ] && return 0
+	[ "$s" = active ] && not_in_journal "$u" 'marked for LUKS2 reencryption|already active'
+}
 show_state() {
 	echo "--- lsblk"; lsblk -o NAME,SIZE,TYPE,FSTYPE,MOUNTPOINT
 	echo "--- dmsetup table"; dmsetup table 2>&1
@@ -99,14 +115,19 @@ boot1)
 	sleep infinity
 	;;
 boot2)
+	if [ "$mode" = full ]; then
+		# Cut in the middle of the conversion: libcryptsetup 2.6.1 refuses systemd-cryptsetup's
+		# token path for a volume marked for reencryption, and systemd asks for a passphrase
+		# until timeout=60. The agent, not ordered after it while a conversion is in flight,
+		# opens and mounts the volume with the vault's key in the meantime.
+		check "after the power cut the agent opened and mounted /data while systemd-cryptsetup still waited for a passphrase" \
+			mounted_while_prompting /data vmcrypt-data
+		check "the same for /srv" mounted_while_prompting /srv vmcrypt-srv
+	fi
 	local_checks
 	if [ "$mode" = full ]; then
 		check "/data is mounted from /dev/mapper/vmcrypt-data" mounted_from /data /dev/mapper/vmcrypt-data
 		check "/srv is mounted from /dev/mapper/vmcrypt-srv" mounted_from /srv /dev/mapper/vmcrypt-srv
-		check 'systemd-cryptsetup@vmcrypt\x2ddata.service opened it (token plugin)' \
-			unit_active 'systemd-cryptsetup@vmcrypt\x2ddata.service'
-		check 'systemd-cryptsetup@vmcrypt\x2dsrv.service opened it (token plugin)' \
-			unit_active 'systemd-cryptsetup@vmcrypt\x2dsrv.service'
 		check "crypttab lines are nofail" sh -c 'grep "^vmcrypt-" /etc/crypttab | grep -q nofail'
 		check "vmcrypt-agent.service runs" unit_active vmcrypt-agent.service
 		show_state
@@ -114,6 +135,8 @@ boot2)
 			check "vmcrypt-data: one crypt segment (reencryption done)" until_true 60 one_crypt_segment vmcrypt-data
 			check "vmcrypt-srv: one crypt segment (reencryption done)" until_true 60 one_crypt_segment vmcrypt-srv
 			check "holder.service active after the conversion" unit_active holder.service
+			check "encrypted: the cryptsetup units are ordered before the agent again" \
+				grep -q "^Before=vmcrypt-agent.service" '/etc/systemd/system/systemd-cryptsetup@vmcrypt\x2ddata.service.d/50-vmcrypt-network.conf'
 		fi
 	fi
 	if [ "$mode" != harness ] && [ -f /run/job/plugin ]; then
@@ -137,6 +160,20 @@ boot2)
 	mark "HELD-END"
 	;;
 boot3)
+	local_checks
+	for v in data srv; do
+		u="systemd-cryptsetup@vmcrypt\\x2d$v.service"
+		check "at boot, $u opened vmcrypt-$v through the token plugin" until_true 60 unit_active "$u"
+		check "$u did not ask for a passphrase" not_in_journal "$u" 'Timer expired|Failed to query password'
+		check "the agent did not open vmcrypt-$v (systemd did)" not_in_journal vmcrypt-agent.service "opened /dev/mapper/vmcrypt-$v"
+		check "/$v is mounted from /dev/mapper/vmcrypt-$v" mounted_from "/$v" "/dev/mapper/vmcrypt-$v"
+	done
+	check "holder.service is active" until_true 30 unit_active holder.service
+	show_state
+	sums data /data held.log
+	sums srv /srv held.log
+	;;
+boot4)
 	check "the guest boots with vmcryptd down" true
 	# Our unit is not ordered after the nofail volumes: by now the plugin may still be waiting.
 	check "vmcrypt-data is not open while the vault is down" not_open vmcrypt-data

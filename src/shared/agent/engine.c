@@ -434,15 +434,26 @@ static void systemd_reload(struct agent_engine *e)
 		log_warning("systemctl daemon-reload failed: the cryptsetup units' drop-ins apply after the next reload");
 }
 
-static int write_unit_dropin(struct agent_engine *e, const char *volume, char *err, size_t errlen)
+/* before_agent: order the unit before the agent (above). Not while an online conversion is in
+ * flight: libcryptsetup 2.6.1 refuses systemd-cryptsetup's token path for a volume marked for
+ * reencryption ("Operation incompatible with device marked for LUKS2 reencryption"), so after a
+ * power cut in the middle systemd asks for the passphrase until timeout= runs out, and an agent
+ * ordered after it would open the volume only then (a minute late, seen in the guest). Then
+ * the agent opens it with the vault's key as soon as it starts; there is no race to lose, since
+ * systemd's token path cannot open it. */
+static int write_unit_dropin(struct agent_engine *e, const char *volume, bool before_agent,
+			     char *err, size_t errlen)
 {
-	static const char text[] =
+	static const char head[] =
 		"# Written by vmcrypt agent: the key comes from the vault over the network.\n"
-		"[Unit]\nWants=network-online.target\nAfter=network-online.target\n"
-		"Before=vmcrypt-agent.service\n";
-	char dir[PATH_MAX], file[PATH_MAX];
+		"[Unit]\nWants=network-online.target\nAfter=network-online.target\n";
+	static const char before[] = "Before=vmcrypt-agent.service\n";
+	static const char in_flight[] =
+		"# Not before vmcrypt-agent.service while the volume converts online: the agent opens it.\n";
+	char dir[PATH_MAX], file[PATH_MAX], text[sizeof(head) + sizeof(in_flight)];
 	int r;
 
+	snprintf(text, sizeof(text), "%s%s", head, before_agent ? before : in_flight);
 	unit_dropin_path(e, volume, dir, sizeof(dir), file, sizeof(file));
 	r = mkdir_p(dir, 0755);
 	if (r >= 0)
@@ -484,7 +495,10 @@ static int write_tabs_encrypted(struct agent_engine *e, struct agent_volume_stat
 		snprintf(source, sizeof(source), "UUID=%s", v->luks_uuid);
 		snprintf(options, sizeof(options), "luks,%s", AGENT_CRYPTTAB_OPTIONS);
 	}
-	r = write_unit_dropin(e, v->name, err, errlen);
+	r = write_unit_dropin(e, v->name,
+			      !(v->online && (v->phase == AGENT_PHASE_CUTOVER || v->phase == AGENT_PHASE_CONVERTING ||
+					      v->phase == AGENT_PHASE_DECRYPTING)),
+			      err, errlen);
 	if (r < 0)
 		return r;
 	r = tab_file_load(e->conf->crypttab, &ct);
@@ -1037,9 +1051,11 @@ static void reap(struct agent_engine *e)
 		if (w->res.header_detached && w->res.header_path[0] && v->phase != AGENT_PHASE_DECRYPTING)
 			snprintf(v->header, sizeof(v->header), "%s", w->res.header_path);
 		if (v->phase == AGENT_PHASE_CONVERTING || (v->phase == AGENT_PHASE_CUTOVER)) {
-			if (!v->online && write_tabs_encrypted(e, v, err, sizeof(err)) < 0)
-				refuse(e, v->name, "%s", err);
 			v->phase = AGENT_PHASE_ENCRYPTED;
+			/* Offline: the lines appear now. Online: they exist; the drop-in gets its
+			 * Before= back (write_unit_dropin()). */
+			if (write_tabs_encrypted(e, v, err, sizeof(err)) < 0)
+				refuse(e, v->name, "%s", err);
 			if (v->online)
 				mount_if_needed(e, v);
 			log_info("%s: encrypted", v->mountpoint[0] ? v->mountpoint : v->device);
