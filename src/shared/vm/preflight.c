@@ -11,33 +11,34 @@
 #include "shared/vm/preflight-internal.h"
 
 
+/* The checks, in the order they run and are reported: one list, for the table and the ids. */
+#define PREFLIGHT_CHECKS(X)                                                                        \
+	X("open-files", pf_check_open_files)                                                       \
+	X("concurrent-operation", pf_check_concurrent_operation)                                   \
+	X("selinux", pf_check_selinux)                                                             \
+	X("lvm", pf_check_lvm)                                                                     \
+	X("memory", pf_check_memory)                                                               \
+	X("nested-mounts", pf_check_nested_mounts)                                                 \
+	X("filesystem", pf_check_filesystem)                                                       \
+	X("free-space", pf_check_free_space)                                                       \
+	X("kernel", pf_check_kernel)                                                               \
+	X("distro", pf_check_distro)                                                               \
+	X("boot-packages", pf_check_boot_packages)                                                 \
+	X("boot-layout", pf_check_boot_layout)                                                     \
+	X("tpm2", pf_check_tpm2)                                                                   \
+	X("device", pf_check_device)                                                               \
+	X("vault", pf_check_vault)                                                                 \
+	X("agent-version", pf_check_agent_version)
+
+#define CHECK_ENTRY(id, fn) { id, fn },
+#define CHECK_ID(id, fn) id,
+
 static const struct preflight_check {
 	const char *id;
 	void (*run)(struct preflight_context *c, struct preflight_builder *b);
-} checks[] = {
-	{ "open-files", pf_check_open_files },
-	{ "concurrent-operation", pf_check_concurrent_operation },
-	{ "selinux", pf_check_selinux },
-	{ "lvm", pf_check_lvm },
-	{ "memory", pf_check_memory },
-	{ "nested-mounts", pf_check_nested_mounts },
-	{ "filesystem", pf_check_filesystem },
-	{ "free-space", pf_check_free_space },
-	{ "kernel", pf_check_kernel },
-	{ "distro", pf_check_distro },
-	{ "boot-packages", pf_check_boot_packages },
-	{ "boot-layout", pf_check_boot_layout },
-	{ "tpm2", pf_check_tpm2 },
-	{ "device", pf_check_device },
-	{ "vault", pf_check_vault },
-	{ "agent-version", pf_check_agent_version },
-};
+} checks[] = { PREFLIGHT_CHECKS(CHECK_ENTRY) };
 
-const char *const preflight_check_ids[] = {
-	"open-files", "concurrent-operation", "selinux", "lvm", "memory", "nested-mounts",
-	"filesystem", "free-space", "kernel", "distro", "boot-packages", "boot-layout", "tpm2", "device", "vault",
-	"agent-version", NULL,
-};
+const char *const preflight_check_ids[] = { PREFLIGHT_CHECKS(CHECK_ID) NULL };
 
 const char *preflight_status_to_string(enum preflight_status s)
 {
