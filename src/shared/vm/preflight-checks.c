@@ -1016,8 +1016,8 @@ void pf_check_tpm2(struct preflight_context *c, struct preflight_builder *b)
 	add_os_volume(c, b);
 	if (present) {
 		pf_say(b, "A TPM 2.0 is there (/dev/tpm0): the VM credential the initramfs uses to fetch "
-			  "the OS volume's key is sealed to it, so a copy of the disk does not unlock in "
-			  "another VM.");
+			  "the OS volume's key can be sealed to it, so that a copy of the disk does not "
+			  "unlock in another VM.");
 		return;
 	}
 	pf_status(b, PREFLIGHT_WARN);
