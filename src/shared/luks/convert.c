@@ -47,6 +47,10 @@ struct ctx {
 	 * steps stop once it is active instead of running the data move. */
 	bool online;
 	const char *active;
+	/* In place (convert_online_prepare()): the filesystem stays mounted from the target (the
+	 * root filesystem), so the in-use check is only for stacked holders, and the start stops
+	 * once the detached header is initialised: the next boot activates the mapping. */
+	bool in_place;
 };
 
 /* Starts a context: the key is the passphrase to use until pick_passphrase() says otherwise. */
@@ -813,6 +817,14 @@ static int check_common(struct ctx *c)
 	if (c->dev.read_only)
 		return fail(c, -EROFS, "Make it writable (blockdev --setrw, or the file's permissions).",
 			    "%s: read-only", c->dev.path);
+	if (c->in_place) {
+		/* Its own mount is expected; what sits on top of it (LVM, md, dm) is not. */
+		r = device_check_holders(&c->dev, &use);
+		if (r == -EBUSY)
+			return fail(c, r, "Encrypt the device at the top of the stack instead.",
+				    "%s: in use: %s", c->dev.path, use.what);
+		return r < 0 ? fail(c, r, NULL, "%s: cannot list its holders (%s)", c->dev.path, strerror(-r)) : 0;
+	}
 	r = device_check_unused(&c->dev, &use);
 	if (r == -EBUSY)
 		return fail(c, r, "Unmount it and stop whatever uses it, then retry ('vmcrypt check' lists the processes).",
@@ -1157,6 +1169,8 @@ static int encrypt_detached(struct ctx *c)
 		if ((r = save_phase(c, PHASE_CONVERTING)) < 0)
 			return r;
 	}
+	if (c->in_place)
+		return 0;
 	if (c->online)
 		return online_activate(c, c->st.header);
 	r = run_reencrypt(c, c->st.header);
@@ -1928,6 +1942,50 @@ int convert_online_start(const struct convert_request *req, enum volume_op op, s
 	if (op == VOLUME_OP_DECRYPT)
 		return decrypt_begin(&c);
 	return fail(&c, -EINVAL, NULL, "%s: not a conversion", req->target);
+}
+
+int convert_online_prepare(const struct convert_request *req, struct convert_result *res)
+{
+	struct convstate st;
+	struct ctx c;
+	int r;
+
+	memset(res, 0, sizeof(*res));
+	ctx_init(&c, req, res);
+	c.online = c.in_place = true;
+	c.active = req->active_name;
+	if (!c.active || !*c.active || strlen(c.active) >= sizeof(c.st.active_name) || strchr(c.active, '/'))
+		return fail(&c, -EINVAL, "Give a mapping name such as vmcrypt-os.",
+			    "%s: no valid mapping name for the online conversion", req->target);
+	if (!req->header || req->header[0] != '/')
+		return fail(&c, -EINVAL, "Give the absolute path of a detached header file.",
+			    "%s: converting a volume in place needs a detached header", req->target);
+	if (crypt_status(NULL, c.active) != CRYPT_INACTIVE)
+		return fail(&c, -EEXIST, "Choose another name.", "%s: a mapping named %s exists already",
+			    req->target, c.active);
+	r = device_probe(req->target, &c.dev);
+	if (r < 0)
+		return fail(&c, r, NULL, "%s: cannot open or probe it (%s)", req->target, strerror(-r));
+	if (convstate_find(&c.dev, &st) == 0) {
+		/* Prepared before (the caller was cut short after this returned), or cut short in
+		 * the header's initialisation, which starts over: the data device is untouched
+		 * until the mapping is active. */
+		if (st.op != VOLUME_OP_ENCRYPT || !st.detached || !streq(st.header, req->header) ||
+		    (st.phase != PHASE_INIT && st.phase != PHASE_CONVERTING))
+			return fail_resumable(&c, -EALREADY, CONVERT_RESUME_PENDING,
+				    "%s: an interrupted %s (since %lld) is waiting to be resumed", c.dev.path,
+				    volume_op_to_string(st.op), (long long)st.started);
+		c.st = st;
+		if (st.phase == PHASE_CONVERTING) {
+			snprintf(res->uuid, sizeof(res->uuid), "%s", st.uuid);
+			return 0;
+		}
+		return encrypt_detached(&c);
+	}
+	r = encrypt_begin(&c);
+	if (r >= 0 && convstate_find(&c.dev, &st) == 0)
+		snprintf(res->uuid, sizeof(res->uuid), "%s", st.uuid);
+	return r;
 }
 
 int convert_online_run(const struct convert_request *req, struct convert_result *res)

@@ -150,6 +150,17 @@ int convert_in_flight(const char *target);
  * (run, decrypt start); -EBUSY: the mapping is active on another device, or still in use
  * (finish); -EALREADY: no online conversion in flight, or it stopped at a step that resume
  * must finish first (res->resume says which). */
+/* convert_online_prepare(): the OS volume. Encrypts in place a target whose filesystem stays
+ *   mounted (the root filesystem of the running system): with req->header (an absolute path;
+ *   required) it writes the detached header and initialises the reencryption, and changes no
+ *   byte of the target. Nothing may hold the target but its mount (-EBUSY for device-mapper,
+ *   md or loop devices on top). It does not activate: the next boot opens
+ *   /dev/mapper/<active_name> from the header before the root is mounted (the initramfs), and
+ *   convert_online_resume() and run take it from there. Until that boot the filesystem is
+ *   written on the target as before, which the conversion will read: no data has moved.
+ *   Calling it again after it returned, or after it was cut short, is safe. res->uuid: the
+ *   header's UUID. */
+int convert_online_prepare(const struct convert_request *req, struct convert_result *res);
 int convert_online_start(const struct convert_request *req, enum volume_op op, struct convert_result *res);
 int convert_online_run(const struct convert_request *req, struct convert_result *res);
 int convert_online_resume(const struct convert_request *req, struct convert_result *res);

@@ -423,6 +423,12 @@ static int check_unused(const struct device_info *d, const struct loop_backing *
 	return 0;
 }
 
+int device_check_holders(const struct device_info *d, struct device_usage *ret)
+{
+	memset(ret, 0, sizeof(*ret));
+	return d->is_block ? check_holders(d, ret) : 0;
+}
+
 int device_check_unused(const struct device_info *d, struct device_usage *ret)
 {
 	_cleanup_free_ struct loop_backing *loops = NULL;

@@ -34,6 +34,10 @@ struct device_usage {
  * ret->what describing the first use found, or another -errno. */
 int device_check_unused(const struct device_info *d, struct device_usage *ret);
 
+/* Only the stacked users of a block device (device-mapper, md, ... in its holders): for a device
+ * that stays mounted on purpose. Returns 0, -EBUSY with ret->what, or another -errno. */
+int device_check_holders(const struct device_info *d, struct device_usage *ret);
+
 /* Returns 1 when the size bytes ending at the end of the target read as zeros, 0 when not, or
  * -errno. Proves that a raw target without a filesystem has room for a header. */
 int device_tail_is_zero(const char *path, uint64_t device_size, uint64_t size);
