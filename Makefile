@@ -222,6 +222,8 @@ PREFIX ?= /usr
 bindir ?= $(PREFIX)/bin
 sbindir ?= $(PREFIX)/sbin
 docdir ?= $(PREFIX)/share/doc/vmcrypt
+# initramfs-tools' hooks and boot scripts (the OS volume: docs/os-volume.md).
+initramfsdir ?= $(PREFIX)/share/initramfs-tools
 sysconfdir ?= /etc
 ifndef unitdir
 unitdir := $(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),/lib/systemd/system)
@@ -260,6 +262,10 @@ install: $(PROGS) $(INSTALL_PLUGIN)
 			-e 's|@docdir@|$(docdir)|g' $$u >$(DESTDIR)$(unitdir)/$$(basename $$u .in) && \
 		chmod 0644 $(DESTDIR)$(unitdir)/$$(basename $$u .in) || exit 1; \
 	done
+	$(Q)$(INSTALL) -d -m 0755 $(DESTDIR)$(initramfsdir)/hooks $(DESTDIR)$(initramfsdir)/scripts/local-top
+	$(Q)sed -e 's|@sbindir@|$(sbindir)|g' dist/initramfs-tools/hook.in >$(DESTDIR)$(initramfsdir)/hooks/vmcrypt && \
+		chmod 0755 $(DESTDIR)$(initramfsdir)/hooks/vmcrypt
+	$(Q)$(INSTALL) -m 0755 dist/initramfs-tools/local-top $(DESTDIR)$(initramfsdir)/scripts/local-top/vmcrypt
 	$(Q)$(INSTALL) -m 0644 dist/agent.conf.example $(DESTDIR)$(sysconfdir)/vmcrypt/
 	$(Q)$(INSTALL) -m 0644 $(DOCS) $(DESTDIR)$(docdir)/
 	$(if $(DESTDIR),@true,@echo "Installed. Then: systemctl daemon-reload; systemctl enable remote-cryptsetup.target vmcrypt-agent.service")

@@ -24,13 +24,14 @@ static const struct verb {
 	{ "resume", verb_convert, "finish an interrupted encrypt or decrypt" },
 	{ "agent", verb_agent, "run the agent: apply vmcryptd's settings to this VM's volumes" },
 	{ "status", verb_status, "show a volume's or the whole VM's encryption state" },
+	{ "boot-unlock", verb_boot_unlock, "open the OS volume at boot (run by the initramfs)" },
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f, "Usage: vmcrypt COMMAND [OPTIONS] [TARGET]\n\nCommands:\n");
 	for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
-		fprintf(f, "  %-10s %s\n", verbs[i].name, verbs[i].help);
+		fprintf(f, "  %-12s %s\n", verbs[i].name, verbs[i].help);
 	fprintf(f, "\nRun 'vmcrypt COMMAND --help' for a command's options.\n"
 		   "Options: --help, --version, --verbose (before the command).\n"
 		   "Exit codes are listed in docs/exit-codes.md.\n");

@@ -10,6 +10,7 @@ int verb_status(int argc, char **argv);
 int verb_check(int argc, char **argv);
 int verb_agent(int argc, char **argv);
 int verb_enroll(int argc, char **argv);
+int verb_boot_unlock(int argc, char **argv);
 
 /* VMCRYPT_VERSION, compiled into vmcrypt.c only (the Makefile rebuilds it when the version
  * changes). */
