@@ -178,6 +178,74 @@ static void test_report_messages(void **state)
 	assert_int_equal(agent_report_data_state(&r), ADE_STATE_NOT_MOUNTED);
 }
 
+/* The OS volume (docs/os-volume.md): its own decision, its row apart from the data's, and its
+ * messages. */
+static void test_os_volume(void **state)
+{
+	struct agent_goal os_only = { .sequence = 4, .op = AGENT_OP_ENABLE, .volume_type = 1,
+				      .extension_installed = true };
+	struct agent_goal data_only = os_only, all = os_only;
+	struct agent_volume_state st = { .phase = AGENT_PHASE_PLAIN, .os = true };
+	struct agent_report_volume v[2] = {
+		{ .name = "os", .device = "/dev/vda1", .mountpoint = "/", .os = true,
+		  .state = ADE_STATE_NOT_ENCRYPTED, .percent = -1, .eta = -1, .downtime_ms = -1 },
+		{ .name = "data", .device = "/dev/vdb", .mountpoint = "/data",
+		  .state = ADE_STATE_ENCRYPTED, .percent = -1, .eta = -1, .downtime_ms = -1 },
+	};
+	struct agent_report r = { .os = ADE_STATE_NOT_ENCRYPTED, .op = AGENT_OP_ENABLE,
+				  .os_wanted = true, .sequence = 4, .agent_version = "0.9",
+				  .volumes = v, .n_volumes = 1 };
+	json_t *j;
+	(void)state;
+
+	data_only.volume_type = 2;
+	all.volume_type = 3;
+	assert_true(agent_goal_wants_os(&os_only));
+	assert_false(agent_goal_wants_os(&data_only));
+	assert_true(agent_goal_wants_os(&all));
+	/* The OS volume follows VolumeType OS, a data volume VolumeType Data. */
+	assert_int_equal(agent_goal_decide(&os_only, false, &st), AGENT_ACTION_ENCRYPT);
+	assert_int_equal(agent_goal_decide(&data_only, false, &st), AGENT_ACTION_NONE);
+	st.os = false;
+	assert_int_equal(agent_goal_decide(&os_only, false, &st), AGENT_ACTION_NONE);
+	st.os = true;
+	/* Waiting for its reboot is an unfinished step, whatever the goal says now. */
+	st.phase = AGENT_PHASE_RESTART_PENDING;
+	assert_int_equal(agent_goal_decide(&data_only, true, &st), AGENT_ACTION_RESUME);
+	assert_string_equal(agent_phase_to_string(AGENT_PHASE_RESTART_PENDING), "restart-pending");
+	assert_int_equal(agent_phase_from_string("restart-pending"), AGENT_PHASE_RESTART_PENDING);
+
+	v[0].state = ADE_STATE_VM_RESTART_PENDING;
+	r.os = ADE_STATE_VM_RESTART_PENDING;
+	assert_string_equal(message_of(&r), "OS disk successfully encrypted, please reboot the VM");
+	/* The OS row is not a data volume: no data volume here. */
+	assert_int_equal(agent_report_data_state(&r), ADE_STATE_NOT_MOUNTED);
+	v[0].state = r.os = ADE_STATE_ENCRYPTION_IN_PROGRESS;
+	v[0].percent = 37.2;
+	assert_string_equal(message_of(&r), "Encrypting OS volume: 37%");
+	v[0].rate = 52u << 20;
+	v[0].eta = 125;
+	assert_string_equal(message_of(&r), "Encrypting OS volume: 37% (52 MiB/s, 3 min left)");
+	v[0].state = r.os = ADE_STATE_ENCRYPTED;
+	assert_string_equal(message_of(&r), "Encryption succeeded for OS volume");
+	r.os = v[0].state = ADE_STATE_NOT_ENCRYPTED;
+	assert_string_equal(message_of(&r), "OS volume not encrypted yet");
+	/* All: the data volume counts for DataVolumesEncrypted, the OS row for nothing there. */
+	r.data_wanted = true;
+	r.n_volumes = 2;
+	assert_int_equal(agent_report_data_state(&r), ADE_STATE_ENCRYPTED);
+	assert_string_equal(message_of(&r), "Encryption succeeded for data volumes");
+	r.os = v[0].state = ADE_STATE_ENCRYPTED;
+	assert_string_equal(message_of(&r), "Encryption succeeded for all volumes");
+	j = agent_report_build(&r);
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(j, "Volumes"), 0),
+							      "volumeType")), "OS");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(json_object_get(j, "Volumes"), 1),
+							      "volumeType")), "Data");
+	json_decref(j);
+}
+
 static void test_report_json(void **state)
 {
 	char longmsg[400];
@@ -261,14 +329,24 @@ static void test_state_roundtrip(void **state)
 	v->downtime_ms = 1234;
 	v->error = -EBUSY;
 	strcpy(v->message, "held");
+	v = agent_state_add(&s, "os");
+	assert_non_null(v);
+	strcpy(v->device, "/dev/vda1");
+	strcpy(v->mountpoint, "/");
+	strcpy(v->header, "/boot/vmcrypt/os.luks");
+	strcpy(v->prepared_boot_id, "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
+	v->phase = AGENT_PHASE_RESTART_PENDING;
+	v->os = v->online = true;
+	v = &s.volumes[0];
 	assert_null(agent_state_add(&s, "x-name-that-is-far-too-long-for-a-volume-name-because-it-goes-on-and-on"));
 	assert_int_equal(agent_state_save(&s), 0);
 	assert_int_equal(agent_state_load(&t), 0);
 	assert_int_equal(t.applied_sequence, 4);
 	assert_int_equal(t.seen_sequence, 5);
 	assert_string_equal(t.operation, "EnableEncryption");
-	assert_int_equal(t.n_volumes, 1);
+	assert_int_equal(t.n_volumes, 2);
 	assert_memory_equal(&t.volumes[0], v, sizeof(*v));
+	assert_memory_equal(&t.volumes[1], &s.volumes[1], sizeof(*v));
 	assert_ptr_equal(agent_state_find(&t, "data"), &t.volumes[0]);
 	assert_null(agent_state_find(&t, "srv"));
 
@@ -293,6 +371,7 @@ int main(void)
 		cmocka_unit_test(test_goal_decide),
 		cmocka_unit_test(test_report_messages),
 		cmocka_unit_test(test_report_json),
+		cmocka_unit_test(test_os_volume),
 		cmocka_unit_test(test_state_roundtrip),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,6 +22,7 @@ static const char *const phase_names[_AGENT_PHASE_MAX] = {
 	[AGENT_PHASE_ENCRYPTED] = "encrypted",
 	[AGENT_PHASE_DECRYPTING] = "decrypting",
 	[AGENT_PHASE_FINISHING] = "finishing",
+	[AGENT_PHASE_RESTART_PENDING] = "restart-pending",
 };
 
 const char *agent_phase_to_string(enum agent_phase p)
@@ -48,22 +49,23 @@ static int copy_string(char *dst, size_t len, const char *src)
 static int volume_from_json(json_t *o, struct agent_volume_state *v)
 {
 	const char *name, *device = "", *mountpoint = "", *fstype = "", *fs_options = "",
-		   *luks_uuid = "", *header = "", *phase, *message = "";
+		   *luks_uuid = "", *header = "", *phase, *message = "", *boot_id = "";
 	json_int_t flags = 0, key_version = 0, recovery_version = 0, downtime = -1, error = 0;
-	int online = 0;
+	int online = 0, os = 0;
 	json_t *units = NULL, *u;
 	size_t i;
 
 	memset(v, 0, sizeof(*v));
-	if (json_unpack(o, "{s:s, s?s, s?s, s?s, s?s, s?I, s?s, s?s, s:s, s?b, s?I, s?I, s?o, s?I, s?s, s?I}",
+	if (json_unpack(o, "{s:s, s?s, s?s, s?s, s?s, s?I, s?s, s?s, s:s, s?b, s?b, s?s, s?I, s?I, s?o, s?I, s?s, s?I}",
 			"name", &name, "device", &device, "mountPoint", &mountpoint, "fsType", &fstype,
 			"fsOptions", &fs_options, "mountFlags", &flags, "luksUuid", &luks_uuid,
-			"header", &header, "phase", &phase, "online", &online, "keyVersion",
+			"header", &header, "phase", &phase, "online", &online, "os", &os, "preparedBootId", &boot_id, "keyVersion",
 			&key_version, "recoveryVersion", &recovery_version, "stoppedUnits", &units,
 			"downtimeMs", &downtime, "message", &message, "error", &error) < 0)
 		return -EBADMSG;
 	if (copy_string(v->name, sizeof(v->name), name) < 0 ||
 	    copy_string(v->device, sizeof(v->device), device) < 0 ||
+	    copy_string(v->prepared_boot_id, sizeof(v->prepared_boot_id), boot_id) < 0 ||
 	    copy_string(v->mountpoint, sizeof(v->mountpoint), mountpoint) < 0 ||
 	    copy_string(v->fstype, sizeof(v->fstype), fstype) < 0 ||
 	    copy_string(v->fs_options, sizeof(v->fs_options), fs_options) < 0 ||
@@ -88,6 +90,7 @@ static int volume_from_json(json_t *o, struct agent_volume_state *v)
 	}
 	v->mount_flags = (unsigned long)flags;
 	v->online = online;
+	v->os = os;
 	v->key_version = (uint64_t)key_version;
 	v->recovery_version = (uint64_t)recovery_version;
 	v->downtime_ms = downtime;
@@ -161,11 +164,12 @@ static json_t *volume_to_json(const struct agent_volume_state *v)
 
 	for (size_t i = 0; units && i < v->n_stopped_units; i++)
 		json_array_append_new(units, json_string(v->stopped_units[i]));
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:b, s:I, s:I, s:o, s:I, s:s, s:I}",
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:b, s:b, s:s, s:I, s:I, s:o, s:I, s:s, s:I}",
 			 "name", v->name, "device", v->device, "mountPoint", v->mountpoint,
 			 "fsType", v->fstype, "fsOptions", v->fs_options, "mountFlags",
 			 (json_int_t)v->mount_flags, "luksUuid", v->luks_uuid, "header", v->header,
-			 "phase", agent_phase_to_string(v->phase), "online", v->online,
+			 "phase", agent_phase_to_string(v->phase), "online", v->online, "os", v->os,
+			 "preparedBootId", v->prepared_boot_id,
 			 "keyVersion", (json_int_t)v->key_version, "recoveryVersion",
 			 (json_int_t)v->recovery_version, "stoppedUnits", units ? units : json_array(),
 			 "downtimeMs", (json_int_t)v->downtime_ms, "message", v->message, "error",

@@ -25,6 +25,10 @@ enum agent_phase {
 	AGENT_PHASE_ENCRYPTED,  /* the data is encrypted, crypttab and fstab name the mapper */
 	AGENT_PHASE_DECRYPTING, /* the data is being decrypted */
 	AGENT_PHASE_FINISHING,  /* decrypted; unmounted to go back to the plain device */
+	/* The OS volume only, between ESCROWED (CUTOVER: being prepared) and CONVERTING: the
+	 * detached header and the boot configuration are in place, the root is still plain and
+	 * mounted from the device; the next boot opens it in the initramfs. */
+	AGENT_PHASE_RESTART_PENDING,
 	_AGENT_PHASE_MAX,
 	_AGENT_PHASE_INVALID = -EINVAL,
 };
@@ -43,6 +47,10 @@ struct agent_volume_state {
 	char header[PATH_MAX];      /* detached header, "" when on the device */
 	enum agent_phase phase;
 	bool online;                /* converted while mounted through dm-crypt */
+	bool os;                    /* the OS volume (the root filesystem; docs/os-volume.md) */
+	char prepared_boot_id[40];  /* OS: the boot (kernel boot_id) in which it was prepared, so
+				     * the agent can tell "not rebooted yet" from "rebooted and the
+				     * initramfs did not open it" */
 	uint64_t key_version;       /* vault versions of {name} and {name}-recovery */
 	uint64_t recovery_version;
 	char stopped_units[AGENT_UNITS_MAX][256]; /* stopped for the cut-over, started after */

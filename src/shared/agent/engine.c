@@ -27,6 +27,7 @@
 #include "shared/agent/engine.h"
 #include "shared/agent/escrow.h"
 #include "shared/agent/goal.h"
+#include "shared/agent/os-volume.h"
 #include "shared/agent/report.h"
 #include "shared/agent/select.h"
 #include "shared/agent/tabs.h"
@@ -112,6 +113,8 @@ struct agent_engine {
 	volatile sig_atomic_t *stop;
 	struct vm_lock *vm_lock;
 	int64_t next_poll, next_report, poll_backoff, report_backoff;
+	bool os_in_play;        /* the goal wants the OS volume, or the agent has a record of it */
+	bool reboot_wanted;     /* RebootAfterOsPrepare=yes and the OS volume was just prepared */
 	bool dirty;             /* a state change: report at once */
 	bool kick;              /* a state change: look at the volumes again at once */
 };
@@ -485,6 +488,8 @@ static int write_tabs_encrypted(struct agent_engine *e, struct agent_volume_stat
 	struct fstab_entry fe;
 	int r;
 
+	if (v->os)
+		return 0; /* the initramfs opens it (os.conf): no crypttab line, / stays as it is */
 	(void)agent_volume_mapper_name(v->name, mapper_name, sizeof(mapper_name));
 	(void)agent_volume_mapper_path(v->name, mapper, sizeof(mapper));
 	if (v->header[0]) {
@@ -535,6 +540,8 @@ static int write_tabs_plain(struct agent_engine *e, struct agent_volume_state *v
 	char mapper_name[80];
 	int r;
 
+	if (v->os)
+		return 0;
 	(void)agent_volume_mapper_name(v->name, mapper_name, sizeof(mapper_name));
 	r = tab_file_load(e->conf->crypttab, &ct);
 	if (r >= 0 && crypttab_has(ct, mapper_name)) {
@@ -610,6 +617,35 @@ static int fetch_keys(struct agent_engine *e, const struct agent_volume_state *v
 	return r;
 }
 
+/* The keys of a volume about to be encrypted: escrowed in the vault and read back, recorded in
+ * agent.json before the first byte changes. A volume escrowed before (its cut-over refused, or
+ * an OS volume whose preparation was cut short) reuses its keys: a header may hold them. */
+static int escrow_keys(struct agent_engine *e, struct agent_volume_state *v, const char *what,
+		       struct agent_keys *keys)
+{
+	char err[512] = "";
+	int r;
+
+	if ((v->phase == AGENT_PHASE_ESCROWED || v->phase == AGENT_PHASE_CUTOVER) && v->key_version)
+		return fetch_keys(e, v, keys, true);
+	r = agent_escrow(e->vc, v->name, keys, err, sizeof(err));
+	if (r < 0) {
+		refuse(e, v->name, "%s: the key could not be escrowed in the vault, so nothing "
+		       "was changed: %s", what, err);
+		return r;
+	}
+	v->key_version = keys->key_version;
+	v->recovery_version = keys->recovery_version;
+	v->phase = AGENT_PHASE_ESCROWED;
+	r = save_state(e);
+	if (r < 0) {
+		agent_keys_done(keys);
+		return r;
+	}
+	test_hook(e, "escrowed");
+	return 0;
+}
+
 /* Encrypt one volume: checks, escrow, then the cut-over (online) or the offline conversion. */
 static void step_encrypt(struct agent_engine *e, struct agent_volume_state *v,
 			 const struct agent_volume *sel)
@@ -668,27 +704,9 @@ static void step_encrypt(struct agent_engine *e, struct agent_volume_state *v,
 	if (take_vm_lock(e, v->name) < 0)
 		return;
 
-	/* 2. Escrow, read back, recorded: before the first byte changes. An escrowed volume
-	 *    whose cut-over was refused reuses its keys. */
-	if (v->phase == AGENT_PHASE_ESCROWED && v->key_version) {
-		if (fetch_keys(e, v, &keys, true) < 0)
-			return;
-	} else {
-		r = agent_escrow(e->vc, v->name, &keys, err, sizeof(err));
-		if (r < 0) {
-			refuse(e, v->name, "%s: the key could not be escrowed in the vault, so nothing "
-			       "was changed: %s", what, err);
-			return;
-		}
-		v->key_version = keys.key_version;
-		v->recovery_version = keys.recovery_version;
-		v->phase = AGENT_PHASE_ESCROWED;
-		if (save_state(e) < 0) {
-			agent_keys_done(&keys);
-			return;
-		}
-	}
-	test_hook(e, "escrowed");
+	/* 2. Escrow, read back, recorded: before the first byte changes. */
+	if (escrow_keys(e, v, what, &keys) < 0)
+		return;
 	if (token_json(e, v, token, sizeof(token)) < 0) {
 		agent_keys_done(&keys);
 		refuse(e, v->name, "%s: the vault's URL is too long for the token", what);
@@ -886,6 +904,152 @@ static bool settle_finished(struct agent_engine *e, struct agent_volume_state *v
 	return false;
 }
 
+/* ------------------------------------------------------------------ the OS volume */
+
+static void boot_id(char *buf, size_t len)
+{
+	_cleanup_free_ char *text = NULL;
+
+	buf[0] = '\0';
+	if (read_full_file("/proc/sys/kernel/random/boot_id", 64, &text, NULL) >= 0)
+		snprintf(buf, len, "%.*s", (int)strcspn(text, "\n"), text);
+}
+
+/* The root filesystem (docs/os-volume.md): escrow, then the detached header on /boot and the
+ * boot configuration while / stays mounted and written; the data moves after the reboot, when
+ * the initramfs has opened / through dm-crypt. Every step here is repeatable: a cut-short
+ * preparation (phase CUTOVER) runs again from the top with the same keys. */
+static void step_encrypt_os(struct agent_engine *e, struct agent_volume_state *v)
+{
+	struct agent_keys keys = { 0 };
+	struct convert_result res;
+	struct agent_os os;
+	char err[512] = "", token[512], active[80], stable[PATH_MAX];
+	int r;
+
+	/* 1. What can be known without changing anything. */
+	if (!agent_have_dm()) {
+		refuse(e, v->name, "/: this kernel has no device-mapper to open the OS volume through "
+		       "dm-crypt; run 'modprobe dm_crypt'");
+		return;
+	}
+	r = agent_os_probe(&os, err, sizeof(err));
+	if (r >= 0 && !os.on_mapping)
+		r = agent_os_check(&os, err, sizeof(err));
+	if (r < 0) {
+		refuse(e, v->name, "/: %s; nothing was changed", err);
+		return;
+	}
+	if (v->phase == AGENT_PHASE_PLAIN || v->phase == AGENT_PHASE_ESCROWED) {
+		snprintf(v->device, sizeof(v->device), "%s", os.device);
+		snprintf(v->fstype, sizeof(v->fstype), "%s", os.fstype);
+	}
+	if (take_vm_lock(e, v->name) < 0)
+		return;
+
+	/* 2. Escrow. */
+	if (escrow_keys(e, v, "/", &keys) < 0)
+		return;
+	if (token_json(e, v, token, sizeof(token)) < 0) {
+		agent_keys_done(&keys);
+		refuse(e, v->name, "/: the vault's URL is too long for the token");
+		return;
+	}
+
+	/* 3. The header and the boot configuration. Until the reboot nothing of / has changed: a
+	 *    boot that does not open it (no vmcrypt.boot=, no os.conf) mounts it plain, intact. */
+	v->phase = AGENT_PHASE_CUTOVER;
+	v->online = true;
+	if (save_state(e) < 0) {
+		agent_keys_done(&keys);
+		return;
+	}
+	(void)agent_volume_mapper_name(v->name, active, sizeof(active));
+	r = agent_os_copy_credentials(e->conf, err, sizeof(err));
+	if (r >= 0) {
+		struct convert_request req = {
+			.target = v->device,
+			.header = v->header,
+			.key = keys.key,
+			.key_size = keys.key_size,
+			.recovery = keys.recovery,
+			.recovery_size = keys.recovery_size,
+			.token_json = token,
+			.active_name = active,
+		};
+
+		r = convert_online_prepare(&req, &res);
+		if (r < 0)
+			errf(err, sizeof(err), "%s%s%s", res.message, res.remedy[0] ? "; " : "", res.remedy);
+		else if (res.uuid[0])
+			snprintf(v->luks_uuid, sizeof(v->luks_uuid), "%s", res.uuid);
+	}
+	agent_keys_done(&keys);
+	test_hook(e, "os-header");
+	if (r >= 0) {
+		stable_device_path(v->device, stable, sizeof(stable));
+		r = agent_os_write_boot_conf(stable, active, v->name, err, sizeof(err));
+	}
+	if (r >= 0)
+		r = agent_os_grub_enable(&os, err, sizeof(err));
+	if (r < 0) {
+		if (!volume_is_luks(v, NULL)) {
+			v->phase = AGENT_PHASE_ESCROWED;
+			(void)save_state(e);
+		}
+		refuse(e, v->name, "/: cannot prepare the OS volume for encryption: %s; the agent retries", err);
+		return;
+	}
+	boot_id(v->prepared_boot_id, sizeof(v->prepared_boot_id));
+	v->phase = AGENT_PHASE_RESTART_PENDING;
+	if (save_state(e) < 0)
+		return;
+	clear_refusal(e, v->name);
+	log_info("/: prepared for encryption (header %s, opened by the initramfs from the next boot "
+		 "on); reboot the VM, the data is then encrypted online", v->header);
+	test_hook(e, "os-prepared");
+	if (e->conf->reboot_after_os_prepare)
+		e->reboot_wanted = true;
+}
+
+/* An OS volume waiting for its reboot. Returns true while it waits (nothing the agent can do):
+ * after a reboot that opened it, it goes on to CONVERTING and returns false. */
+static bool os_restart_pending(struct agent_engine *e, struct agent_volume_state *v)
+{
+	char now[40];
+
+	if (v->phase != AGENT_PHASE_RESTART_PENDING)
+		return false;
+	if (mapping_active(v->name)) {
+		v->phase = AGENT_PHASE_CONVERTING;
+		(void)save_state(e);
+		log_info("/: opened by the initramfs; encrypting the OS volume online");
+		return false;
+	}
+	boot_id(now, sizeof(now));
+	if (now[0] && v->prepared_boot_id[0] && !streq(now, v->prepared_boot_id)) {
+		struct volume_runtime *rt = runtime_for(e, v->name);
+		char msg[sizeof(rt->message)];
+
+		/* Said, not retried: a reboot loop would not help. Nothing moved: / is intact. */
+		errf(msg, sizeof(msg),
+		     "/: the VM restarted but the initramfs did not open the OS volume, so / is still the "
+		     "plain %s (nothing was lost); look for 'vmcrypt:' lines on the boot console, check "
+		     "'vmcrypt.boot=' in /proc/cmdline, then reboot again", v->device);
+		if (!streq(msg, rt->message)) {
+			log_warning("%s", msg);
+			snprintf(rt->message, sizeof(rt->message), "%s", msg);
+			e->dirty = true;
+		}
+	}
+	return true;
+}
+
+static void step_decrypt_os(struct agent_engine *e, struct agent_volume_state *v)
+{
+	refuse(e, v->name, "/: decrypting the OS volume is not built yet (docs/os-volume.md); it stays encrypted");
+}
+
 /* Continues whatever step the record says was cut short. */
 static void step_resume(struct agent_engine *e, struct agent_volume_state *v)
 {
@@ -893,6 +1057,12 @@ static void step_resume(struct agent_engine *e, struct agent_volume_state *v)
 	struct worker *w;
 	bool online = v->online;
 
+	if (v->os && v->phase == AGENT_PHASE_CUTOVER) {
+		step_encrypt_os(e, v); /* its preparation was cut short: every step repeats */
+		return;
+	}
+	if (v->os && os_restart_pending(e, v))
+		return;
 	if (take_vm_lock(e, v->name) < 0)
 		return;
 	if (v->phase == AGENT_PHASE_FINISHING) {
@@ -1149,7 +1319,7 @@ static void ensure_open(struct agent_engine *e, struct agent_volume_state *v)
 	_cleanup_tab_file_ struct tab_file *ct = NULL;
 	char err[512];
 
-	if (v->phase != AGENT_PHASE_ENCRYPTED || rt->next_open_check > mono_now() ||
+	if (v->os || v->phase != AGENT_PHASE_ENCRYPTED || rt->next_open_check > mono_now() ||
 	    rt->retry_at > mono_now())
 		return;
 	rt->next_open_check = mono_now() + e->conf->poll_interval;
@@ -1189,6 +1359,68 @@ static void ensure_open(struct agent_engine *e, struct agent_volume_state *v)
 	mount_if_needed(e, v);
 }
 
+/* Whether a volume's refusal holds the goal back: a selected data volume, or the OS volume while
+ * the goal or the record involves it. */
+static bool in_play(struct agent_engine *e, const struct selection *s, const char *name)
+{
+	return selected(s, name) || (e->os_in_play && streq(name, AGENT_OS_NAME));
+}
+
+static void step_decrypt_os(struct agent_engine *e, struct agent_volume_state *v);
+
+/* The OS volume's step towards the goal (VolumeType OS or All). Returns whether it is where the
+ * goal wants it, or waits for a reboot. */
+static bool apply_os(struct agent_engine *e)
+{
+	struct agent_volume_state *v = agent_state_find(e->state, AGENT_OS_NAME);
+	struct agent_volume_state fresh = { .os = true, .phase = AGENT_PHASE_PLAIN };
+	struct volume_runtime *rt;
+	enum agent_action a;
+	bool luks;
+
+	e->os_in_play = agent_goal_wants_os(&e->goal) || (v && v->phase != AGENT_PHASE_PLAIN);
+	if (!e->os_in_play)
+		return true;
+	if (v && worker_for(e, v->name))
+		return false;
+	rt = runtime_for(e, AGENT_OS_NAME);
+	if (v && v->phase != AGENT_PHASE_PLAIN)
+		luks = volume_is_luks(v, NULL);
+	else {
+		struct agent_os os;
+		char err[256];
+
+		/* Encrypted by the installer, say: not ours to touch either way. */
+		luks = agent_os_probe(&os, err, sizeof(err)) >= 0 && (os.on_mapping || os.on_other_crypt);
+	}
+	a = agent_goal_decide(&e->goal, luks, v ? v : &fresh);
+	if (a == AGENT_ACTION_NONE)
+		return !rt->message[0];
+	if (a == AGENT_ACTION_RESUME)
+		return v->phase == AGENT_PHASE_RESTART_PENDING && !mapping_active(v->name);
+	if (rt->retry_at > mono_now() || *e->stop)
+		return false;
+	if (a == AGENT_ACTION_ENCRYPT) {
+		if (!v) {
+			v = agent_state_add(e->state, AGENT_OS_NAME);
+			if (!v) {
+				refuse(e, AGENT_OS_NAME, "/: the agent manages at most %d volumes", AGENT_VOLUMES_MAX);
+				return false;
+			}
+		}
+		if (v->phase == AGENT_PHASE_PLAIN) {
+			v->os = v->online = true;
+			snprintf(v->mountpoint, sizeof(v->mountpoint), "/");
+			(void)agent_os_header_path(v->header, sizeof(v->header));
+			v->n_stopped_units = 0;
+		}
+		test_hook(e, "before-escrow");
+		step_encrypt_os(e, v);
+	} else if (a == AGENT_ACTION_DECRYPT)
+		step_decrypt_os(e, v);
+	return false;
+}
+
 /* Takes each volume one step towards the goal; returns whether everything is where the goal
  * wants it (nothing to do, nothing running, nothing refused). */
 static bool apply(struct agent_engine *e, const struct selection *sel)
@@ -1208,6 +1440,8 @@ static bool apply(struct agent_engine *e, const struct selection *sel)
 		ensure_open(e, v);
 		if (agent_goal_decide(&e->goal, true, v) != AGENT_ACTION_RESUME)
 			continue;
+		if (v->os && os_restart_pending(e, v))
+			continue; /* waits for the reboot: nothing to do until then */
 		settled = false;
 		if (rt->retry_at > now)
 			continue;
@@ -1257,8 +1491,10 @@ static bool apply(struct agent_engine *e, const struct selection *sel)
 		} else if (a == AGENT_ACTION_DECRYPT)
 			step_decrypt(e, v);
 	}
+	if (!apply_os(e))
+		settled = false;
 	for (size_t i = 0; i < ELEMENTSOF(e->rt); i++)
-		if (e->rt[i].name[0] && e->rt[i].message[0] && selected(sel, e->rt[i].name))
+		if (e->rt[i].name[0] && e->rt[i].message[0] && in_play(e, sel, e->rt[i].name))
 			settled = false;
 	return settled;
 }
@@ -1273,6 +1509,8 @@ static enum ade_state row_state(struct agent_engine *e, const struct agent_volum
 	case AGENT_PHASE_DECRYPTING:
 	case AGENT_PHASE_FINISHING:
 		return ADE_STATE_DECRYPTION_IN_PROGRESS;
+	case AGENT_PHASE_RESTART_PENDING:
+		return ADE_STATE_VM_RESTART_PENDING;
 	default:
 		break;
 	}
@@ -1297,11 +1535,23 @@ static enum ade_state os_state(void)
 	return os->kind == VOLUME_KIND_CRYPT ? ADE_STATE_ENCRYPTED : ADE_STATE_NOT_ENCRYPTED;
 }
 
+/* OsVolumeEncrypted: the agent's record while it works on the OS volume, else the disks. */
+static enum ade_state os_report_state(struct agent_engine *e)
+{
+	const struct agent_volume_state *v = agent_state_find(e->state, AGENT_OS_NAME);
+
+	if (v && v->phase != AGENT_PHASE_PLAIN && v->phase != AGENT_PHASE_ENCRYPTED &&
+	    v->phase != AGENT_PHASE_ESCROWED)
+		return row_state(e, v, NULL);
+	return os_state();
+}
+
 static json_t *build_report(struct agent_engine *e, const struct selection *sel)
 {
 	struct agent_report_volume rows[AGENT_VOLUMES_MAX * 2];
 	struct agent_report r = {
-		.os = os_state(),
+		.os = os_report_state(e),
+		.os_wanted = e->have_goal && agent_goal_wants_os(&e->goal),
 		.op = e->have_goal ? e->goal.op : AGENT_OP_NONE,
 		.data_wanted = e->have_goal && agent_goal_wants_data(&e->goal),
 		.stamped = e->stamped,
@@ -1328,6 +1578,7 @@ static json_t *build_report(struct agent_engine *e, const struct selection *sel)
 		}
 		memset(row, 0, sizeof(*row));
 		row->name = s ? s->name : v->name;
+		row->os = v && v->os;
 		row->device = v ? v->device : s->device;
 		row->mountpoint = v ? v->mountpoint : s->mountpoint;
 		row->state = row_state(e, v, s);
@@ -1474,6 +1725,15 @@ int agent_engine_run(struct agent_engine *e, volatile sig_atomic_t *stop)
 			e->stamped = false;
 		if (e->dirty || mono_now() >= e->next_report)
 			send_report(e, &sel);
+		if (e->reboot_wanted && !e->dirty) {
+			/* RebootAfterOsPrepare=yes: the report saying VMRestartPending is out. */
+			char *argv[] = { (char *)"systemctl", (char *)"reboot", NULL };
+
+			e->reboot_wanted = false;
+			log_info("/: rebooting to open the OS volume through dm-crypt (RebootAfterOsPrepare=yes)");
+			if (process_run_timeout(argv, NULL, 0, 60) != 0)
+				log_warning("systemctl reboot failed: reboot the VM to go on encrypting /");
+		}
 		if (e->once && e->have_goal && settled && !any_running(e) && !e->dirty)
 			break;
 		if (e->once && e->have_goal && !any_running(e) && !settled) {
@@ -1483,7 +1743,7 @@ int agent_engine_run(struct agent_engine *e, volatile sig_atomic_t *stop)
 			 * only then, and the service would simply try again at the next poll. */
 			bool refused = false, settling = false;
 			for (size_t i = 0; i < ELEMENTSOF(e->rt); i++) {
-				if (!e->rt[i].message[0] || !e->rt[i].retry_at || !selected(&sel, e->rt[i].name))
+				if (!e->rt[i].message[0] || !e->rt[i].retry_at || !in_play(e, &sel, e->rt[i].name))
 					continue; /* none, or only said (ensure_open()) */
 				/* (A step not tried again within two polls counts as refused.) */
 				if (e->rt[i].refusals < ONCE_REFUSALS &&

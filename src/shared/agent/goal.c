@@ -83,6 +83,12 @@ bool agent_goal_wants_data(const struct agent_goal *g)
 	       (g->volume_type & ADE_VOLUME_DATA) && g->extension_installed;
 }
 
+bool agent_goal_wants_os(const struct agent_goal *g)
+{
+	return (g->op == AGENT_OP_ENABLE || g->op == AGENT_OP_ENABLE_FORMAT_ALL) &&
+	       (g->volume_type & ADE_VOLUME_OS) && g->extension_installed;
+}
+
 enum agent_action agent_goal_decide(const struct agent_goal *g, bool is_luks,
 				    const struct agent_volume_state *st)
 {
@@ -93,6 +99,7 @@ enum agent_action agent_goal_decide(const struct agent_goal *g, bool is_luks,
 	case AGENT_PHASE_CONVERTING:
 	case AGENT_PHASE_DECRYPTING:
 	case AGENT_PHASE_FINISHING:
+	case AGENT_PHASE_RESTART_PENDING:
 		return AGENT_ACTION_RESUME;
 	default:
 		break;
@@ -100,7 +107,7 @@ enum agent_action agent_goal_decide(const struct agent_goal *g, bool is_luks,
 	/* None: the VM was never told anything; the agent changes nothing. */
 	if (g->op == AGENT_OP_NONE)
 		return AGENT_ACTION_NONE;
-	if (agent_goal_wants_data(g))
+	if (st && st->os ? agent_goal_wants_os(g) : agent_goal_wants_data(g))
 		return is_luks ? AGENT_ACTION_NONE : AGENT_ACTION_ENCRYPT;
 	return phase == AGENT_PHASE_ENCRYPTED && is_luks ? AGENT_ACTION_DECRYPT : AGENT_ACTION_NONE;
 }

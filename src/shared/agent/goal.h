@@ -34,6 +34,8 @@ int agent_goal_parse(json_t *goal, struct agent_goal *ret, char *err, size_t err
 /* Whether the goal wants the data volumes encrypted: an Enable operation whose VolumeType is
  * Data or All, with the extension installed. */
 bool agent_goal_wants_data(const struct agent_goal *g);
+/* The same for the OS volume: VolumeType OS or All. */
+bool agent_goal_wants_os(const struct agent_goal *g);
 
 enum agent_action {
 	AGENT_ACTION_NONE,
@@ -44,7 +46,7 @@ enum agent_action {
 
 const char *agent_action_to_string(enum agent_action a);
 
-/* What to do with one data volume. is_luks: the device already holds a LUKS header (its own, or
+/* What to do with one volume (the OS volume when st->os, whose wish is agent_goal_wants_os()). is_luks: the device already holds a LUKS header (its own, or
  * one the agent made); st: the agent's record of it, or NULL when it has none. The agent only
  * decrypts volumes it encrypted itself (their keys are in the vault); a LUKS volume someone else
  * made is left alone either way. */

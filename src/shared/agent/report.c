@@ -9,10 +9,11 @@
 enum ade_state agent_report_data_state(const struct agent_report *r)
 {
 	enum ade_state states[64];
-	size_t n = MIN(r->n_volumes, ELEMENTSOF(states));
+	size_t n = 0;
 
-	for (size_t i = 0; i < n; i++)
-		states[i] = r->volumes[i].state;
+	for (size_t i = 0; i < r->n_volumes && n < ELEMENTSOF(states); i++)
+		if (!r->volumes[i].os)
+			states[n++] = r->volumes[i].state;
 	return ade_state_aggregate(states, n);
 }
 
@@ -29,17 +30,40 @@ static int shown_percent(double p)
 	return p >= 99.0 ? 99 : (int)p; /* truncates: 99.9 is 99 */
 }
 
+/* "Encrypting OS volume: 37% (52 MiB/s, 3 min left)". */
+static void os_progress(const struct agent_report_volume *v, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "%s OS volume: %d%%",
+			 v->state == ADE_STATE_DECRYPTION_IN_PROGRESS ? "Decrypting" : "Encrypting",
+			 shown_percent(v->percent));
+
+	if (n < 0 || (size_t)n >= len || v->rate == 0)
+		return;
+	if (v->eta >= 0)
+		snprintf(buf + n, len - (size_t)n, " (%.0f MiB/s, %lld min left)", (double)v->rate / (1 << 20),
+			 (long long)((v->eta + 59) / 60));
+	else
+		snprintf(buf + n, len - (size_t)n, " (%.0f MiB/s)", (double)v->rate / (1 << 20));
+}
+
 char *agent_report_progress_message(const struct agent_report *r, char *buf, size_t len)
 {
-	const struct agent_report_volume *running = NULL, *refused = NULL;
-	size_t done = 0, n = r->n_volumes;
+	const struct agent_report_volume *running = NULL, *refused = NULL, *os = NULL;
+	size_t done = 0, n = 0;
 	enum ade_state target;
 	bool decrypt = !r->data_wanted;
 
 	target = decrypt ? ADE_STATE_NOT_ENCRYPTED : ADE_STATE_ENCRYPTED;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < r->n_volumes; i++) {
 		const struct agent_report_volume *v = &r->volumes[i];
 
+		if (!refused && v->message && v->message[0])
+			refused = v;
+		if (v->os) {
+			os = v;
+			continue;
+		}
+		n++;
 		if (in_progress(v->state)) {
 			/* Several run in parallel: the slowest one says how far the set is. */
 			if (!running || v->percent < running->percent)
@@ -47,8 +71,11 @@ char *agent_report_progress_message(const struct agent_report *r, char *buf, siz
 			decrypt = v->state == ADE_STATE_DECRYPTION_IN_PROGRESS;
 		} else if (v->state == target)
 			done++;
-		if (!refused && v->message && v->message[0])
-			refused = v;
+	}
+	/* The OS volume first: its conversion is what the administrator waits for. */
+	if (os && in_progress(os->state)) {
+		os_progress(os, buf, len);
+		return buf;
 	}
 	if (running) {
 		if (r->resumed && !decrypt)
@@ -64,6 +91,12 @@ char *agent_report_progress_message(const struct agent_report *r, char *buf, siz
 		snprintf(buf, len, "%s", refused->message);
 		return buf;
 	}
+	if (os && os->state == ADE_STATE_VM_RESTART_PENDING) {
+		/* ADE's words, which scripts wait for; only the header exists yet, and the data is
+		 * encrypted online after the reboot. */
+		snprintf(buf, len, "OS disk successfully encrypted, please reboot the VM");
+		return buf;
+	}
 	if (r->op == AGENT_OP_NONE) {
 		snprintf(buf, len, "Encryption is not enabled for this VM");
 		return buf;
@@ -73,8 +106,15 @@ char *agent_report_progress_message(const struct agent_report *r, char *buf, siz
 						  : "Encryption settings cleared");
 		return buf;
 	}
+	if (r->os_wanted && !r->data_wanted) {
+		snprintf(buf, len, r->os == ADE_STATE_ENCRYPTED ? "Encryption succeeded for OS volume"
+								: "OS volume not encrypted yet");
+		return buf;
+	}
 	if (r->data_wanted) {
-		if (n == 0)
+		if (r->os_wanted && done == n && r->os == ADE_STATE_ENCRYPTED)
+			snprintf(buf, len, "Encryption succeeded for all volumes");
+		else if (n == 0)
 			snprintf(buf, len, "No data volume to encrypt");
 		else if (done == n)
 			snprintf(buf, len, "Encryption succeeded for data volumes");
@@ -91,7 +131,7 @@ char *agent_report_progress_message(const struct agent_report *r, char *buf, siz
 
 static json_t *volume_to_json(const struct agent_report_volume *v)
 {
-	json_t *o = json_pack("{s:s, s:s, s:s}", "name", v->name, "volumeType", "Data", "state",
+	json_t *o = json_pack("{s:s, s:s, s:s}", "name", v->name, "volumeType", v->os ? "OS" : "Data", "state",
 			      ade_state_to_string(v->state));
 
 	if (!o)

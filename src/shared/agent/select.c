@@ -361,6 +361,8 @@ static bool excluded(const struct selection *s, const struct agent_volume *a, co
 
 static bool name_taken(const struct selection *s, size_t upto, const char *name)
 {
+	if (streq(name, AGENT_OS_VOLUME_NAME))
+		return true; /* the OS volume's, whatever is mounted on /os */
 	for (size_t i = 0; i < upto; i++)
 		if (streq(s->out[i].name, name))
 			return true;

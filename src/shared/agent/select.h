@@ -11,6 +11,8 @@
 /* A volume name: 1 to 64 of [A-Za-z0-9._-] starting alphanumeric (api_name_valid()). */
 #define AGENT_NAME_MAX 64
 #define AGENT_MAPPER_PREFIX "/dev/mapper/vmcrypt-"
+/* The OS volume's name (mapping vmcrypt-os): never given to a data volume (/os becomes os-2). */
+#define AGENT_OS_VOLUME_NAME "os"
 
 struct agent_volume {
 	char name[AGENT_NAME_MAX + 1];

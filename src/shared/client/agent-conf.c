@@ -142,6 +142,16 @@ static int parse_line(struct agent_conf *c, const char *key, char *v, char *why,
 			return -EINVAL;
 		}
 		r = 0;
+	} else if (streq(key, "RebootAfterOsPrepare")) {
+		if (streq(v, "yes"))
+			c->reboot_after_os_prepare = true;
+		else if (streq(v, "no"))
+			c->reboot_after_os_prepare = false;
+		else {
+			snprintf(why, whylen, "RebootAfterOsPrepare= must be yes or no, not \"%s\"", v);
+			return -EINVAL;
+		}
+		r = 0;
 	} else {
 		snprintf(why, whylen, "unknown key %s", key);
 		return -EINVAL;
@@ -269,7 +279,8 @@ char *agent_conf_format(const struct agent_conf *c)
 		return NULL;
 	fprintf(f, "# vmcrypt agent settings (docs/agent.md), written by vmcrypt enroll.\n"
 		   "# Keys: Server CAFile Proxy VM PollInterval ReportInterval ProgressInterval StopUnits\n"
-		   "#       Include Exclude Crypttab Fstab UnitDir Online. Proxy=none disables $https_proxy.\n");
+		   "#       Include Exclude Crypttab Fstab UnitDir Online RebootAfterOsPrepare.\n"
+		   "# Proxy=none disables $https_proxy.\n");
 	fprintf(f, "Server=%s\nCAFile=%s\nProxy=%s\nVM=%s\n", c->server, c->ca_file, c->proxy, c->vm);
 	if (c->poll_interval != d.poll_interval)
 		fprintf(f, "PollInterval=%u\n", c->poll_interval);
@@ -293,6 +304,8 @@ char *agent_conf_format(const struct agent_conf *c)
 		fprintf(f, "UnitDir=%s\n", c->unit_dir);
 	if (!c->online)
 		fprintf(f, "Online=no\n");
+	if (c->reboot_after_os_prepare)
+		fprintf(f, "RebootAfterOsPrepare=yes\n");
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;

@@ -40,6 +40,9 @@ struct agent_conf {
 	char unit_dir[PATH_MAX];               /* UnitDir= (/etc/systemd/system): the agent's
 						* drop-ins for the volumes' cryptsetup units */
 	bool online;                           /* Online=auto: true (default); Online=no: false */
+	bool reboot_after_os_prepare;          /* RebootAfterOsPrepare=yes: the agent reboots the
+						* VM once the OS volume is prepared (default no:
+						* VMRestartPending until someone does) */
 };
 
 /* Fills c with the defaults of docs/agent.md (Server= empty). */
