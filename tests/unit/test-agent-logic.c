@@ -213,6 +213,16 @@ static void test_os_volume(void **state)
 	st.phase = AGENT_PHASE_RESTART_PENDING;
 	assert_int_equal(agent_goal_decide(&data_only, true, &st), AGENT_ACTION_RESUME);
 	assert_string_equal(agent_phase_to_string(AGENT_PHASE_RESTART_PENDING), "restart-pending");
+	/* Encrypted: only DisableEncryption naming the OS takes it back. */
+	st.phase = AGENT_PHASE_ENCRYPTED;
+	assert_int_equal(agent_goal_decide(&data_only, true, &st), AGENT_ACTION_NONE);
+	struct agent_goal disable_os = os_only, disable_data = data_only, removed = os_only;
+	disable_os.op = disable_data.op = AGENT_OP_DISABLE;
+	removed.extension_installed = false;
+	assert_int_equal(agent_goal_decide(&disable_data, true, &st), AGENT_ACTION_NONE);
+	assert_int_equal(agent_goal_decide(&removed, true, &st), AGENT_ACTION_NONE);
+	assert_int_equal(agent_goal_decide(&disable_os, true, &st), AGENT_ACTION_DECRYPT);
+	assert_int_equal(agent_goal_decide(&disable_os, false, &st), AGENT_ACTION_NONE);
 	assert_int_equal(agent_phase_from_string("restart-pending"), AGENT_PHASE_RESTART_PENDING);
 
 	v[0].state = ADE_STATE_VM_RESTART_PENDING;

@@ -107,7 +107,16 @@ enum agent_action agent_goal_decide(const struct agent_goal *g, bool is_luks,
 	/* None: the VM was never told anything; the agent changes nothing. */
 	if (g->op == AGENT_OP_NONE)
 		return AGENT_ACTION_NONE;
-	if (st && st->os ? agent_goal_wants_os(g) : agent_goal_wants_data(g))
+	if (st && st->os) {
+		/* The OS volume goes back only when DisableEncryption names it: settings that
+		 * merely stop wanting it (Data only, the extension removed) leave it as it is, as
+		 * ADE never decrypts an OS volume behind the administrator's back. */
+		if (agent_goal_wants_os(g))
+			return is_luks ? AGENT_ACTION_NONE : AGENT_ACTION_ENCRYPT;
+		return g->op == AGENT_OP_DISABLE && (g->volume_type & ADE_VOLUME_OS) &&
+		       phase == AGENT_PHASE_ENCRYPTED && is_luks ? AGENT_ACTION_DECRYPT : AGENT_ACTION_NONE;
+	}
+	if (agent_goal_wants_data(g))
 		return is_luks ? AGENT_ACTION_NONE : AGENT_ACTION_ENCRYPT;
 	return phase == AGENT_PHASE_ENCRYPTED && is_luks ? AGENT_ACTION_DECRYPT : AGENT_ACTION_NONE;
 }
