@@ -8,7 +8,9 @@
 #include "basic/log.h"
 #include "basic/string-util.h"
 #include "shared/api/api.h"
+#include "shared/b64.h"
 #include "shared/exit-status.h"
+#include "shared/secret.h"
 
 static void print_list(json_t *resp, const void *userdata)
 {
@@ -47,6 +49,21 @@ static int secret_list(struct admin *a, int argc, char **argv)
 	return admin_call_print(a, "GET", path, NULL, print_list, NULL);
 }
 
+/* A recovery passphrase is typed by a person (at the boot prompt, `cryptsetup open`): when the
+ * value is printable text, say it as text too, not only as base64. */
+static void print_text(const char *b64)
+{
+	_cleanup_secret_ uint8_t *v = NULL;
+	size_t n = 0;
+
+	if (!b64 || b64_decode_secret(b64, strlen(b64), &v, &n) < 0 || n == 0)
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (v[i] < 0x21 || v[i] > 0x7e)
+			return;
+	printf("Passphrase  : %.*s\n", (int)n, (const char *)v);
+}
+
 /* userdata: a bool, whether the value was asked for. */
 static void print_secret(json_t *resp, const void *userdata)
 {
@@ -65,6 +82,8 @@ static void print_secret(json_t *resp, const void *userdata)
 		printf("Tag         : %s = %s\n", string_escape_hidden(k, key, sizeof(key)), admin_str(tags, k));
 	}
 	printf("Value       : %s\n", *reveal ? admin_str(resp, "value") : "(hidden; --reveal shows it and is audited)");
+	if (*reveal)
+		print_text(admin_str(resp, "value"));
 }
 
 static int secret_show(struct admin *a, int argc, char **argv)

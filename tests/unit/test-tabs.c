@@ -263,6 +263,27 @@ static void test_fstab_last_line_no_newline(void **state)
 	assert_text_is_file(t, DATA "fstab-partuuid-no-newline");
 }
 
+/* The /boot the agent makes for the OS volume: its line goes before /boot/efi's (mounts follow
+ * the file's order), once. */
+static void test_fstab_add(void **state)
+{
+	static const char text[] = "# cloud image\nUUID=r / ext4 rw,discard,errors=remount-ro 0 1\n"
+				   "UUID=E /boot/efi vfat defaults 0 0";
+	_cleanup_tab_file_ struct tab_file *t = NULL;
+	(void)state;
+
+	assert_int_equal(tab_file_from_text(text, strlen(text), &t), 0);
+	assert_int_equal(fstab_add(t, "UUID=b", "/boot", "ext4", "defaults", 2, "/boot/efi"), 1);
+	assert_string_equal(tab_file_text(t, NULL),
+			    "# cloud image\nUUID=r / ext4 rw,discard,errors=remount-ro 0 1\n"
+			    "UUID=b /boot ext4 defaults 0 2\nUUID=E /boot/efi vfat defaults 0 0");
+	assert_int_equal(fstab_add(t, "UUID=c", "/boot", "ext4", "defaults", 2, "/boot/efi"), 0);
+	assert_int_equal(fstab_add(t, "UUID=d", "/srv", "xfs", "defaults", 2, NULL), 1);
+	assert_non_null(strstr(tab_file_text(t, NULL), "vfat defaults 0 0\nUUID=d /srv xfs defaults 0 2"));
+	assert_int_equal(fstab_add(t, "UUID=x y", "/x", "ext4", "defaults", 2, NULL), -EINVAL);
+	assert_int_equal(fstab_add(t, "UUID=x", "/x", "ext4", "defaults", 10, NULL), -EINVAL);
+}
+
 static void test_fstab_redirect_again_and_errors(void **state)
 {
 	_cleanup_tab_file_ struct tab_file *t = load(DATA "fstab-debian-cloud");
@@ -536,6 +557,7 @@ int main(void)
 		cmocka_unit_test(test_fstab_round_trips),
 		cmocka_unit_test(test_fstab_last_line_no_newline),
 		cmocka_unit_test(test_fstab_redirect_again_and_errors),
+		cmocka_unit_test(test_fstab_add),
 		cmocka_unit_test(test_fstab_restore_moved_line),
 		cmocka_unit_test(test_fstab_junk_lines),
 		cmocka_unit_test(test_fstab_nul_in_redirected_line),

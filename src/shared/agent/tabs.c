@@ -739,6 +739,23 @@ int fstab_redirect(struct tab_file *t, const char *mountpoint, const char *new_s
 	return r < 0 ? r : 1;
 }
 
+int fstab_add(struct tab_file *t, const char *source, const char *target, const char *fstype,
+	      const char *options, int passno, const char *before)
+{
+	_cleanup_free_ char *line = NULL;
+	size_t at;
+
+	if (!field_valid(source) || !field_valid(target) || !field_valid(fstype) || !field_valid(options) ||
+	    passno < 0 || passno > 9)
+		return -EINVAL;
+	if (fstab_index(t, 0, target, false) != SIZE_MAX)
+		return 0;
+	if (asprintf(&line, "%s %s %s %s 0 %d", source, target, fstype, options, passno) < 0)
+		return -ENOMEM;
+	at = before ? fstab_index(t, 0, before, false) : SIZE_MAX;
+	return lines_insert(t, at == SIZE_MAX ? t->n : at, line) < 0 ? -ENOMEM : 1;
+}
+
 int fstab_restore(struct tab_file *t, const char *mountpoint)
 {
 	size_t orig, ours, other;

@@ -91,6 +91,13 @@ int fstab_entries(const struct tab_file *t, struct fstab_entry **ret, size_t *re
 int fstab_redirect(struct tab_file *t, const char *mountpoint, const char *new_source,
 		   const char *add_options);
 
+/* Adds "SOURCE TARGET FSTYPE OPTIONS 0 PASSNO" before the first active entry for before (a mount
+ * point below target, which must come after it: /boot/efi for /boot), or at the end (before NULL,
+ * or no such entry). Nothing when an entry for target exists already. Fields must be free of
+ * whitespace and control characters. Returns 1 when added, 0 when there was one, -EINVAL, -ENOMEM. */
+int fstab_add(struct tab_file *t, const char *source, const char *target, const char *fstype,
+	      const char *options, int passno, const char *before);
+
 /* Undoes fstab_redirect(): the kept original line comes back byte for byte in place of its
  * comment and the agent's line (the first active entry for mountpoint with a /dev/mapper/vmcrypt-
  * source) goes, so redirect then restore gives back the identical file. Returns 1 when the text

@@ -1,0 +1,86 @@
+# The guest half of tests/vm/test-vm-os.sh: runs in the GRUB-booted Debian guest as
+# /run/job/run.sh (POSIX sh, root, from vmcrypt-test.service). The job disk also holds `phase`
+# (boot1 ... boot4), ca.pem, enroll.token and guest-lib.sh (the markers and helpers).
+. /run/job/guest-lib.sh
+phase=$(cat /run/job/phase)
+server=https://10.0.2.100:8443
+tree=/var/lib/vmcrypt-test/tree
+
+mark "BOOT-ID $(cat /proc/sys/kernel/random/boot_id)"
+mark "UPTIME $(cut -d' ' -f1 /proc/uptime)"
+show_state() {
+	echo "--- /proc/cmdline"; cat /proc/cmdline
+	echo "--- lsblk"; lsblk -o NAME,SIZE,TYPE,FSTYPE,MOUNTPOINT
+	echo "--- dmsetup table"; dmsetup table 2>&1
+	echo "--- /boot/vmcrypt"; ls -la /boot/vmcrypt 2>&1
+	echo "--- vmcrypt status"; vmcrypt status 2>&1
+	echo "--- vmcrypt-agent"; journalctl -b --no-pager -o short-monotonic -u vmcrypt-agent.service 2>&1 | tail -n 25
+}
+root_from() { mounted_from / "$1"; }
+# The header says a reencryption is in flight (LUKS2 requirement online-reencrypt) or not.
+header_reencrypting() { cryptsetup luksDump --header /boot/vmcrypt/os.luks /dev/vda1 | grep -q 'online-reencrypt'; }
+header_done() { ! header_reencrypting && cryptsetup isLuks --header /boot/vmcrypt/os.luks /dev/vda1; }
+
+case $phase in
+boot1)
+	check "the root is mounted from /dev/vda1" root_from /dev/vda1
+	check "/boot is a filesystem of its own" sh -c '[ "$(findmnt -n -o SOURCE /boot)" != "$(findmnt -n -o SOURCE /)" ]'
+	check "the initramfs holds vmcrypt's boot script" sh -c "lsinitramfs /boot/initrd.img-\$(uname -r) | grep -qx scripts/local-top/vmcrypt"
+	# A fixed tree on the root filesystem: its checksums before and after prove the conversion.
+	mkdir -p "$tree"
+	i=0
+	while [ $i -lt 24 ]; do
+		head -c $((1 + i * 150000)) /dev/urandom >"$tree/f$i"
+		i=$((i + 1))
+	done
+	cp -a /usr/bin "$tree/bin"
+	sync
+	sums tree "$tree"
+	check "vmcrypt enroll" vmcrypt enroll --server "$server" --token-file /run/job/enroll.token \
+		--ca-file /run/job/ca.pem
+	grep -q '^PollInterval=' /etc/vmcrypt/agent.conf || echo 'PollInterval=5' >>/etc/vmcrypt/agent.conf
+	grep -q '^ProgressInterval=' /etc/vmcrypt/agent.conf || echo 'ProgressInterval=1' >>/etc/vmcrypt/agent.conf
+	systemctl restart vmcrypt-agent.service
+	check "vmcrypt-agent.service runs after enrollment" until_true 20 unit_active vmcrypt-agent.service
+	if wait_host prepared; then
+		check "the root is still mounted from /dev/vda1 (nothing moves before the reboot)" root_from /dev/vda1
+		check "/boot/vmcrypt is 0700" test "$(stat -c %a /boot/vmcrypt)" = 700
+		check "/boot/vmcrypt/os.conf names the device and the mapping" grep -qx 'Name=vmcrypt-os' /boot/vmcrypt/os.conf
+		check "the credential's copy on /boot is 0600" test "$(stat -c %a /boot/vmcrypt/credential)" = 600
+		check "the detached header is initialised for an online encryption" header_reencrypting
+		check "grub.cfg's kernel lines carry vmcrypt.boot=" grep -q 'vmcrypt.boot=UUID=' /boot/grub/grub.cfg
+		check "the kernel running now does not (one reboot to go)" sh -c '! grep -q vmcrypt.boot= /proc/cmdline'
+		cat /boot/vmcrypt/os.conf
+		show_state
+		sums tree-prepared "$tree"
+		mark "REBOOT"
+		systemctl reboot
+		sleep infinity
+	fi
+	;;
+boot2 | boot3)
+	check "the kernel command line carries vmcrypt.boot=" grep -q 'vmcrypt.boot=UUID=' /proc/cmdline
+	check "the root is mounted from /dev/mapper/vmcrypt-os" root_from /dev/mapper/vmcrypt-os
+	# Before its first hotzone a mapping in reencryption is one linear segment on the device.
+	check "vmcrypt-os is a device-mapper device on /dev/vda1" sh -c 'lsblk -n -o NAME -s /dev/mapper/vmcrypt-os | grep -q vda1'
+	check "vmcrypt-agent.service runs" until_true 30 unit_active vmcrypt-agent.service
+	show_state
+	if [ "$phase" = boot2 ]; then
+		# The host cuts the power during the online conversion.
+		mark "WAIT power-cut"
+		sleep infinity
+	fi
+	if wait_host encrypted; then
+		check "vmcrypt-os: one crypt segment (the conversion is over)" until_true 60 one_crypt_segment vmcrypt-os
+		check "the header has no reencryption left" header_done
+		show_state
+	fi
+	sums tree "$tree"
+	;;
+boot4)
+	# The vault was down at boot: the recovery passphrase was typed on the console.
+	check "the root is mounted from /dev/mapper/vmcrypt-os" root_from /dev/mapper/vmcrypt-os
+	show_state
+	sums tree "$tree"
+	;;
+esac
