@@ -2094,6 +2094,32 @@ int convert_online_resume(const struct convert_request *req, struct convert_resu
 	return resume_from_state(&c);
 }
 
+int convert_online_finish_in_place(const struct convert_request *req, struct convert_result *res)
+{
+	_cleanup_(convert_crypt_freep) struct crypt_device *cd = NULL;
+	struct ctx c;
+	int r;
+
+	r = online_load(&c, req, res, false);
+	if (r < 0)
+		return r;
+	if (c.st.op != VOLUME_OP_DECRYPT || !c.st.detached)
+		return fail(&c, -EALREADY, "Only a decryption with a detached header finishes in place.",
+			    "%s: no online decryption with a detached header in flight", c.dev.path);
+	if (c.st.phase == PHASE_CONVERTING) {
+		r = luks_load(c.st.header, c.dev.path, &cd);
+		if (r < 0)
+			return fail_resumable(&c, r, CONVERT_RESUME_AGAIN, "%s: cannot load the LUKS2 header%s",
+					      c.dev.path, convert_cryptsetup_reason());
+		if (crypt_reencrypt_status(cd, NULL) != CRYPT_REENCRYPT_NONE)
+			return fail_resumable(&c, -EBUSY, CONVERT_RESUME_CONTINUE,
+				    "%s: the decryption is not finished yet", c.dev.path);
+	}
+	/* The mapping stays: it maps the plain data one to one now, until the next boot. */
+	c.online = false;
+	return finish_decrypt(&c);
+}
+
 int convert_online_finish(const struct convert_request *req, struct convert_result *res)
 {
 	_cleanup_(convert_crypt_freep) struct crypt_device *cd = NULL;

@@ -165,3 +165,9 @@ int convert_online_start(const struct convert_request *req, enum volume_op op, s
 int convert_online_run(const struct convert_request *req, struct convert_result *res);
 int convert_online_resume(const struct convert_request *req, struct convert_result *res);
 int convert_online_finish(const struct convert_request *req, struct convert_result *res);
+/* convert_online_finish_in_place(): the OS volume's finish. After a decryption's run with a
+ * detached header, while the mapping stays active and mounted (the root filesystem): libcryptsetup
+ * has left it mapping the plain data one to one, the next boot mounts the device itself. Checks
+ * that no reencryption is left and removes the state. -EALREADY: no such decryption in flight;
+ * -EBUSY: not finished yet. */
+int convert_online_finish_in_place(const struct convert_request *req, struct convert_result *res);
