@@ -225,6 +225,9 @@ static void test_os_volume(void **state)
 	assert_int_equal(agent_goal_decide(&disable_os, false, &st), AGENT_ACTION_NONE);
 	assert_int_equal(agent_phase_from_string("restart-pending"), AGENT_PHASE_RESTART_PENDING);
 
+	r.stamped = true;
+	assert_string_equal(message_of(&r), "Encryption settings stamped");
+	r.stamped = false;
 	v[0].state = ADE_STATE_VM_RESTART_PENDING;
 	r.os = ADE_STATE_VM_RESTART_PENDING;
 	assert_string_equal(message_of(&r), "OS disk successfully encrypted, please reboot the VM");

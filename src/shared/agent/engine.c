@@ -219,7 +219,7 @@ static void clear_refusal(struct agent_engine *e, const char *name)
  * administrator's `vmcrypt encrypt` or `flock` is refused only while the agent works. */
 static int take_vm_lock(struct agent_engine *e, const char *volume)
 {
-	const char *what = "data volumes";
+	const char *what = streq(volume, AGENT_OS_NAME) ? "the OS volume" : "data volumes";
 	struct lock_holder h;
 	char msg[512];
 	int r;
@@ -950,13 +950,27 @@ static void step_encrypt_os(struct agent_engine *e, struct agent_volume_state *v
 	/* 2. Escrow. */
 	if (escrow_keys(e, v, "/", &keys) < 0)
 		return;
+	/* 3. A /boot of its own, when / holds it (the cloud images): the header goes there. */
+	if (!os.boot_device[0]) {
+		r = agent_os_make_boot(&os, err, sizeof(err));
+		if (r >= 0 && !os.boot_device[0]) {
+			errf(err, sizeof(err), "/boot is still no filesystem of its own");
+			r = -EIO;
+		}
+		if (r < 0) {
+			agent_keys_done(&keys);
+			refuse(e, v->name, "/: cannot make a /boot of its own: %s; the agent retries", err);
+			return;
+		}
+		test_hook(e, "os-boot");
+	}
 	if (token_json(e, v, token, sizeof(token)) < 0) {
 		agent_keys_done(&keys);
 		refuse(e, v->name, "/: the vault's URL is too long for the token");
 		return;
 	}
 
-	/* 3. The header and the boot configuration. Until the reboot nothing of / has changed: a
+	/* 4. The header and the boot configuration. Until the reboot nothing of / has changed: a
 	 *    boot that does not open it (no vmcrypt.boot=, no os.conf) mounts it plain, intact. */
 	v->phase = AGENT_PHASE_CUTOVER;
 	v->online = true;
@@ -1045,9 +1059,65 @@ static bool os_restart_pending(struct agent_engine *e, struct agent_volume_state
 	return true;
 }
 
+/* The OS volume's decryption after its data is all plain: the state goes, then GRUB's command
+ * line (read back: the plain device as the root), then os.conf and the rest of /boot/vmcrypt.
+ * The mapping stays until the reboot, mapping the plain device one to one. */
+static void os_finish_decrypt(struct agent_engine *e, struct agent_volume_state *v)
+{
+	struct agent_keys keys = { 0 };
+	struct agent_os os;
+	struct convert_result res;
+	char active[80], err[512];
+	int r;
+
+	if (fetch_keys(e, v, &keys, false) < 0)
+		return;
+	(void)agent_volume_mapper_name(v->name, active, sizeof(active));
+	{
+		struct convert_request req = {
+			.target = v->device,
+			.header = v->header[0] ? v->header : NULL,
+			.key = keys.key,
+			.key_size = keys.key_size,
+			.active_name = active,
+		};
+
+		r = convert_online_finish_in_place(&req, &res);
+	}
+	agent_keys_done(&keys);
+	if (r < 0 && r != -EALREADY) { /* -EALREADY: its state was removed before a cut */
+		refuse(e, v->name, "/: cannot finish the decryption: %s%s%s", res.message,
+		       res.remedy[0] ? "; " : "", res.remedy);
+		return;
+	}
+	/* GRUB first, read back: only a grub.cfg that boots the plain device lets os.conf go. */
+	r = agent_os_probe(&os, err, sizeof(err));
+	if (r >= 0)
+		r = agent_os_grub_disable(&os, err, sizeof(err));
+	if (r >= 0)
+		r = agent_os_remove_boot_files(err, sizeof(err));
+	if (r < 0) {
+		refuse(e, v->name, "/: decrypted, but the boot configuration is not removed yet: %s; the agent retries", err);
+		return;
+	}
+	v->phase = AGENT_PHASE_PLAIN;
+	v->header[0] = '\0';
+	v->prepared_boot_id[0] = '\0';
+	(void)save_state(e);
+	clear_refusal(e, v->name);
+	log_info("/: decrypted; from the next boot on / is mounted from %s (until then through a mapping "
+		 "of the plain data)", v->device);
+}
+
+/* DisableEncryption naming the OS volume: decrypted online like a data volume with a detached
+ * header (no data shift), then os_finish_decrypt(). */
 static void step_decrypt_os(struct agent_engine *e, struct agent_volume_state *v)
 {
-	refuse(e, v->name, "/: decrypting the OS volume is not built yet (docs/os-volume.md); it stays encrypted");
+	if (!mapping_active(v->name)) {
+		refuse(e, v->name, "/: not mounted through /dev/mapper/vmcrypt-os: cannot decrypt it online");
+		return;
+	}
+	step_decrypt(e, v);
 }
 
 /* Continues whatever step the record says was cut short. */
@@ -1065,6 +1135,10 @@ static void step_resume(struct agent_engine *e, struct agent_volume_state *v)
 		return;
 	if (take_vm_lock(e, v->name) < 0)
 		return;
+	if (v->phase == AGENT_PHASE_FINISHING && v->os) {
+		os_finish_decrypt(e, v);
+		return;
+	}
 	if (v->phase == AGENT_PHASE_FINISHING) {
 		/* Decrypted; only the way back to the plain device is left (the engine still wants
 		 * the key: it checks it before it closes the mapping). */
@@ -1543,6 +1617,10 @@ static enum ade_state os_report_state(struct agent_engine *e)
 	if (v && v->phase != AGENT_PHASE_PLAIN && v->phase != AGENT_PHASE_ENCRYPTED &&
 	    v->phase != AGENT_PHASE_ESCROWED)
 		return row_state(e, v, NULL);
+	/* Decrypted by the agent: / still runs through the mapping (a plain one now) until the
+	 * reboot, so ask the device, not the mapping's kind. */
+	if (v && v->phase == AGENT_PHASE_PLAIN && v->key_version && mapping_active(v->name))
+		return volume_is_luks(v, NULL) ? ADE_STATE_ENCRYPTED : ADE_STATE_NOT_ENCRYPTED;
 	return os_state();
 }
 
@@ -1595,6 +1673,27 @@ static json_t *build_report(struct agent_engine *e, const struct selection *sel)
 		}
 		pthread_mutex_unlock(&e->lock);
 		n++;
+	}
+	/* The OS volume before the agent has a record of it (its checks refused, say): the row
+	 * carries the refusal. */
+	if (e->os_in_play && n < ELEMENTSOF(rows)) {
+		bool have = false;
+
+		for (size_t i = 0; i < n; i++)
+			have |= rows[i].os;
+		if (!have) {
+			rows[n] = (struct agent_report_volume){
+				.name = AGENT_OS_NAME,
+				.mountpoint = "/",
+				.state = r.os,
+				.percent = -1,
+				.eta = -1,
+				.downtime_ms = -1,
+				.message = runtime_for(e, AGENT_OS_NAME)->message,
+				.os = true,
+			};
+			n++;
+		}
 	}
 	r.n_volumes = n;
 	/* While a goal is being applied the report speaks for it. */

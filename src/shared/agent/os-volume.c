@@ -1,10 +1,13 @@
 /* The OS volume's boot side: checks, /boot/vmcrypt and GRUB's command line. */
+#include <blkid.h>
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/utsname.h>
@@ -17,6 +20,7 @@
 #include "basic/string-util.h"
 #include "shared/agent/os-volume.h"
 #include "shared/agent/select.h"
+#include "shared/agent/tabs.h"
 #include "shared/client/os-boot.h"
 #include "shared/secret.h"
 #include "shared/volume/volumes.h"
@@ -26,6 +30,15 @@
 #define OS_BOOT_ROOM_MIN (48ULL << 20)
 #define OS_HOOK "/usr/share/initramfs-tools/hooks/vmcrypt"
 #define OS_GRUB_TIMEOUT_S 300
+/* The /boot the agent makes: 512 MiB (a few kernels and their initramfs images, the header),
+ * aligned to 1 MiB, after the last partition. */
+#define OS_BOOT_PART_SECTORS (512ULL * 2048)
+#define OS_BOOT_PART_ALIGN 2048ULL
+#define OS_BOOT_LABEL "vmcrypt-boot"
+/* The backup GPT at the disk's end: 32 sectors of entries and the header. */
+#define GPT_BACKUP_SECTORS 34ULL
+#define BIOS_BOOT_TYPE "21686148-6449-6e6f-744e-656564454649"
+#define OS_NEW_BOOT_MNT "/run/vmcrypt/new-boot"
 
 _printf_(3, 4) static int refusal(char *err, size_t len, const char *fmt, ...)
 {
@@ -58,6 +71,8 @@ int agent_os_probe(struct agent_os *ret, char *err, size_t errlen)
 	}
 	(void)agent_volume_mapper_name(AGENT_OS_NAME, mapping, sizeof(mapping));
 	snprintf(ret->fstype, sizeof(ret->fstype), "%s", os->fstype);
+	snprintf(ret->disk, sizeof(ret->disk), "%s", os->parent);
+	snprintf(ret->fs_uuid, sizeof(ret->fs_uuid), "%s", os->fs_uuid);
 	if (os->kind == VOLUME_KIND_CRYPT) {
 		ret->on_mapping = streq(os->dm_name, mapping);
 		ret->on_other_crypt = !ret->on_mapping;
@@ -132,6 +147,316 @@ static bool grub_tool(const char **ret)
 	return false;
 }
 
+static int read_u64_file(const char *path, uint64_t *ret)
+{
+	_cleanup_free_ char *text = NULL;
+	/* sysfs says 4096 bytes for every attribute. */
+	int r = read_full_file(path, 4096, &text, NULL);
+
+	if (r < 0)
+		return r;
+	text[strcspn(text, "\n")] = 0;
+	return parse_u64(text, ret);
+}
+
+/* The disk's size and the end of its last partition, in 512-byte sectors, and the lowest free
+ * partition number, from /sys/class/block/DISK. */
+static int disk_layout(const char *disk, uint64_t *ret_size, uint64_t *ret_end, unsigned *ret_free_nr)
+{
+	_cleanup_(closedirp) DIR *d = NULL;
+	char path[PATH_MAX];
+	bool used[129] = { false };
+	struct dirent *de;
+	uint64_t end = 0;
+	int r;
+
+	snprintf(path, sizeof(path), "/sys/class/block/%s/size", disk);
+	r = read_u64_file(path, ret_size);
+	if (r < 0)
+		return r;
+	snprintf(path, sizeof(path), "/sys/class/block/%s", disk);
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		uint64_t start, size, nr;
+
+		if (!startswith(de->d_name, disk))
+			continue;
+		snprintf(path, sizeof(path), "/sys/class/block/%s/%s/start", disk, de->d_name);
+		if (read_u64_file(path, &start) < 0)
+			continue;
+		snprintf(path, sizeof(path), "/sys/class/block/%s/%s/size", disk, de->d_name);
+		if (read_u64_file(path, &size) < 0)
+			continue;
+		snprintf(path, sizeof(path), "/sys/class/block/%s/%s/partition", disk, de->d_name);
+		if (read_u64_file(path, &nr) == 0 && nr < ELEMENTSOF(used))
+			used[nr] = true;
+		end = MAX(end, start + size);
+	}
+	*ret_end = end;
+	*ret_free_nr = 0;
+	for (unsigned i = 1; i < ELEMENTSOF(used); i++)
+		if (!used[i]) {
+			*ret_free_nr = i;
+			break;
+		}
+	return 0;
+}
+
+/* Where the new partition goes: its first sector, or 0 with the room there is in *ret_room_mib. */
+static uint64_t boot_part_start(const char *disk, uint64_t *ret_room_mib, unsigned *ret_nr)
+{
+	uint64_t size, end, start;
+
+	*ret_room_mib = 0;
+	if (disk_layout(disk, &size, &end, ret_nr) < 0 || *ret_nr == 0)
+		return 0;
+	start = (end + OS_BOOT_PART_ALIGN - 1) / OS_BOOT_PART_ALIGN * OS_BOOT_PART_ALIGN;
+	if (size > start + GPT_BACKUP_SECTORS)
+		*ret_room_mib = (size - start - GPT_BACKUP_SECTORS) / 2048;
+	return start + OS_BOOT_PART_SECTORS + GPT_BACKUP_SECTORS <= size ? start : 0;
+}
+
+static int probe_value(const char *dev, const char *name, char *buf, size_t len)
+{
+	blkid_probe pr = blkid_new_probe_from_filename(dev);
+	const char *v = NULL;
+	int r = -ENOENT;
+
+	buf[0] = 0;
+	if (!pr)
+		return -errno ? -errno : -EIO;
+	blkid_probe_enable_partitions(pr, 1);
+	blkid_probe_set_partitions_flags(pr, BLKID_PARTS_ENTRY_DETAILS);
+	if (blkid_do_safeprobe(pr) == 0 && blkid_probe_lookup_value(pr, name, &v, NULL) == 0 && v) {
+		snprintf(buf, len, "%s", v);
+		r = 0;
+	}
+	blkid_free_probe(pr);
+	return r;
+}
+
+/* Whether the disk's partition table has a BIOS boot partition (GRUB's core.img for i386-pc):
+ * asked of the table, as a partition without a filesystem gives a probe of its own nothing. */
+static bool disk_has_bios_boot(const char *disk)
+{
+	char dev[80];
+	blkid_probe pr;
+	blkid_partlist ls;
+	bool found = false;
+
+	snprintf(dev, sizeof(dev), "/dev/%s", disk);
+	pr = blkid_new_probe_from_filename(dev);
+	if (!pr)
+		return false;
+	ls = blkid_probe_get_partitions(pr);
+	for (int i = 0; ls && i < blkid_partlist_numof_partitions(ls); i++) {
+		const char *t = blkid_partition_get_type_string(blkid_partlist_get_partition(ls, i));
+
+		if (t && strcasecmp(t, BIOS_BOOT_TYPE) == 0)
+			found = true;
+	}
+	blkid_free_probe(pr);
+	return found;
+}
+
+/* The partition table of the disk is GPT (the new partition needs a free slot and a name). */
+static bool disk_is_gpt(const char *disk)
+{
+	char dev[80], t[16];
+
+	snprintf(dev, sizeof(dev), "/dev/%s", disk);
+	return probe_value(dev, "PTTYPE", t, sizeof(t)) == 0 && streq(t, "gpt");
+}
+
+static int split_possible(const struct agent_os *os, char *err, size_t errlen)
+{
+	uint64_t room;
+	unsigned nr;
+
+	if (!os->disk[0])
+		return refusal(err, errlen, "/boot is inside the root filesystem, which is not on a partition: give "
+			       "/boot a filesystem of its own (docs/os-volume.md)");
+	if (!disk_is_gpt(os->disk))
+		return refusal(err, errlen, "/boot is inside the root filesystem and /dev/%s has no GPT partition "
+			       "table for a new /boot partition: give /boot a filesystem of its own", os->disk);
+	if (access("/usr/sbin/sfdisk", X_OK) < 0 || access("/usr/bin/partx", X_OK) < 0)
+		return refusal(err, errlen, "/boot is inside the root filesystem and sfdisk or partx is missing to "
+			       "make it a partition of its own (install fdisk and util-linux)");
+	if (access("/usr/sbin/grub-install", X_OK) < 0)
+		return refusal(err, errlen, "/boot is inside the root filesystem and grub-install is missing to "
+			       "boot from a new /boot partition (install grub2-common)");
+	if (!boot_part_start(os->disk, &room, &nr))
+		return refusal(err, errlen, "/boot is inside the root filesystem and /dev/%s has %llu MiB free after "
+			       "its last partition, %llu MiB are needed for a /boot of its own: grow the disk by "
+			       "%llu MiB and run the agent before the next reboot (cloud-init's growpart would "
+			       "give the space to /)", os->disk, (unsigned long long)room,
+			       (unsigned long long)(OS_BOOT_PART_SECTORS / 2048 + 1),
+			       (unsigned long long)(OS_BOOT_PART_SECTORS / 2048 + 1));
+	return 0;
+}
+
+/* Runs argv; on failure err says which command and what it printed. */
+static int run(char *const argv[], unsigned timeout, char *err, size_t errlen)
+{
+	char out[1024] = "";
+	int r = process_run_timeout(argv, out, sizeof(out), timeout);
+
+	if (r != 0) {
+		/* Its words, on one line: the tools put the reason last. */
+		size_t n = strlen(out);
+
+		while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == ' '))
+			out[--n] = 0;
+		for (char *p = out; *p; p++)
+			if (*p == '\n')
+				*p = ' ';
+		snprintf(err, errlen, "%s %s failed (%s %d): %s", argv[0], argv[1] ? argv[1] : "",
+			 r < 0 ? strerror(-r) : "exit status", r, n > 300 ? out + n - 300 : (out[0] ? out : "no output"));
+		return r < 0 ? r : -EIO;
+	}
+	return 0;
+}
+
+/* The mount's source device (canonical), "" when path is no mount point. */
+static void mount_source(const char *path, char *buf, size_t len)
+{
+	char *argv[] = { (char *)"findmnt", (char *)"-n", (char *)"-o", (char *)"SOURCE", (char *)"--mountpoint",
+			 (char *)path, NULL };
+	char out[PATH_MAX] = "";
+
+	buf[0] = 0;
+	if (process_run_timeout(argv, out, sizeof(out), 30) == 0)
+		snprintf(buf, len, "%.*s", (int)strcspn(out, "\n"), out);
+}
+
+int agent_os_make_boot(struct agent_os *os, char *err, size_t errlen)
+{
+	char dev[PATH_MAX], disk[80], uuid[64], type[32], src[PATH_MAX], esp[PATH_MAX] = "", real[PATH_MAX];
+	int r;
+
+	snprintf(disk, sizeof(disk), "/dev/%s", os->disk);
+	/* 1. The partition, unless an earlier run made it. */
+	if (fstab_source_resolve("PARTLABEL=" OS_BOOT_LABEL, dev, sizeof(dev)) < 0) {
+		char script[256], cmd[512];
+		char *relocate[] = { (char *)"sfdisk", (char *)"--no-reread", (char *)"--no-tell-kernel", (char *)"--relocate",
+				     (char *)"gpt-bak-std", disk, NULL };
+		char *sh[] = { (char *)"sh", (char *)"-c", cmd, NULL };
+		char nrs[16];
+		char *partx[] = { (char *)"partx", (char *)"-a", (char *)"--nr", nrs, disk, NULL };
+		char *settle[] = { (char *)"udevadm", (char *)"settle", (char *)"--timeout=30", NULL };
+		uint64_t start, room;
+		unsigned nr;
+
+		/* The backup GPT moves to the disk's new end first: until then the grown space is
+		 * outside the table. */
+		r = run(relocate, 60, err, errlen);
+		if (r < 0)
+			return r;
+		start = boot_part_start(os->disk, &room, &nr);
+		if (!start)
+			return refusal(err, errlen, "/dev/%s: no room for /boot after its last partition any more", os->disk);
+		snprintf(script, sizeof(script), "start=%llu, size=%llu, type=L, name=%s",
+			 (unsigned long long)start, (unsigned long long)OS_BOOT_PART_SECTORS, OS_BOOT_LABEL);
+		/* --no-reread: sfdisk would refuse a disk whose partitions are mounted; the kernel
+		 * is told of the new one below. --append takes the first free slot, nr. */
+		snprintf(cmd, sizeof(cmd), "echo '%s' | sfdisk --no-reread --no-tell-kernel --append %s 2>&1", script, disk);
+		r = run(sh, 60, err, errlen);
+		if (r < 0)
+			return r;
+		/* The kernel learns of the one new partition (BLKPG): the others are in use. */
+		snprintf(nrs, sizeof(nrs), "%u", nr);
+		r = run(partx, 60, err, errlen);
+		if (r < 0)
+			return r;
+		(void)run(settle, 60, err, errlen);
+		snprintf(dev, sizeof(dev), "%s%s%u", disk, isdigit((unsigned char)disk[strlen(disk) - 1]) ? "p" : "", nr);
+		for (int i = 0; i < 100 && access(dev, F_OK) < 0; i++)
+			usleep(100 * 1000);
+		log_info("/boot: made partition %s (%llu MiB at sector %llu) for a /boot of its own", dev,
+			 (unsigned long long)(OS_BOOT_PART_SECTORS / 2048), (unsigned long long)start);
+	}
+	/* 2. Its filesystem. */
+	if (probe_value(dev, "TYPE", type, sizeof(type)) < 0) {
+		char *mkfs[] = { (char *)"mkfs.ext4", (char *)"-q", (char *)"-L", (char *)OS_BOOT_LABEL, dev, NULL };
+
+		r = run(mkfs, 300, err, errlen);
+		if (r < 0)
+			return r;
+	}
+	if (probe_value(dev, "UUID", uuid, sizeof(uuid)) < 0)
+		return refusal(err, errlen, "%s: no filesystem UUID after mkfs.ext4", dev);
+	/* 3. The copy, and the mount in place of the directory. */
+	mount_source("/boot", src, sizeof(src));
+	if (!src[0] || !realpath(src, real) || !realpath(dev, esp) || !streq(real, esp)) {
+		char *mnt_new[] = { (char *)"mount", dev, (char *)OS_NEW_BOOT_MNT, NULL };
+		char *copy[] = { (char *)"cp", (char *)"-ax", (char *)"/boot/.", (char *)OS_NEW_BOOT_MNT "/", NULL };
+		char *umnt_new[] = { (char *)"umount", (char *)OS_NEW_BOOT_MNT, NULL };
+		char *umnt_esp[] = { (char *)"umount", (char *)"/boot/efi", NULL };
+		char *mnt_boot[] = { (char *)"mount", dev, (char *)"/boot", NULL };
+		char *mnt_esp[] = { (char *)"mount", (char *)"/boot/efi", NULL };
+		_cleanup_tab_file_ struct tab_file *ft = NULL;
+		char source[128];
+		bool had_esp;
+
+		if (src[0])
+			return refusal(err, errlen, "/boot is mounted from %s, not the partition the agent made (%s)", src, dev);
+		r = mkdir_p(OS_NEW_BOOT_MNT, 0700);
+		if (r >= 0)
+			r = run(mnt_new, 60, err, errlen);
+		if (r < 0)
+			return r;
+		r = run(copy, 600, err, errlen);
+		if (r >= 0 && mkdir_p(OS_NEW_BOOT_MNT "/efi", 0755) < 0)
+			r = -EIO;
+		sync();
+		(void)run(umnt_new, 60, err, errlen);
+		if (r < 0)
+			return r;
+		snprintf(source, sizeof(source), "UUID=%s", uuid);
+		r = tab_file_load("/etc/fstab", &ft);
+		if (r >= 0)
+			r = fstab_add(ft, source, "/boot", "ext4", "defaults", 2, "/boot/efi");
+		if (r > 0)
+			r = tab_file_save(ft, "/etc/fstab");
+		if (r < 0)
+			return refusal(err, errlen, "cannot add /boot to /etc/fstab (%s)", strerror(-r));
+		mount_source("/boot/efi", esp, sizeof(esp));
+		had_esp = esp[0] != 0;
+		if (had_esp && (r = run(umnt_esp, 60, err, errlen)) < 0)
+			return r;
+		r = run(mnt_boot, 60, err, errlen);
+		if (r >= 0 && had_esp)
+			r = run(mnt_esp, 60, err, errlen);
+		if (r < 0)
+			return r;
+		log_info("/boot: copied to %s and mounted from it (fstab: %s /boot)", dev, source);
+	}
+	/* 4. GRUB for the firmware the disk boots with, reading the new /boot. */
+	{
+		if (disk_has_bios_boot(os->disk)) {
+			char *gi[] = { (char *)"grub-install", (char *)"--target=i386-pc", disk, NULL };
+
+			r = run(gi, OS_GRUB_TIMEOUT_S, err, errlen);
+			if (r < 0)
+				return r;
+		}
+		if (access("/boot/efi/EFI", F_OK) == 0) {
+			char *gi[] = { (char *)"grub-install", (char *)"--target=x86_64-efi", (char *)"--efi-directory=/boot/efi",
+				       (char *)"--no-nvram", NULL, NULL };
+
+			/* The fallback path only, as the image had it; else the distribution's own. */
+			if (access("/boot/efi/EFI/debian", F_OK) < 0)
+				gi[4] = (char *)"--removable";
+			r = run(gi, OS_GRUB_TIMEOUT_S, err, errlen);
+			if (r < 0)
+				return r;
+		}
+	}
+	return agent_os_probe(os, err, errlen);
+}
+
 int agent_os_check(const struct agent_os *os, char *err, size_t errlen)
 {
 	struct statvfs sv;
@@ -142,10 +467,18 @@ int agent_os_check(const struct agent_os *os, char *err, size_t errlen)
 	if (os->lvm)
 		return refusal(err, errlen, "/ (%s) is an LVM logical volume: the agent encrypts an OS volume on a "
 			       "partition or a whole disk only", os->device);
-	if (!os->boot_device[0])
-		return refusal(err, errlen, "/boot is inside the root filesystem: the kernel, the initramfs and the "
-			       "header must stay readable before the root is opened; give /boot a partition of its "
-			       "own (docs/os-volume.md)");
+	if (!os->boot_device[0]) {
+		/* The kernel, the initramfs and the header must stay readable before the root is
+		 * opened: a /boot of its own is made first when it can be. */
+		int r = split_possible(os, err, errlen);
+
+		if (r < 0)
+			return r;
+		if (!grub_tool(&tool))
+			return refusal(err, errlen, "no update-grub or grub-mkconfig: the kernel command line cannot be set "
+				       "(install grub2-common)");
+		return check_initramfs(err, errlen);
+	}
 	if (!os->boot_uuid[0])
 		return refusal(err, errlen, "/boot (%s) has no filesystem UUID to name it by on the kernel command line",
 			       os->boot_device);
@@ -299,10 +632,16 @@ int agent_os_grub_enable(const struct agent_os *os, char *err, size_t errlen)
 	return 0;
 }
 
-int agent_os_grub_disable(char *err, size_t errlen)
+int agent_os_grub_disable(const struct agent_os *os, char *err, size_t errlen)
 {
+	char mapper[PATH_MAX], word[PATH_MAX + 8];
+	char *trigger[] = { (char *)"udevadm", (char *)"trigger", (char *)"--action=change", (char *)"--settle",
+			    (char *)os->device, NULL };
 	int r;
 
+	/* grub-mkconfig names the root by UUID only when /dev/disk/by-uuid has it; udev probed the
+	 * device when it held ciphertext, so it is asked to look again, now that it is plain. */
+	(void)run(trigger, 60, err, errlen);
 	if (unlink(AGENT_OS_GRUB_DROPIN) < 0 && errno != ENOENT) {
 		snprintf(err, errlen, "cannot remove %s (%s)", AGENT_OS_GRUB_DROPIN, strerror(errno));
 		return -errno;
@@ -310,10 +649,49 @@ int agent_os_grub_disable(char *err, size_t errlen)
 	r = grub_regenerate(err, errlen);
 	if (r < 0)
 		return r;
-	r = grub_cfg_has("vmcrypt.boot=");
-	if (r > 0) {
+	if (grub_cfg_has("vmcrypt.boot=") > 0) {
 		snprintf(err, errlen, "/boot/grub/grub.cfg still has vmcrypt.boot= after regenerating it");
 		return -EIO;
+	}
+	/* / is still mounted through the mapping (a plain one now) until the reboot: a grub.cfg
+	 * that names it as the root would boot into "vmcrypt-os does not exist". */
+	(void)agent_volume_mapper_path(AGENT_OS_NAME, mapper, sizeof(mapper));
+	snprintf(word, sizeof(word), "root=%s", mapper);
+	if (grub_cfg_has(word) > 0) {
+		_cleanup_free_ char *text = NULL, *fixed = NULL;
+		char uuid_word[96];
+		size_t n = 0;
+		FILE *f;
+
+		if (!os->fs_uuid[0]) {
+			snprintf(err, errlen, "/boot/grub/grub.cfg names %s as the root and / has no UUID to name instead", mapper);
+			return -EIO;
+		}
+		snprintf(uuid_word, sizeof(uuid_word), "root=UUID=%s", os->fs_uuid);
+		r = read_full_file("/boot/grub/grub.cfg", 16 << 20, &text, NULL);
+		if (r < 0)
+			return refusal(err, errlen, "cannot read /boot/grub/grub.cfg (%s)", strerror(-r));
+		f = open_memstream(&fixed, &n);
+		if (!f)
+			return -ENOMEM;
+		for (const char *p = text, *q; *p; p = q + strlen(word)) {
+			q = strstr(p, word);
+			if (!q) {
+				fputs(p, f);
+				break;
+			}
+			fwrite(p, 1, (size_t)(q - p), f);
+			fputs(uuid_word, f);
+		}
+		if (fclose(f) != 0)
+			return -ENOMEM;
+		r = write_file_atomic("/boot/grub/grub.cfg", fixed, n, 0444);
+		if (r < 0)
+			return refusal(err, errlen, "cannot write /boot/grub/grub.cfg (%s)", strerror(-r));
+		if (grub_cfg_has(word) > 0)
+			return refusal(err, errlen, "/boot/grub/grub.cfg still names %s as the root", mapper);
+		log_info("/boot/grub/grub.cfg: %s replaced by %s (udev had no by-uuid link for the plain /)", word,
+			 uuid_word);
 	}
 	return 0;
 }

@@ -25,6 +25,8 @@ struct agent_os {
 	char boot_device[PATH_MAX]; /* the /boot filesystem's device, "" when /boot is inside / */
 	char boot_uuid[64];
 	char boot_fstype[32];
+	char disk[64];              /* the whole disk of a partitioned root ("vda"), "" otherwise */
+	char fs_uuid[64];           /* the root filesystem's UUID */
 };
 
 /* Reads the root and /boot from the live system. Returns 0 or -errno (err says why). */
@@ -34,6 +36,15 @@ int agent_os_probe(struct agent_os *ret, char *err, size_t errlen);
  * the initramfs hook in every initramfs, GRUB's tools. Returns 0, or -errno with the refusal and
  * its remedy in err. */
 int agent_os_check(const struct agent_os *os, char *err, size_t errlen);
+
+/* A /boot of its own for a root whose /boot is a directory in it (Debian's cloud images), made
+ * while the VM runs, in the free space after the last partition (the disk grown by 512 MiB): a
+ * new partition "vmcrypt-boot", ext4, /boot copied onto it, fstab, mounted in place of the
+ * directory (the ESP on /boot/efi again), GRUB installed anew for the firmware the disk has
+ * (BIOS boot partition, ESP). Each step sees whether it was done (a cut in the middle repeats
+ * it); the old /boot directory stays under the mount, so a GRUB that still reads it boots as
+ * before. agent_os_check() has said whether it can. Returns 0 (os probed again) or -errno. */
+int agent_os_make_boot(struct agent_os *os, char *err, size_t errlen);
 
 /* The boot directory and the header path in it. */
 const char *agent_os_boot_dir(void);
@@ -51,8 +62,10 @@ int agent_os_write_boot_conf(const char *device, const char *mapping, const char
  * grub.cfg, then reads grub.cfg back: the bootloader's configuration is the proof. */
 int agent_os_grub_enable(const struct agent_os *os, char *err, size_t errlen);
 
-/* The reverse, for a decrypted OS volume: the drop-in removed, grub.cfg regenerated. */
-int agent_os_grub_disable(char *err, size_t errlen);
+/* The reverse, for a decrypted OS volume: the drop-in removed, grub.cfg regenerated and read
+ * back: no vmcrypt.boot=, and the root named by its filesystem's UUID, never by the mapping
+ * that / still runs through until the reboot. */
+int agent_os_grub_disable(const struct agent_os *os, char *err, size_t errlen);
 
 /* Removes os.conf, the header and the credential's copy from the boot directory. */
 int agent_os_remove_boot_files(char *err, size_t errlen);

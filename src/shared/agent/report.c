@@ -102,8 +102,8 @@ char *agent_report_progress_message(const struct agent_report *r, char *buf, siz
 		return buf;
 	}
 	if (r->stamped) {
-		snprintf(buf, len, r->data_wanted ? "Encryption settings stamped"
-						  : "Encryption settings cleared");
+		snprintf(buf, len, r->data_wanted || r->os_wanted ? "Encryption settings stamped"
+								  : "Encryption settings cleared");
 		return buf;
 	}
 	if (r->os_wanted && !r->data_wanted) {
