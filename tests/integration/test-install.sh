@@ -127,6 +127,12 @@ if [ -f "$plugin" ]; then
 else
 	skip "contents: token plugin not built yet"
 fi
+# The OS volume's initramfs-tools hook and boot script (docs/os-volume.md), and the trigger that
+# rebuilds the initramfs with them.
+for p in ./usr/share/initramfs-tools/hooks/vmcrypt ./usr/share/initramfs-tools/scripts/local-top/vmcrypt; do
+	check "contents: $p rwxr-xr-x root/root" grep -Eq "^-rwxr-xr-x root/root .* $p$" <<<"$contents"
+done
+check_eq "triggers: update-initramfs" "activate-noawait update-initramfs" "$(dpkg-deb -I "$deb" triggers 2>&1)"
 check "contents: no /var, no credential, no agent.conf" \
 	bash -c "! grep -Eq ' \./var/| \./etc/vmcrypt/(credential|agent\.conf)$' <<<'$contents'"
 X=$WORK/x
@@ -179,6 +185,12 @@ check_eq "postrm remove: reload" "daemon-reload;" "$(calls running "$C/postrm" r
 check_eq "postinst without running systemd: enable only" \
 	"enable remote-cryptsetup.target vmcrypt-agent.service;" "$(calls offline "$C/postinst" configure "")"
 check_eq "prerm remove without running systemd: nothing" "" "$(calls offline "$C/prerm" remove)"
+# An encrypted OS volume opens at boot with this package's hook: removing it is refused.
+mkdir -p "$WORK/osroot/boot/vmcrypt" && : >"$WORK/osroot/boot/vmcrypt/os.conf"
+out=$(DPKG_ROOT=$WORK/osroot sh "$C/prerm" remove 2>&1) && rc=0 || rc=$?
+check_eq "prerm remove with an encrypted OS volume: refused" 1 "$rc"
+check "the refusal says why and what to do" grep -q "decrypt it first (DisableEncryption for VolumeType OS)" <<<"$out"
+check_eq "prerm upgrade with an encrypted OS volume: goes on" "" "$(DPKG_ROOT=$WORK/osroot sh "$C/prerm" upgrade 0.9.1 2>&1)"
 
 # --- install, upgrade, remove, purge into a throwaway root ---------------------------------------
 # dpkg --root with chrootless scripts (DPKG_ROOT=R, so systemctl --root=R enables, for real).

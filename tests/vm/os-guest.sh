@@ -3,6 +3,7 @@
 # (boot1 ... boot4), ca.pem, enroll.token and guest-lib.sh (the markers and helpers).
 . /run/job/guest-lib.sh
 phase=$(cat /run/job/phase)
+layout=$(cat /run/job/layout)
 server=https://10.0.2.100:8443
 tree=/var/lib/vmcrypt-test/tree
 
@@ -24,7 +25,11 @@ header_done() { ! header_reencrypting && cryptsetup isLuks --header /boot/vmcryp
 case $phase in
 boot1)
 	check "the root is mounted from /dev/vda1" root_from /dev/vda1
-	check "/boot is a filesystem of its own" sh -c '[ "$(findmnt -n -o SOURCE /boot)" != "$(findmnt -n -o SOURCE /)" ]'
+	if [ "$layout" = cloud ]; then
+		check "/boot is a directory in / (a cloud image's layout)" sh -c '! mountpoint -q /boot'
+	else
+		check "/boot is a filesystem of its own" mountpoint -q /boot
+	fi
 	check "the initramfs holds vmcrypt's boot script" sh -c "lsinitramfs /boot/initrd.img-\$(uname -r) | grep -qx scripts/local-top/vmcrypt"
 	# A fixed tree on the root filesystem: its checksums before and after prove the conversion.
 	mkdir -p "$tree"
@@ -44,6 +49,15 @@ boot1)
 	check "vmcrypt-agent.service runs after enrollment" until_true 20 unit_active vmcrypt-agent.service
 	if wait_host prepared; then
 		check "the root is still mounted from /dev/vda1 (nothing moves before the reboot)" root_from /dev/vda1
+		if [ "$layout" = cloud ]; then
+			check "the agent made /boot a partition of its own (vmcrypt-boot) in the grown space" \
+				sh -c '[ "$(lsblk -n -o PARTLABEL "$(findmnt -n -o SOURCE /boot)")" = vmcrypt-boot ]'
+			check "fstab mounts /boot before /boot/efi" sh -c 'grep -n " /boot " /etc/fstab && grep -q " /boot/efi " /etc/fstab &&
+				[ "$(grep -n " /boot " /etc/fstab | cut -d: -f1)" -lt "$(grep -n " /boot/efi " /etc/fstab | cut -d: -f1)" ]'
+			check "the ESP is mounted on the new /boot's efi" mountpoint -q /boot/efi
+			cat /etc/fstab
+			sgdisk -p /dev/vda
+		fi
 		check "/boot/vmcrypt is 0700" test "$(stat -c %a /boot/vmcrypt)" = 700
 		check "/boot/vmcrypt/os.conf names the device and the mapping" grep -qx 'Name=vmcrypt-os' /boot/vmcrypt/os.conf
 		check "the credential's copy on /boot is 0600" test "$(stat -c %a /boot/vmcrypt/credential)" = 600
@@ -57,9 +71,11 @@ boot1)
 		systemctl reboot
 		sleep infinity
 	fi
+	show_state
 	;;
 boot2 | boot3)
 	check "the kernel command line carries vmcrypt.boot=" grep -q 'vmcrypt.boot=UUID=' /proc/cmdline
+	check "/boot is mounted from its own partition" mountpoint -q /boot
 	check "the root is mounted from /dev/mapper/vmcrypt-os" root_from /dev/mapper/vmcrypt-os
 	# Before its first hotzone a mapping in reencryption is one linear segment on the device.
 	check "vmcrypt-os is a device-mapper device on /dev/vda1" sh -c 'lsblk -n -o NAME -s /dev/mapper/vmcrypt-os | grep -q vda1'
@@ -80,6 +96,26 @@ boot2 | boot3)
 boot4)
 	# The vault was down at boot: the recovery passphrase was typed on the console.
 	check "the root is mounted from /dev/mapper/vmcrypt-os" root_from /dev/mapper/vmcrypt-os
+	show_state
+	sums tree "$tree"
+	# The vault back, the host disables encryption for the OS volume: decrypted online.
+	if wait_host decrypted; then
+		check "/boot/vmcrypt/os.conf is gone (the next boot is plain)" test ! -e /boot/vmcrypt/os.conf
+		check "grub.cfg no longer carries vmcrypt.boot=" sh -c '! grep -q vmcrypt.boot= /boot/grub/grub.cfg'
+		check "vmcrypt-os maps the plain device one to one until the reboot" \
+			sh -c 'dmsetup table vmcrypt-os | grep -q "^0 [0-9]* linear " && [ "$(dmsetup table vmcrypt-os | wc -l)" = 1 ]'
+		check "the root is still mounted (through the plain mapping)" root_from /dev/mapper/vmcrypt-os
+		show_state
+		sums tree-decrypted "$tree"
+		mark "REBOOT"
+		systemctl reboot
+		sleep infinity
+	fi
+	;;
+boot5)
+	check "the root is mounted from the plain /dev/vda1 again" root_from /dev/vda1
+	check "no vmcrypt mapping" sh -c '! dmsetup ls | grep -q vmcrypt'
+	check "the kernel command line has no vmcrypt.boot=" sh -c '! grep -q vmcrypt.boot= /proc/cmdline'
 	show_state
 	sums tree "$tree"
 	;;

@@ -20,6 +20,7 @@
 # and boot 2 checks that systemd-cryptsetup opened it through the plugin, agent or not.
 # VMCRYPT_DEMO=1 (make demo-vm) shows the guest's console and vmcrypt-admin's view as it goes.
 source "$(dirname "$0")/../lib.sh"
+source "$(dirname "$0")/host-lib.sh"
 export LC_ALL=C # tree_sums' order must match the guest's sort
 
 require_root
@@ -165,20 +166,6 @@ boot_end() { # waits for QEMU; prints the wall time
 	wait "$BOOT_PID" || rc=$?
 	[ -z "${DEMO_TAIL:-}" ] || { kill "$DEMO_TAIL" 2>/dev/null; DEMO_TAIL=; }
 	say "boot $1 ended after $(($(date +%s) - BOOT_T0)) s (QEMU exit $rc)"
-}
-console() { tr -d '\r' <"$CONSOLE" | sed 's/^.*\(===VMCRYPT-\)/\1/'; }
-# count_guest PHASE: the guest's OK/FAIL/SKIP markers become this script's checks.
-count_guest() {
-	local line
-	while IFS= read -r line; do
-		case $line in
-		"===VMCRYPT-OK "*) ok "[$1] ${line#===VMCRYPT-OK }" ;;
-		"===VMCRYPT-FAIL "*) not_ok "[$1] ${line#===VMCRYPT-FAIL }" ;;
-		esac
-	done < <(console | sed -n 's/===$//p' | grep -E '^===VMCRYPT-(OK|FAIL) ')
-	if console | grep -q '^===VMCRYPT-FAIL '; then
-		say "job console of $1 (tail):"; console | tail -n 80 | sed 's/^/    | /'
-	fi
 }
 # guest_sums PHASE NAME EXPECTED: the guest's checksums of NAME equal the host's.
 guest_sums() {

@@ -1,10 +1,11 @@
 #!/bin/bash
 # The OS volume end to end (issue 10, docs/os-volume.md) in a real Debian 12 guest booted through
-# SeaBIOS and GRUB from its own disk (tests/vm/os-disk, layout "split": /boot on a partition of
-# its own), the package installed, vmcryptd on the host's loopback reached only through QEMU's
-# restricted user network (guestfwd 10.0.2.100:8443):
-#   boot 1  enroll; `vm encryption enable --volume-type OS`; the agent escrows the keys, writes
-#           the detached header to /boot/vmcrypt and vmcrypt.boot= to grub.cfg, reports
+# SeaBIOS and GRUB from its own disk (tests/vm/os-disk, layout "cloud": / holds /boot as in
+# Debian's cloud images, the disk grown by 600 MiB), the package installed, vmcryptd on the
+# host's loopback reached only through QEMU's restricted user network (guestfwd 10.0.2.100:8443):
+#   boot 1  enroll; `vm encryption enable --volume-type OS`; the agent escrows the keys, makes
+#           /boot a partition of its own in the grown space (copy, fstab, GRUB), writes the
+#           detached header to /boot/vmcrypt and vmcrypt.boot= to grub.cfg, reports
 #           VMRestartPending with ADE's "please reboot" message; / untouched; the guest reboots
 #   boot 2  the initramfs opens / from the vault (the system console says so), / is on
 #           /dev/mapper/vmcrypt-os; the agent converts online with "Encrypting OS volume: N%";
@@ -12,20 +13,28 @@
 #   boot 3  the initramfs opens it again with no prompt, the agent finishes: Encrypted, one crypt
 #           segment, every file of a fixed tree on / intact
 #   boot 4  vmcryptd down: the initramfs says why and asks for the recovery passphrase on the
-#           console; the host types it (from `vmcrypt-admin secret show --reveal`); boot completes
+#           console; the host types it (from `vmcrypt-admin secret show --reveal`); boot completes;
+#           then vmcryptd back and `vm encryption disable --volume-type OS`: decrypted online
+#           ("Decrypting OS volume: N%"), NotEncrypted, os.conf and vmcrypt.boot= gone
+#   boot 5  plain: / from /dev/vda1, no mapping, every file intact
+# VMCRYPT_OS_LAYOUT=split runs the same on a disk whose /boot is a partition already.
 source "$(dirname "$0")/../lib.sh"
+source "$(dirname "$0")/host-lib.sh"
 export LC_ALL=C
 
 require_root
 require_cmd qemu-system-x86_64 socat openssl sgdisk python3
 VM=$TESTS_DIR/vm
 D=$VM/os-disk
+# cloud (default): / holds /boot, as in Debian's cloud images, and the disk was grown by 600 MiB:
+# the agent makes /boot a partition of its own first. split: /boot is one already.
+LAYOUT=${VMCRYPT_OS_LAYOUT:-cloud}
 say() { echo "# $*"; }
 T0=$(date +%s)
 
 t=$(date +%s)
 rc=0
-"$D" build --layout split >"$WORK/build.log" 2>&1 || rc=$?
+"$D" build --layout "$LAYOUT" >"$WORK/build.log" 2>&1 || rc=$?
 [ $rc = 77 ] && skip_all "the GRUB-booted guest disk cannot be built: $(tail -n 1 "$WORK/build.log")"
 [ $rc = 0 ] || { tail -n 40 "$WORK/build.log"; not_ok "os-disk build (exit $rc)"; finish; }
 ok "os-disk build: GRUB-bootable template ready ($(($(date +%s) - t)) s)"
@@ -36,7 +45,9 @@ make -C "$TOP" --no-print-directory -j2 BUILD="$GUEST_BUILD" deb >"$WORK/make.lo
 deb=$(ls -t "$GUEST_BUILD"/vmcrypt_*_amd64.deb 2>/dev/null | head -n 1)
 [ -n "$deb" ] || { not_ok "make deb made no package"; finish; }
 t=$(date +%s)
-if "$D" prepare "$WORK/root.img" --layout split --deb "$deb" >"$WORK/prepare.log" 2>&1; then
+grow=()
+[ "$LAYOUT" = split ] || grow=(--grow 600M)
+if "$D" prepare "$WORK/root.img" --layout "$LAYOUT" --deb "$deb" "${grow[@]}" >"$WORK/prepare.log" 2>&1; then
 	ok "os-disk prepare: $(basename "$deb") installed, initramfs rebuilt by its trigger ($(($(date +%s) - t)) s)"
 else
 	tail -n 40 "$WORK/prepare.log"; not_ok "os-disk prepare"; finish
@@ -63,6 +74,7 @@ boot_start() { # PHASE
 	cp "$VAULT_DIR/pki/ca.pem" "$j/ca.pem"
 	(umask 077 && cp "$WORK/enroll.token" "$j/enroll.token")
 	echo "$phase" >"$j/phase"
+	echo "$LAYOUT" >"$j/layout"
 	"$D" job "$WORK/job-$phase.tar" "$j"
 	CONSOLE=$WORK/console-$phase.log
 	SYSCON=$CONSOLE.sys
@@ -79,19 +91,6 @@ boot_end() {
 	local rc=0
 	wait "$BOOT_PID" || rc=$?
 	say "boot $1 ended after $(($(date +%s) - BOOT_T0)) s (QEMU exit $rc)"
-}
-console() { tr -d '\r' <"$CONSOLE" | sed 's/^.*\(===VMCRYPT-\)/\1/'; }
-count_guest() {
-	local line
-	while IFS= read -r line; do
-		case $line in
-		"===VMCRYPT-OK "*) ok "[$1] ${line#===VMCRYPT-OK }" ;;
-		"===VMCRYPT-FAIL "*) not_ok "[$1] ${line#===VMCRYPT-FAIL }" ;;
-		esac
-	done < <(console | sed -n 's/===$//p' | grep -E '^===VMCRYPT-(OK|FAIL) ')
-	if console | grep -q '^===VMCRYPT-FAIL '; then
-		say "job console of $1 (tail):"; console | tail -n 80 | sed 's/^/    | /'
-	fi
 }
 # guest_sums PHASE NAME: the guest's checksums of the tree (block NAME) equal boot 1's.
 guest_sums() {
@@ -232,9 +231,45 @@ if [ -n "$m" ]; then
 else
 	not_ok "[boot4] vault down: the console asks for the recovery passphrase"
 fi
-wait_marker '^===VMCRYPT-JOB-END' 400 >/dev/null
+m=$(wait_marker '^===VMCRYPT-WAIT decrypted===' 300)
+if [ -n "$m" ]; then
+	check "vmcryptd starts again" vault_start
+	if admin vm encryption disable --vm vm1 --volume-type OS >"$WORK/disable.out" 2>&1; then
+		ok "vm encryption disable --vm vm1 --volume-type OS"
+	else
+		not_ok "vm encryption disable: $(cat "$WORK/disable.out")"
+	fi
+	seen_msg=""
+	end=$(($(date +%s) + 900))
+	while [ "$(date +%s)" -lt "$end" ] && kill -0 "$BOOT_PID" 2>/dev/null; do
+		s=$(os_state)
+		[[ "$s" == *"Decrypting OS volume: "* ]] && seen_msg=${s#*| }
+		[ "${s%% *}" = NotEncrypted ] && break
+		sleep 2
+	done
+	[ -n "$seen_msg" ] && ok "[boot4] progress of the online decryption: \"$seen_msg\"" ||
+		not_ok "[boot4] ProgressMessage \"Decrypting OS volume: N%\" (last: $(os_state))"
+	if [ "${s%% *}" = NotEncrypted ]; then
+		ok "OsVolumeEncrypted=NotEncrypted after the decryption ($s)"
+		"$D" send "$WORK/ctl.sock" decrypted
+	else
+		not_ok "NotEncrypted after disable (last: $(os_state))"
+		"$D" send "$WORK/ctl.sock" abort
+	fi
+fi
+wait_marker '^===VMCRYPT-REBOOT===' 120 >/dev/null
 boot_end boot4
 count_guest boot4
 guest_sums boot4 tree
+guest_sums boot4 tree-decrypted
+
+# Boot 5: plain again.
+boot_start boot5
+wait_marker '^===VMCRYPT-JOB-END' 400 >/dev/null
+boot_end boot5
+count_guest boot5
+guest_sums boot5 tree
+tr -d '\r' <"$SYSCON" | grep -q 'vmcrypt: OS volume' && not_ok "[boot5] the initramfs still tried to open /" ||
+	ok "[boot5] the initramfs left / alone: a plain boot"
 say "whole run: $(($(date +%s) - T0)) s; consoles: $LOGS/vm-os-console-*.log (.sys: the system console)"
 finish
