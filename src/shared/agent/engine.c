@@ -480,8 +480,9 @@ static void remove_unit_dropin(struct agent_engine *e, const char *volume)
 	}
 }
 
-static int write_tabs_encrypted(struct agent_engine *e, struct agent_volume_state *v, char *err,
-				size_t errlen)
+/* by_path: name the device by its stable path even with the header on it (see step_decrypt()). */
+static int write_tabs(struct agent_engine *e, struct agent_volume_state *v, bool by_path, char *err,
+		      size_t errlen)
 {
 	_cleanup_tab_file_ struct tab_file *ct = NULL, *ft = NULL;
 	char mapper_name[80], mapper[PATH_MAX], source[PATH_MAX + 8], options[PATH_MAX + 128];
@@ -496,6 +497,9 @@ static int write_tabs_encrypted(struct agent_engine *e, struct agent_volume_stat
 		/* A detached header: the device has no LUKS UUID of its own to name it by. */
 		stable_device_path(v->device, source, sizeof(source));
 		snprintf(options, sizeof(options), "luks,header=%s,%s", v->header, AGENT_CRYPTTAB_OPTIONS);
+	} else if (by_path) {
+		stable_device_path(v->device, source, sizeof(source));
+		snprintf(options, sizeof(options), "luks,%s", AGENT_CRYPTTAB_OPTIONS);
 	} else {
 		snprintf(source, sizeof(source), "UUID=%s", v->luks_uuid);
 		snprintf(options, sizeof(options), "luks,%s", AGENT_CRYPTTAB_OPTIONS);
@@ -531,6 +535,12 @@ static int write_tabs_encrypted(struct agent_engine *e, struct agent_volume_stat
 	if (r < 0)
 		errf(err, errlen, "cannot update %s: %s", e->conf->fstab, strerror(-r));
 	return r;
+}
+
+static int write_tabs_encrypted(struct agent_engine *e, struct agent_volume_state *v, char *err,
+				size_t errlen)
+{
+	return write_tabs(e, v, false, err, errlen);
 }
 
 static int write_tabs_plain(struct agent_engine *e, struct agent_volume_state *v, char *err,
@@ -806,6 +816,16 @@ static void step_decrypt(struct agent_engine *e, struct agent_volume_state *v)
 		return;
 	}
 	if (online) {
+		/* The start parks a header on the device in a file and wipes the device's LUKS
+		 * signature: systemd binds the volume's cryptsetup unit to the device crypttab names,
+		 * and by UUID that device goes with the signature, so systemd stopped the unit, which
+		 * unmounted the filesystem and closed the mapping in the middle of the start (seen in
+		 * the guest). Named by its stable path first, the device stays. */
+		if (!v->header[0] && write_tabs(e, v, true, err, sizeof(err)) < 0) {
+			agent_keys_done(&w->keys);
+			refuse(e, v->name, "%s: the decryption cannot start: %s", what, err);
+			return;
+		}
 		/* The start is short (the header moves to a file) and runs here, so that crypttab
 		 * names the parked header before the data starts to move: a reboot in the middle
 		 * must still open the volume. */
@@ -934,6 +954,13 @@ static void step_encrypt_os(struct agent_engine *e, struct agent_volume_state *v
 		return;
 	}
 	r = agent_os_probe(&os, err, sizeof(err));
+	if (r >= 0 && os.on_mapping && v->phase == AGENT_PHASE_CUTOVER) {
+		/* Cut short after the boot configuration was written but before that was recorded,
+		 * and the reboot opened / already: the preparation is complete. */
+		v->phase = AGENT_PHASE_RESTART_PENDING;
+		(void)save_state(e);
+		return;
+	}
 	if (r >= 0 && !os.on_mapping)
 		r = agent_os_check(&os, err, sizeof(err));
 	if (r < 0) {
