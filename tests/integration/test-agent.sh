@@ -154,6 +154,24 @@ check "the cryptsetup unit runs before the agent (drop-in)" grep -qx "Before=vmc
 check_eq "agent.json: the goal's sequence applied" "$(show .settings.SequenceVersion)" "$(jq -r .appliedSequence "$VMCRYPT_STATE_DIR/agent.json")"
 check "no key in the agent's log or state" no_leak <(base64 -w0 "$WORK/vault.key"; echo; cat "$WORK/vault.rec"; echo) "$WORK/agent.log" "$VMCRYPT_STATE_DIR/agent.json"
 
+# --- a decryption's start cut short after it parked the header and wiped the signature ---------
+# (before agent.json named the parked header): the device looks plain, but the data is still
+# encrypted behind header.img. The agent must neither report NotEncrypted nor touch the device.
+uuid=$(cryptsetup luksUUID "$DEV")
+parked="$VMCRYPT_STATE_DIR/volumes/$uuid/header.img"
+mkdir -p "${parked%/*}"
+cryptsetup luksHeaderBackup "$DEV" --header-backup-file "$parked"
+wipefs -q -a "$DEV"
+check "parked header: the device no longer looks like LUKS" sh -c "! cryptsetup isLuks '$DEV'"
+before=$(sha256sum <"$DEV")
+agent_once
+check_eq "parked header: agent --once exits 0" 0 "$RC"
+check_eq "parked header: still reported Encrypted" Encrypted "$(show .DataVolumesEncrypted)"
+check_eq "parked header: the device is byte-identical" "$before" "$(sha256sum <"$DEV")"
+cryptsetup luksHeaderRestore -q "$DEV" --header-backup-file "$parked"
+rm -rf "${parked%/*}"
+check "parked header: restored, the vault's key opens it" cryptsetup open --test-passphrase --key-file "$WORK/vault.key" "$DEV"
+
 # --- disable: decrypted, crypttab restored, every file intact ------------------------------------
 admin vm encryption disable --vm vm1 --volume-type Data >/dev/null 2>&1
 agent_once

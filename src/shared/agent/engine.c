@@ -36,6 +36,7 @@
 #include "shared/client/vault-client.h"
 #include "shared/jansson-util.h"
 #include "shared/luks/convert.h"
+#include "shared/luks/convstate.h"
 #include "shared/luks/luks-inspect.h"
 #include "shared/paths.h"
 #include "shared/secret.h"
@@ -465,7 +466,6 @@ static int write_unit_dropin(struct agent_engine *e, const char *volume, bool be
 		errf(err, errlen, "cannot write %s: %s", file, strerror(-r));
 		return r;
 	}
-	systemd_reload(e);
 	return 0;
 }
 
@@ -474,23 +474,19 @@ static void remove_unit_dropin(struct agent_engine *e, const char *volume)
 	char dir[PATH_MAX], file[PATH_MAX];
 
 	unit_dropin_path(e, volume, dir, sizeof(dir), file, sizeof(file));
-	if (unlink(file) == 0) {
+	if (unlink(file) == 0)
 		(void)rmdir(dir);
-		systemd_reload(e);
-	}
 }
 
 /* by_path: name the device by its stable path even with the header on it (see step_decrypt()). */
-static int write_tabs(struct agent_engine *e, struct agent_volume_state *v, bool by_path, char *err,
-		      size_t errlen)
+static int write_tabs_files(struct agent_engine *e, struct agent_volume_state *v, bool by_path,
+			    char *err, size_t errlen)
 {
 	_cleanup_tab_file_ struct tab_file *ct = NULL, *ft = NULL;
 	char mapper_name[80], mapper[PATH_MAX], source[PATH_MAX + 8], options[PATH_MAX + 128];
 	struct fstab_entry fe;
 	int r;
 
-	if (v->os)
-		return 0; /* the initramfs opens it (os.conf): no crypttab line, / stays as it is */
 	(void)agent_volume_mapper_name(v->name, mapper_name, sizeof(mapper_name));
 	(void)agent_volume_mapper_path(v->name, mapper, sizeof(mapper));
 	if (v->header[0]) {
@@ -537,21 +533,36 @@ static int write_tabs(struct agent_engine *e, struct agent_volume_state *v, bool
 	return r;
 }
 
+/* systemd reads crypttab and fstab only through its generators, at boot and at daemon-reload:
+ * the reload comes after both files are written, never before. (It once ran between the drop-in
+ * and crypttab, so systemd always had the previous crypttab: the by-path line that an online
+ * decryption writes before it wipes the signature never reached it, and systemd stopped the
+ * unit bound to the vanished by-uuid device, closing the mapping under the start.) */
+static int write_tabs(struct agent_engine *e, struct agent_volume_state *v, bool by_path, char *err,
+		      size_t errlen)
+{
+	int r;
+
+	if (v->os)
+		return 0; /* the initramfs opens it (os.conf): no crypttab line, / stays as it is */
+	r = write_tabs_files(e, v, by_path, err, errlen);
+	systemd_reload(e);
+	return r;
+}
+
 static int write_tabs_encrypted(struct agent_engine *e, struct agent_volume_state *v, char *err,
 				size_t errlen)
 {
 	return write_tabs(e, v, false, err, errlen);
 }
 
-static int write_tabs_plain(struct agent_engine *e, struct agent_volume_state *v, char *err,
-			    size_t errlen)
+static int write_tabs_plain_files(struct agent_engine *e, struct agent_volume_state *v, char *err,
+				  size_t errlen)
 {
 	_cleanup_tab_file_ struct tab_file *ct = NULL, *ft = NULL;
 	char mapper_name[80];
 	int r;
 
-	if (v->os)
-		return 0;
 	(void)agent_volume_mapper_name(v->name, mapper_name, sizeof(mapper_name));
 	r = tab_file_load(e->conf->crypttab, &ct);
 	if (r >= 0 && crypttab_has(ct, mapper_name)) {
@@ -578,6 +589,18 @@ static int write_tabs_plain(struct agent_engine *e, struct agent_volume_state *v
 	return r;
 }
 
+static int write_tabs_plain(struct agent_engine *e, struct agent_volume_state *v, char *err,
+			    size_t errlen)
+{
+	int r;
+
+	if (v->os)
+		return 0;
+	r = write_tabs_plain_files(e, v, err, errlen);
+	systemd_reload(e);
+	return r;
+}
+
 /* ------------------------------------------------------------------ steps */
 
 static int token_json(struct agent_engine *e, const struct agent_volume_state *v, char *buf,
@@ -590,13 +613,23 @@ static int token_json(struct agent_engine *e, const struct agent_volume_state *v
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-/* Whether a volume is LUKS now: the disks are the truth. */
+/* Whether a volume is LUKS now: the disks are the truth. A decryption's start that was cut short
+ * after it parked the header in the state directory and wiped the device's signature (before
+ * the agent recorded the parked header) leaves a device that looks plain: the parked header
+ * says it is still encrypted, and a report of NotEncrypted would be false. */
 static bool volume_is_luks(const struct agent_volume_state *v, struct volume_info *ret)
 {
 	struct volume_info vi;
+	char parked[PATH_MAX];
+	const char *header = NULL;
 	int r;
 
-	r = luks_inspect(v->device, v->header[0] && access(v->header, F_OK) == 0 ? v->header : NULL, &vi);
+	if (v->header[0] && access(v->header, F_OK) == 0)
+		header = v->header;
+	else if (v->luks_uuid[0] && convstate_path(v->luks_uuid, "header.img", parked, sizeof(parked)) >= 0 &&
+		 access(parked, F_OK) == 0)
+		header = parked;
+	r = luks_inspect(v->device, header, &vi);
 	if (ret)
 		*ret = vi;
 	return r >= 0 && vi.state != VOLUME_PLAIN;
