@@ -16,7 +16,7 @@
 #include "basic/log.h"
 #include "basic/string-util.h"
 #include "shared/secret.h"
-#include "shared/vault/openssl-util.h"
+#include "shared/openssl-util.h"
 #include "vmcryptd.h"
 
 #define TLS_PEM_MAX (64 * 1024)

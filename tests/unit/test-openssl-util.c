@@ -9,7 +9,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
-#include "shared/vault/openssl-util.h"
+#include "shared/openssl-util.h"
 
 /* Garbage as a DER key leaves errors on the queue. */
 static void queue_an_error(void)

@@ -11,7 +11,7 @@
 #include "basic/log.h"
 #include "basic/string-util.h"
 #include "shared/secret.h"
-#include "shared/vault/openssl-util.h"
+#include "shared/openssl-util.h"
 #include "shared/vault/vault.h"
 
 struct vault {

@@ -1,5 +1,5 @@
-/* OpenSSL glue shared by the vault and vmcryptd's TLS code: the one reader of OpenSSL's error
- * queue, and cleanup helpers for the OpenSSL objects vmcrypt holds. */
+/* OpenSSL glue shared by the vault, vmcryptd's TLS code and the VM's TPM sealing: the one reader
+ * of OpenSSL's error queue, and cleanup helpers for the OpenSSL objects vmcrypt holds. */
 #pragma once
 
 #include <openssl/bio.h>

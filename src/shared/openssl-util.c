@@ -2,7 +2,7 @@
 #include <openssl/err.h>
 
 #include "basic/log.h"
-#include "shared/vault/openssl-util.h"
+#include "shared/openssl-util.h"
 
 const char *openssl_util_drain(char *buf, size_t size)
 {
