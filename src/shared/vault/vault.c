@@ -1,4 +1,4 @@
-/* The key vault's cryptography: master-key sealing (AES-256-GCM), KEK generation, RSA-OAEP and
+/* The key vault's cryptography: master-key sealing (AES-256-GCM, aead.c), KEK generation, RSA-OAEP and
  * AES key wrap. OpenSSL's error queue is read by openssl-util.c. */
 #include <errno.h>
 #include <openssl/err.h>
@@ -10,8 +10,9 @@
 
 #include "basic/log.h"
 #include "basic/string-util.h"
-#include "shared/secret.h"
+#include "shared/aead.h"
 #include "shared/openssl-util.h"
+#include "shared/secret.h"
 #include "shared/vault/vault.h"
 
 struct vault {
@@ -19,6 +20,8 @@ struct vault {
 };
 
 #define SEAL_FORMAT 1
+_Static_assert(VAULT_SEAL_NONCE_SIZE == AEAD_NONCE_SIZE && VAULT_SEAL_TAG_SIZE == AEAD_TAG_SIZE &&
+		       VAULT_MASTER_KEY_SIZE == AEAD_KEY_SIZE, "the sealed blob's layout is aead.h's");
 
 int vault_new_from_key(const uint8_t key[VAULT_MASTER_KEY_SIZE], struct vault **ret)
 {
@@ -65,25 +68,20 @@ void vault_free(struct vault *v)
 int vault_seal_with_nonce(struct vault *v, const uint8_t nonce[VAULT_SEAL_NONCE_SIZE], const char *context,
 			  const void *plain, size_t size, uint8_t **ret, size_t *ret_size)
 {
-	_cleanup_(openssl_util_cipher_ctx_freep) EVP_CIPHER_CTX *ctx = NULL;
 	_cleanup_free_ uint8_t *out = NULL;
-	int n, fin;
+	int r;
 
 	if (size > INT32_MAX - VAULT_SEAL_OVERHEAD)
 		return -EINVAL;
 	out = malloc(size + VAULT_SEAL_OVERHEAD);
-	ctx = EVP_CIPHER_CTX_new();
-	if (!out || !ctx)
+	if (!out)
 		return -ENOMEM;
 	out[0] = SEAL_FORMAT;
 	memcpy(out + 1, nonce, VAULT_SEAL_NONCE_SIZE);
-	if (EVP_EncryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, v->key, nonce) != 1 ||
-	    EVP_EncryptUpdate(ctx, NULL, &n, (const unsigned char *)context, (int)strlen(context)) != 1 ||
-	    EVP_EncryptUpdate(ctx, out + 1 + VAULT_SEAL_NONCE_SIZE, &n, plain, (int)size) != 1 ||
-	    EVP_EncryptFinal_ex(ctx, out + 1 + VAULT_SEAL_NONCE_SIZE + n, &fin) != 1 ||
-	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, VAULT_SEAL_TAG_SIZE,
-				out + 1 + VAULT_SEAL_NONCE_SIZE + n + fin) != 1)
-		return openssl_util_error(-EIO, "AES-GCM seal");
+	r = aead_seal(v->key, nonce, context, plain, size, out + 1 + VAULT_SEAL_NONCE_SIZE,
+		      out + 1 + VAULT_SEAL_NONCE_SIZE + size);
+	if (r < 0)
+		return r;
 	*ret_size = size + VAULT_SEAL_OVERHEAD;
 	*ret = TAKE_PTR(out);
 	return 0;
@@ -105,29 +103,21 @@ int vault_seal(struct vault *v, const char *context, const void *plain, size_t s
 int vault_unseal(struct vault *v, const char *context, const uint8_t *sealed, size_t size, void **ret,
 		 size_t *ret_size)
 {
-	_cleanup_(openssl_util_cipher_ctx_freep) EVP_CIPHER_CTX *ctx = NULL;
 	_cleanup_secret_ uint8_t *out = NULL;
 	size_t clen;
-	int n, fin;
+	int r;
 
 	if (size < VAULT_SEAL_OVERHEAD || size > INT32_MAX || sealed[0] != SEAL_FORMAT)
 		return -EBADMSG;
 	clen = size - VAULT_SEAL_OVERHEAD;
 	/* secret_alloc refuses 0 bytes; an empty secret is never stored, but stay total. */
 	out = secret_alloc(clen + 1);
-	ctx = EVP_CIPHER_CTX_new();
-	if (!out || !ctx)
+	if (!out)
 		return -ENOMEM;
-	if (EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), NULL, v->key, sealed + 1) != 1 ||
-	    EVP_DecryptUpdate(ctx, NULL, &n, (const unsigned char *)context, (int)strlen(context)) != 1 ||
-	    EVP_DecryptUpdate(ctx, out, &n, sealed + 1 + VAULT_SEAL_NONCE_SIZE, (int)clen) != 1 ||
-	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, VAULT_SEAL_TAG_SIZE,
-				(void *)(sealed + size - VAULT_SEAL_TAG_SIZE)) != 1)
-		return openssl_util_error(-EIO, "AES-GCM unseal");
-	if (EVP_DecryptFinal_ex(ctx, out + n, &fin) != 1) {
-		ERR_clear_error();
-		return -EBADMSG;
-	}
+	r = aead_open(v->key, sealed + 1, context, sealed + 1 + VAULT_SEAL_NONCE_SIZE, clen,
+		      sealed + size - VAULT_SEAL_TAG_SIZE, out);
+	if (r < 0)
+		return r;
 	*ret_size = clen;
 	*ret = TAKE_PTR(out);
 	return 0;
