@@ -14,8 +14,9 @@
 #   src/shared/api       basic, shared
 #   src/shared/vault     basic, shared, api
 #   src/shared/client    basic, shared, api                    (the VM's side of the API)
-#   src/shared/agent     basic, shared, volume, luks, vm, api, client
-#   src/vmcrypt          basic, shared, volume, luks, vm, api, client, agent  (never the vault)
+#   src/shared/tpm       basic, shared                         (sealing to the VM's TPM 2.0)
+#   src/shared/agent     basic, shared, volume, luks, vm, api, client, tpm
+#   src/vmcrypt          basic, shared, volume, luks, vm, api, client, tpm, agent  (never the vault)
 #   src/token-plugin     basic, shared, api, client            (libcryptsetup-token-vmcrypt.so)
 #   src/vmcryptd         basic, shared, api, vault             (never a disk)
 #   src/admin            basic, shared, api
@@ -39,7 +40,10 @@ BUILD ?= build
 SAN_FLAGS :=
 endif
 
-PKGS := libcryptsetup jansson blkid mount libcrypto libssl sqlite3 libpq libcurl libmicrohttpd
+# tpm2-tss (src/shared/tpm): ESYS, MU, the TCTI loader and the return-code decoder; the loader
+# dlopen()s the TCTI module (libtss2-tcti-device.so.0) at run time, so no link names it.
+PKGS := libcryptsetup jansson blkid mount libcrypto libssl sqlite3 libpq libcurl libmicrohttpd \
+	tss2-esys tss2-mu tss2-tctildr tss2-rc
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
