@@ -61,6 +61,9 @@ static void test_defaults(void **state)
 	assert_false(c.stop_units_auto);
 	assert_int_equal(c.n_stop_units + c.n_include + c.n_exclude, 0);
 	assert_string_equal(c.server, "");
+	assert_int_equal(c.seal_credential, AGENT_SEAL_AUTO);
+	assert_string_equal(agent_seal_to_string(AGENT_SEAL_YES), "yes");
+	assert_null(agent_seal_to_string(_AGENT_SEAL_MAX));
 
 	/* What enroll writes: the four keys, everything else stays at its default. */
 	memset(&c, 0xaa, sizeof(c));
@@ -101,6 +104,7 @@ static void test_full_file(void **state)
 	assert_int_equal(c.n_exclude, 1);
 	assert_string_equal(c.exclude[0], "/scratch");
 	assert_false(c.online);
+	assert_int_equal(c.seal_credential, AGENT_SEAL_NO);
 }
 
 static void test_crlf_and_auto(void **state)
@@ -137,6 +141,7 @@ static void test_errors_name_the_line(void **state)
 	expect_bad("bad-http.conf", "bad-http.conf:1: Server= must be an https:// URL");
 	expect_bad("bad-noequals.conf", "bad-noequals.conf:2: not a Key=value line");
 	expect_bad("bad-online.conf", "bad-online.conf:2: Online= must be auto or no");
+	expect_bad("bad-seal.conf", "bad-seal.conf:2: SealCredential= must be auto, yes or no, not \"maybe\"");
 }
 
 static void test_parse_limits(void **state)
@@ -235,6 +240,7 @@ static void test_write_round_trip(void **state)
 	assert_true(text[0] == '#'); /* the comment header */
 	assert_non_null(strstr(text, "\nServer=https://vault.internal.example:8443\n"));
 	assert_non_null(strstr(text, "\nStopUnits=postgresql.service docker.service containerd.service\n"));
+	assert_non_null(strstr(text, "\nSealCredential=no\n"));
 	free(text);
 	memset(b, 0, sizeof(*b));
 	assert_int_equal(agent_conf_load(NULL, b, err, sizeof(err)), 0);
@@ -249,6 +255,7 @@ static void test_write_round_trip(void **state)
 	assert_int_equal(read_full_file(path, 65536, &text, NULL), 0);
 	assert_null(strstr(text, "\nPollInterval="));
 	assert_null(strstr(text, "\nFstab="));
+	assert_null(strstr(text, "\nSealCredential="));
 	assert_non_null(strstr(text, "\nStopUnits=auto\n"));
 	free(text);
 	assert_int_equal(agent_conf_load(path, b, err, sizeof(err)), 0);

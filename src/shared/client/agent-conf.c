@@ -15,6 +15,17 @@
 
 #define CREDENTIAL_PREFIX "vmc-vm-"
 
+static const char *const agent_seal_table[_AGENT_SEAL_MAX] = {
+	[AGENT_SEAL_AUTO] = "auto",
+	[AGENT_SEAL_YES] = "yes",
+	[AGENT_SEAL_NO] = "no",
+};
+
+const char *agent_seal_to_string(enum agent_seal s)
+{
+	return (unsigned)s < _AGENT_SEAL_MAX ? agent_seal_table[s] : NULL;
+}
+
 void agent_conf_init(struct agent_conf *c)
 {
 	*c = (struct agent_conf){
@@ -152,6 +163,17 @@ static int parse_line(struct agent_conf *c, const char *key, char *v, char *why,
 			return -EINVAL;
 		}
 		r = 0;
+	} else if (streq(key, "SealCredential")) {
+		r = -EINVAL;
+		for (unsigned i = 0; i < _AGENT_SEAL_MAX; i++)
+			if (streq(v, agent_seal_table[i])) {
+				c->seal_credential = (enum agent_seal)i;
+				r = 0;
+			}
+		if (r < 0) {
+			snprintf(why, whylen, "SealCredential= must be auto, yes or no, not \"%s\"", v);
+			return r;
+		}
 	} else {
 		snprintf(why, whylen, "unknown key %s", key);
 		return -EINVAL;
@@ -279,7 +301,8 @@ char *agent_conf_format(const struct agent_conf *c)
 		return NULL;
 	fprintf(f, "# vmcrypt agent settings (docs/agent.md), written by vmcrypt enroll.\n"
 		   "# Keys: Server CAFile Proxy VM PollInterval ReportInterval ProgressInterval StopUnits\n"
-		   "#       Include Exclude Crypttab Fstab UnitDir Online RebootAfterOsPrepare.\n"
+		   "#       Include Exclude Crypttab Fstab UnitDir Online RebootAfterOsPrepare\n"
+		   "#       SealCredential.\n"
 		   "# Proxy=none disables $https_proxy.\n");
 	fprintf(f, "Server=%s\nCAFile=%s\nProxy=%s\nVM=%s\n", c->server, c->ca_file, c->proxy, c->vm);
 	if (c->poll_interval != d.poll_interval)
@@ -306,6 +329,8 @@ char *agent_conf_format(const struct agent_conf *c)
 		fprintf(f, "Online=no\n");
 	if (c->reboot_after_os_prepare)
 		fprintf(f, "RebootAfterOsPrepare=yes\n");
+	if (c->seal_credential != d.seal_credential)
+		fprintf(f, "SealCredential=%s\n", agent_seal_to_string(c->seal_credential));
 	if (fclose(f) != 0) {
 		free(buf);
 		return NULL;

@@ -20,6 +20,17 @@
 /* Proxy= value that turns every proxy off, $https_proxy included. */
 #define AGENT_CONF_PROXY_NONE "none"
 
+/* SealCredential=: the copy of the VM credential the initramfs uses, on /boot (docs/os-volume.md). */
+enum agent_seal {
+	AGENT_SEAL_AUTO, /* sealed to the VM's TPM 2.0 when it has one, else a plain 0600 copy */
+	AGENT_SEAL_YES,  /* sealed; the OS volume is refused on a VM without a TPM 2.0 */
+	AGENT_SEAL_NO,   /* a plain 0600 copy even with a TPM */
+	_AGENT_SEAL_MAX,
+};
+
+/* "auto", "yes", "no"; NULL out of range. */
+const char *agent_seal_to_string(enum agent_seal s);
+
 struct agent_conf {
 	char server[AGENT_CONF_URL_MAX];       /* Server=: "https://host:port" (required) */
 	char ca_file[PATH_MAX];                /* CAFile=: "" uses the system store */
@@ -43,6 +54,7 @@ struct agent_conf {
 	bool reboot_after_os_prepare;          /* RebootAfterOsPrepare=yes: the agent reboots the
 						* VM once the OS volume is prepared (default no:
 						* VMRestartPending until someone does) */
+	enum agent_seal seal_credential;       /* SealCredential= (auto) */
 };
 
 /* Fills c with the defaults of docs/agent.md (Server= empty). */
