@@ -23,6 +23,7 @@
 #include "shared/exit-status.h"
 #include "shared/luks/luks.h"
 #include "shared/secret.h"
+#include "shared/tpm/tpm-seal.h"
 #include "vmcrypt.h"
 
 #define BOOT_UNLOCK_TIMEOUT_DEFAULT 60
@@ -34,7 +35,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "Usage: vmcrypt boot-unlock [--boot-dir DIR] [--timeout SECONDS] [--recovery-file FILE]\n\n"
 		   "Opens the OS volume that DIR/os.conf names (default " OS_BOOT_DIR ") as its mapping,\n"
-		   "with the key from the vault (DIR holds agent.conf, the credential and ca.pem) or,\n"
+		   "with the key from the vault (DIR holds agent.conf, the credential, plain or sealed\n"
+		   "to this VM's TPM 2.0 as credential.tpm, and ca.pem) or,\n"
 		   "with --recovery-file (a file or /dev/fd/N, /dev/stdin), the recovery passphrase.\n"
 		   "Retries the vault for --timeout seconds (default %d). Run by the initramfs.\n"
 		   "Exit: 0 opened (or open already), 5 the key or passphrase does not open it,\n"
@@ -71,6 +73,44 @@ static int activate(const struct os_boot_conf *c, const char *header, const char
 	return EXIT_ERROR;
 }
 
+/* The VM credential: sealed to this VM's TPM 2.0 when the agent could (dir/credential.tpm), else
+ * the plain copy. Returns 0, or -errno with the reason in err. */
+static int read_credential(const char *dir, void **ret, size_t *ret_size, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	int r;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, OS_BOOT_SEALED_NAME);
+	if (access(path, F_OK) < 0) {
+		snprintf(path, sizeof(path), "%s/%s", dir, AGENT_CREDENTIAL_NAME);
+		return agent_credential_read(path, ret, ret_size, err, errlen);
+	}
+	r = tpm_unseal_file(NULL, path, ret, ret_size);
+	switch (r) {
+	case 0:
+		return 0;
+	case -EKEYREJECTED:
+		snprintf(err, errlen, "the VM credential %.300s is sealed to another TPM: this disk was copied from "
+			 "another VM, or this VM's TPM was cleared", path);
+		break;
+	case -ENODEV:
+		snprintf(err, errlen, "the VM credential %.300s is sealed to a TPM 2.0 and this VM has none (a disk "
+			 "copied to another VM, or the VM's vTPM was removed)", path);
+		break;
+	case -ELIBACC:
+		snprintf(err, errlen, "the initramfs lacks tpm2-tss's device module (libtss2-tcti-device.so.0) to "
+			 "unseal %.300s: reinstall vmcrypt and run 'update-initramfs -u -k all'", path);
+		break;
+	case -EBADMSG:
+		snprintf(err, errlen, "the sealed VM credential %.300s is damaged or was altered", path);
+		break;
+	default:
+		snprintf(err, errlen, "cannot unseal the VM credential %.300s with the TPM 2.0 (%s)", path, strerror(-r));
+		break;
+	}
+	return r;
+}
+
 /* The key from the vault, retried until deadline. Returns 0 with *ret, or the exit status. */
 static int fetch_key(const char *dir, const struct os_boot_conf *c, double deadline, void **ret, size_t *ret_n)
 {
@@ -90,8 +130,7 @@ static int fetch_key(const char *dir, const struct os_boot_conf *c, double deadl
 	/* The CA copy lies beside agent.conf here: /etc/vmcrypt is on the locked root. */
 	if (conf.ca_file[0])
 		snprintf(conf.ca_file, sizeof(conf.ca_file), "%s/%s", dir, AGENT_CA_NAME);
-	snprintf(path, sizeof(path), "%s/%s", dir, AGENT_CREDENTIAL_NAME);
-	r = agent_credential_read(path, &credential, &credential_size, err, sizeof(err));
+	r = read_credential(dir, &credential, &credential_size, err, sizeof(err));
 	if (r < 0) {
 		fprintf(stderr, "vmcrypt: OS volume: %s; the vault cannot be asked\n", err);
 		return EXIT_REMOTE;
@@ -189,7 +228,10 @@ int verb_boot_unlock(int argc, char **argv)
 		fprintf(stderr, "vmcrypt: OS volume: /dev/mapper/%s is open already\n", c.name);
 		return EXIT_OK;
 	}
-	snprintf(header, sizeof(header), "%s/%s", dir, c.header);
+	if ((size_t)snprintf(header, sizeof(header), "%s/%s", dir, c.header) >= sizeof(header)) {
+		fprintf(stderr, "vmcrypt: OS volume %s: the header's path %s/%s is too long\n", c.device, dir, c.header);
+		return EXIT_ERROR;
+	}
 	if (stat(header, &st) < 0) {
 		fprintf(stderr, "vmcrypt: OS volume %s: its header %s is missing (%m); restore it from the "
 			"backup ('cryptsetup luksHeaderRestore', docs/os-volume.md)\n", c.device, header);

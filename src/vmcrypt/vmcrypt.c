@@ -8,6 +8,7 @@
 #include "basic/string-util.h"
 #include "shared/exit-status.h"
 #include "shared/secret.h"
+#include "shared/tpm/tpm-seal.h"
 #include "vmcrypt.h"
 
 const char vmcrypt_version[] = VMCRYPT_VERSION;
@@ -42,6 +43,8 @@ int main(int argc, char **argv)
 	int i = 1;
 
 	secret_setup_json_allocator();
+	/* Before any thread (the agent's, the vault client's): it may set TSS2_LOG. */
+	tpm_seal_setup_logging();
 	for (; i < argc && argv[i][0] == '-'; i++) {
 		if (streq(argv[i], "--help") || streq(argv[i], "-h")) {
 			usage(stdout);

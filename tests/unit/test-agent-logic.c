@@ -9,11 +9,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "shared/agent/agent-state.h"
 #include "shared/agent/goal.h"
+#include "shared/agent/os-volume.h"
 #include "shared/agent/report.h"
+#include "shared/client/agent-conf.h"
 
 static struct agent_goal goal_of(const char *text)
 {
@@ -377,6 +380,28 @@ static void test_state_roundtrip(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* SealCredential= against this host, which has no TPM: auto and no make a plain copy, yes refuses
+ * before any change, with the remedy. (The sealing itself: test-tpm-seal with swtpm, and
+ * tests/vm/test-vm-os.sh in a guest with one.) */
+static void test_seal_decide(void **state)
+{
+	struct agent_conf c;
+	char err[512] = "";
+
+	(void)state;
+	if (access("/dev/tpmrm0", F_OK) == 0 || access("/dev/tpm0", F_OK) == 0)
+		skip(); /* this machine has a TPM: the answers below are for one without */
+	agent_conf_init(&c);
+	assert_int_equal(c.seal_credential, AGENT_SEAL_AUTO);
+	assert_int_equal(agent_os_seal_decide(&c, err, sizeof(err)), 0);
+	c.seal_credential = AGENT_SEAL_NO;
+	assert_int_equal(agent_os_seal_decide(&c, err, sizeof(err)), 0);
+	c.seal_credential = AGENT_SEAL_YES;
+	assert_int_equal(agent_os_seal_decide(&c, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "SealCredential=yes and this VM has no TPM 2.0 to seal the VM credential to: "
+				    "attach a vTPM to the VM, or set SealCredential=auto or no in agent.conf"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -386,6 +411,7 @@ int main(void)
 		cmocka_unit_test(test_report_json),
 		cmocka_unit_test(test_os_volume),
 		cmocka_unit_test(test_state_roundtrip),
+		cmocka_unit_test(test_seal_decide),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

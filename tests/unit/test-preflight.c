@@ -269,7 +269,7 @@ static void test_boot_layout_tpm2(void **state)
 	run("os-ready", PREFLIGHT_SCOPE_OS, &rep);
 	expect(&rep, "boot-layout", PREFLIGHT_PASS, "/boot is a filesystem of its own (/dev/sda2, ext4)",
 	       "/boot/vmcrypt", NULL);
-	expect(&rep, "tpm2", PREFLIGHT_PASS, "A TPM 2.0 is there", "can be sealed to it", NULL);
+	expect(&rep, "tpm2", PREFLIGHT_PASS, "A TPM 2.0 is there", "the agent seals to it", NULL);
 	/* /boot is never a volume to encrypt. */
 	assert_null(strstr(preflight_report_find(&rep, "device")->message, "sda2"));
 	preflight_report_done(&rep);

@@ -996,6 +996,9 @@ static void step_encrypt_os(struct agent_engine *e, struct agent_volume_state *v
 	}
 	if (r >= 0 && !os.on_mapping)
 		r = agent_os_check(&os, err, sizeof(err));
+	/* Whether the credential can be sealed as agent.conf asks: known before any change. */
+	if (r >= 0 && !os.on_mapping)
+		r = agent_os_seal_decide(e->conf, err, sizeof(err));
 	if (r < 0) {
 		refuse(e, v->name, "/: %s; nothing was changed", err);
 		return;

@@ -23,6 +23,7 @@
 #include "shared/agent/tabs.h"
 #include "shared/client/os-boot.h"
 #include "shared/secret.h"
+#include "shared/tpm/tpm-seal.h"
 #include "shared/volume/volumes.h"
 
 /* The header file (16 MiB of keyslot area and metadata) and a margin for the initramfs images
@@ -516,12 +517,54 @@ static int copy_file(const char *from, const char *to, mode_t mode, bool secret,
 	return r;
 }
 
+int agent_os_seal_decide(const struct agent_conf *conf, char *err, size_t errlen)
+{
+	static const char plain[] = "or set SealCredential=no in agent.conf for a plain 0600 copy on /boot "
+				    "(docs/os-volume.md, the threat model)";
+	int r;
+
+	if (conf->seal_credential == AGENT_SEAL_NO)
+		return 0;
+	r = tpm_seal_present(NULL);
+	if (r == 1)
+		return 1;
+	if (r == 0 && conf->seal_credential == AGENT_SEAL_AUTO)
+		return 0;
+	if (r == 0)
+		return refusal(err, errlen, "SealCredential=yes and this VM has no TPM 2.0 to seal the VM credential to: "
+			       "attach a vTPM to the VM, or set SealCredential=auto or no in agent.conf");
+	/* A TPM that is there but cannot be used: a plain copy instead would silently give up
+	 * what the administrator expects of a VM with a TPM. */
+	if (r == -EACCES)
+		return refusal(err, errlen, "the TPM 2.0 cannot be opened (/dev/tpmrm0: permission denied) or "
+			       "its owner hierarchy has a password the agent does not know: clear the owner "
+			       "password (tpm2_changeauth -c owner), %s", plain);
+	if (r == -ELIBACC)
+		return refusal(err, errlen, "tpm2-tss cannot load its device module (libtss2-tcti-device.so.0): "
+			       "install the package libtss2-tcti-device0, %s", plain);
+	return refusal(err, errlen, "the TPM 2.0 does not answer (%s): %s", strerror(-r), plain);
+}
+
+/* Removes dir/name if it is there, durably (the directory synced). */
+static int remove_durably(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (unlink(path) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	return fsync_parent_dir(path);
+}
+
 int agent_os_copy_credentials(const struct agent_conf *conf, char *err, size_t errlen)
 {
 	const char *dir = agent_os_boot_dir();
 	char from[PATH_MAX], to[PATH_MAX];
-	int r;
+	int r, seal;
 
+	seal = agent_os_seal_decide(conf, err, errlen);
+	if (seal < 0)
+		return seal;
 	r = mkdir_p(dir, 0700);
 	if (r >= 0 && chmod(dir, 0700) < 0)
 		r = -errno;
@@ -537,10 +580,35 @@ int agent_os_copy_credentials(const struct agent_conf *conf, char *err, size_t e
 		return r;
 	if (!agent_conf_path(AGENT_CREDENTIAL_NAME, from, sizeof(from)))
 		return -ENAMETOOLONG;
-	snprintf(to, sizeof(to), "%s/%s", dir, AGENT_CREDENTIAL_NAME);
-	r = copy_file(from, to, 0600, true, err, errlen);
-	if (r < 0)
-		return r;
+	if (seal) {
+		_cleanup_secret_ void *s = NULL;
+		size_t size = 0;
+		bool world = false;
+
+		snprintf(to, sizeof(to), "%s/%s", dir, OS_BOOT_SEALED_NAME);
+		r = secret_read_file(from, &s, &size, &world);
+		if (r >= 0)
+			r = tpm_seal_file(NULL, s, size, to);
+		if (r < 0) {
+			snprintf(err, errlen, "cannot seal %s to the TPM 2.0 into %s (%s)", from, to, strerror(-r));
+			return r;
+		}
+		/* The sealed copy is there before the plain one goes: the initramfs always has one. */
+		r = remove_durably(dir, AGENT_CREDENTIAL_NAME);
+		if (r < 0) {
+			snprintf(err, errlen, "cannot remove the plain copy %s/%s (%s)", dir, AGENT_CREDENTIAL_NAME,
+				 strerror(-r));
+			return r;
+		}
+		log_info("the VM credential's copy for the initramfs is sealed to this VM's TPM 2.0 (%s)", to);
+	} else {
+		snprintf(to, sizeof(to), "%s/%s", dir, AGENT_CREDENTIAL_NAME);
+		r = copy_file(from, to, 0600, true, err, errlen);
+		if (r >= 0)
+			r = remove_durably(dir, OS_BOOT_SEALED_NAME);
+		if (r < 0)
+			return r;
+	}
 	if (conf->ca_file[0]) {
 		snprintf(to, sizeof(to), "%s/%s", dir, AGENT_CA_NAME);
 		r = copy_file(conf->ca_file, to, 0644, false, err, errlen);

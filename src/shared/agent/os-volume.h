@@ -50,8 +50,17 @@ int agent_os_make_boot(struct agent_os *os, char *err, size_t errlen);
 const char *agent_os_boot_dir(void);
 int agent_os_header_path(char *buf, size_t len);
 
-/* Copies agent.conf, the credential (0600) and the CA file into the boot directory (0700), for
- * the initramfs: the root, where /etc/vmcrypt lies, is locked when it needs them. */
+/* Whether the credential's copy for the initramfs is to be sealed to this VM's TPM 2.0, from
+ * SealCredential= (auto: when the VM has one) and the TPM. Returns 1 (seal), 0 (a plain copy), or
+ * -EINVAL with the refusal and its remedy in err: SealCredential=yes without a TPM, or a TPM that
+ * is there but cannot be used (not opened, an owner password, tpm2-tss's module missing). */
+int agent_os_seal_decide(const struct agent_conf *conf, char *err, size_t errlen);
+
+/* Copies agent.conf, the credential and the CA file into the boot directory (0700), for the
+ * initramfs: the root, where /etc/vmcrypt lies, is locked when it needs them. The credential
+ * goes sealed to the TPM (OS_BOOT_SEALED_NAME, and a plain copy left by an earlier preparation
+ * is removed) or plain (AGENT_CREDENTIAL_NAME, 0600), as agent_os_seal_decide() says. Returns 0
+ * or -errno with err set. */
 int agent_os_copy_credentials(const struct agent_conf *conf, char *err, size_t errlen);
 
 /* Writes os.conf: device (a stable path), the mapping and the vault volume. */

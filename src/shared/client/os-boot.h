@@ -14,6 +14,9 @@
 #define OS_BOOT_DIR "/boot/vmcrypt"
 #define OS_BOOT_CONF_NAME "os.conf"
 #define OS_BOOT_HEADER_NAME "os.luks"
+/* The VM credential sealed to the VM's TPM 2.0 (shared/tpm/tpm-seal.h); beside it or instead of
+ * the plain copy (agent-conf.h's AGENT_CREDENTIAL_NAME), never both after a preparation. */
+#define OS_BOOT_SEALED_NAME "credential.tpm"
 #define OS_BOOT_CONF_MAX 4096
 
 struct os_boot_conf {

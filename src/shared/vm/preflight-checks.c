@@ -1015,9 +1015,9 @@ void pf_check_tpm2(struct preflight_context *c, struct preflight_builder *b)
 	json_object_set_new(b->details, "tpm2", json_boolean(present));
 	add_os_volume(c, b);
 	if (present) {
-		pf_say(b, "A TPM 2.0 is there (/dev/tpm0): the VM credential the initramfs uses to fetch "
-			  "the OS volume's key can be sealed to it, so that a copy of the disk does not "
-			  "unlock in another VM.");
+		pf_say(b, "A TPM 2.0 is there (/dev/tpm0): the agent seals to it the VM credential the "
+			  "initramfs uses to fetch the OS volume's key (SealCredential=auto), so that a copy "
+			  "of the disk does not unlock in another VM.");
 		return;
 	}
 	pf_status(b, PREFLIGHT_WARN);
