@@ -60,7 +60,10 @@ boot1)
 		fi
 		check "/boot/vmcrypt is 0700" test "$(stat -c %a /boot/vmcrypt)" = 700
 		check "/boot/vmcrypt/os.conf names the device and the mapping" grep -qx 'Name=vmcrypt-os' /boot/vmcrypt/os.conf
-		check "the credential's copy on /boot is 0600" test "$(stat -c %a /boot/vmcrypt/credential)" = 600
+		check "the credential's copy on /boot is sealed to the TPM (credential.tpm 0600, no plain copy)" \
+			sh -c 'test "$(stat -c %a /boot/vmcrypt/credential.tpm)" = 600 && test ! -e /boot/vmcrypt/credential'
+		check "vmcrypt check --volume-type OS: tpm2 passes (the TPM the credential is sealed to)" sh -c \
+			'vmcrypt check --volume-type OS 2>&1 | grep -E "^PASS +tpm2 "'
 		check "the detached header is initialised for an online encryption" header_reencrypting
 		check "grub.cfg's kernel lines carry vmcrypt.boot=" grep -q 'vmcrypt.boot=UUID=' /boot/grub/grub.cfg
 		check "the kernel running now does not (one reboot to go)" sh -c '! grep -q vmcrypt.boot= /proc/cmdline'
@@ -74,6 +77,11 @@ boot1)
 	show_state
 	;;
 boot2 | boot3)
+	if [ "$phase" = boot3 ]; then
+		check "booted through UEFI (OVMF) and the agent's x86_64-efi GRUB" test -d /sys/firmware/efi
+	else
+		check "booted through the BIOS (SeaBIOS) and the agent's i386-pc GRUB" test ! -d /sys/firmware/efi
+	fi
 	check "the kernel command line carries vmcrypt.boot=" grep -q 'vmcrypt.boot=UUID=' /proc/cmdline
 	check "/boot is mounted from its own partition" mountpoint -q /boot
 	check "the root is mounted from /dev/mapper/vmcrypt-os" root_from /dev/mapper/vmcrypt-os

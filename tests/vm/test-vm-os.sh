@@ -10,8 +10,12 @@
 #   boot 2  the initramfs opens / from the vault (the system console says so), / is on
 #           /dev/mapper/vmcrypt-os; the agent converts online with "Encrypting OS volume: N%";
 #           the host cuts the power (kills QEMU) at >= 20%
-#   boot 3  the initramfs opens it again with no prompt, the agent finishes: Encrypted, one crypt
+#   boot 3  through OVMF (UEFI) this time, the GRUB the agent installed for x86_64-efi: the
+#           initramfs opens it again with no prompt, the agent finishes: Encrypted, one crypt
 #           segment, every file of a fixed tree on / intact
+#   copy    the disk copied to a VM with another TPM: the credential on /boot is sealed to the
+#           first VM's TPM (swtpm in every boot), so it does not open, and the console asks for
+#           the recovery passphrase
 #   boot 4  vmcryptd down: the initramfs says why and asks for the recovery passphrase on the
 #           console; the host types it (from `vmcrypt-admin secret show --reveal`); boot completes;
 #           then vmcryptd back and `vm encryption disable --volume-type OS`: decrypted online
@@ -65,8 +69,12 @@ admin() { vault_admin "$@"; }
 	not_ok "vm register vm1"
 
 BOOT_PID=
-boot_start() { # PHASE
-	local phase=$1 j=$WORK/job-$1
+# Every boot has the VM's TPM (swtpm, its state kept in $WORK/tpm); BOOT_DISK and BOOT_TPM
+# change that for the copy of the disk.
+BOOT_DISK=$WORK/root.img BOOT_TPM=$WORK/tpm
+boot_start() { # PHASE [uefi]
+	local phase=$1 j=$WORK/job-$1 fw=(--tpm "$BOOT_TPM")
+	[ "${2:-}" != uefi ] || fw+=(--uefi)
 	rm -f "$WORK/qemu.pid"
 	mkdir -p "$j"
 	cp "$VM/os-guest.sh" "$j/run.sh"
@@ -79,7 +87,7 @@ boot_start() { # PHASE
 	CONSOLE=$WORK/console-$phase.log
 	SYSCON=$CONSOLE.sys
 	BOOT_T0=$(date +%s)
-	"$D" boot "$WORK/root.img" --job "$WORK/job-$phase.tar" --port "$VAULT_PORT" --console "$CONSOLE" \
+	"$D" boot "$BOOT_DISK" "${fw[@]}" --job "$WORK/job-$phase.tar" --port "$VAULT_PORT" --console "$CONSOLE" \
 		--system-console "$SYSCON" --console-in "$WORK/con.sock" --ctl "$WORK/ctl.sock" \
 		--pid-file "$WORK/qemu.pid" --timeout 900 >"$WORK/boot-$phase.log" 2>&1 &
 	BOOT_PID=$!
@@ -194,8 +202,8 @@ fi
 boot_end boot2
 count_guest boot2
 
-# Boot 3: opened again (no prompt), the conversion finishes.
-boot_start boot3
+# Boot 3: through UEFI, opened again (no prompt), the conversion finishes.
+boot_start boot3 uefi
 m=$(wait_syscon 'vmcrypt: OS volume .* opened as /dev/mapper/vmcrypt-os with the key from the vault' 400)
 [ -n "$m" ] && ok "[boot3] after the power cut the initramfs opened / from the vault" ||
 	not_ok "[boot3] the initramfs opened / after the power cut"
@@ -212,6 +220,28 @@ count_guest boot3
 guest_sums boot3 tree
 tr -d '\r' <"$SYSCON" | grep -qi 'passphrase' && not_ok "[boot3] the console asked for a passphrase" ||
 	ok "[boot3] no passphrase prompt on the console"
+
+# The disk copied to another VM, whose TPM is not this one's, with the vault up: the sealed
+# credential does not open there, so the vault is never asked; the console says why and asks for
+# the recovery passphrase.
+if cp --sparse=always "$WORK/root.img" "$WORK/copy.img"; then
+	BOOT_DISK=$WORK/copy.img BOOT_TPM=$WORK/tpm-other
+	boot_start copy
+	m=$(wait_syscon 'Recovery passphrase for the OS volume' 400)
+	tr -d '\r' <"$SYSCON" | grep -q 'vmcrypt: OS volume: the VM credential .* is sealed to another TPM' &&
+		ok "[copy] the disk in another VM (another TPM): the sealed credential does not open, the console says why" ||
+		not_ok "[copy] the console says the credential is sealed to another TPM"
+	[ -n "$m" ] && ok "[copy] it asks for the recovery passphrase instead" ||
+		not_ok "[copy] the recovery passphrase prompt"
+	tr -d '\r' <"$SYSCON" | grep -q 'opened as /dev/mapper/vmcrypt-os' &&
+		not_ok "[copy] the copy of the disk opened" || ok "[copy] the copy of the disk stays locked"
+	"$D" kill "$WORK/qemu.pid"
+	boot_end copy
+	rm -f "$WORK/copy.img"
+	BOOT_DISK=$WORK/root.img BOOT_TPM=$WORK/tpm
+else
+	not_ok "a copy of the disk for another VM"
+fi
 
 # Boot 4: the vault is down; the recovery passphrase typed on the console.
 rec=$(admin secret show vm1/os-recovery --reveal 2>/dev/null | sed -n 's/^Passphrase *: //p')
