@@ -37,7 +37,7 @@ check_eq "--json exits 10 too" 10 "$rc"
 check_eq "--json ok is false" false "$(jq -r .ok <<<"$json")"
 check_eq "--json lists the holder" "sleep fd" \
 	"$(jq -r --argjson p "$holder" '.checks[] | select(.id=="open-files") | .details.users[] | select(.pid==$p) | "\(.command) \(.how)"' <<<"$json")"
-check_eq "--json has all 16 ids" 16 "$(jq '[.checks[].id] | unique | length' <<<"$json")"
+check_eq "--json has all 17 ids" 17 "$(jq '[.checks[].id] | unique | length' <<<"$json")"
 check_eq "--json vault is SKIP" SKIP "$(jq -r '.checks[] | select(.id=="vault") | .status' <<<"$json")"
 
 # Once the holder is gone, our volume is no longer named.

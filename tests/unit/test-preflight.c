@@ -90,7 +90,7 @@ static void test_every_id_once(void **state)
 		assert_string_equal(rep.results[n].id, *id);
 	}
 	assert_int_equal(n, rep.n);
-	assert_int_equal(n, 16);
+	assert_int_equal(n, 17);
 	preflight_report_done(&rep);
 }
 
@@ -130,7 +130,7 @@ static void test_json(void **state)
 	assert_non_null(j);
 	assert_true(json_is_false(json_object_get(j, "ok")));
 	checks = json_object_get(j, "checks");
-	assert_int_equal(json_array_size(checks), 16);
+	assert_int_equal(json_array_size(checks), 17);
 	c = json_array_get(checks, 0);
 	assert_string_equal(json_string_value(json_object_get(c, "id")), "open-files");
 	assert_string_equal(json_string_value(json_object_get(c, "status")), "FAIL");
@@ -286,6 +286,35 @@ static void test_boot_layout_tpm2(void **state)
 	run("uefi-no-esp", PREFLIGHT_SCOPE_DATA, &rep);
 	expect(&rep, "boot-layout", PREFLIGHT_SKIP, "the scope is data volumes", NULL);
 	expect(&rep, "tpm2", PREFLIGHT_SKIP, "the scope is data volumes", NULL);
+	expect(&rep, "initramfs-network", PREFLIGHT_SKIP, "the scope is data volumes", NULL);
+	preflight_report_done(&rep);
+}
+
+/* The network the initramfs needs for the vault: a device with a driver (docker0, virtual, does
+ * not count), and DHCP unless the kernel command line gives ip=. */
+static void test_initramfs_network(void **state)
+{
+	struct preflight_report rep;
+	const struct preflight_result *r;
+
+	run("os-ready", PREFLIGHT_SCOPE_OS, &rep);
+	expect(&rep, "initramfs-network", PREFLIGHT_PASS,
+	       "The initramfs brings up ens3 (virtio_net) with DHCP to ask the vault for the OS volume's key", NULL);
+	r = preflight_report_find(&rep, "initramfs-network");
+	assert_string_equal(json_string_value(json_object_get(r->details, "interfaces")), "ens3 (virtio_net)");
+	preflight_report_done(&rep);
+
+	/* ifupdown's static ens3 counts; networkd's file with DHCP=yes beside its Address= does not. */
+	run("static-net", PREFLIGHT_SCOPE_OS, &rep);
+	expect(&rep, "initramfs-network", PREFLIGHT_WARN,
+	       "but this VM's address is static (/etc/network/interfaces): without a DHCP server at boot",
+	       "add ip=ADDRESS::GATEWAY:NETMASK::INTERFACE:none to GRUB_CMDLINE_LINUX", NULL);
+	assert_true(rep.ok); /* a warning */
+	preflight_report_done(&rep);
+
+	run("uefi-no-esp", PREFLIGHT_SCOPE_OS, &rep);
+	expect(&rep, "initramfs-network", PREFLIGHT_FAIL, "No network device with a driver",
+	       "Attach a network interface", NULL);
 	preflight_report_done(&rep);
 }
 
@@ -447,6 +476,7 @@ int main(void)
 		cmocka_unit_test(test_ubuntu1404),
 		cmocka_unit_test(test_boot_packages),
 		cmocka_unit_test(test_boot_layout_tpm2),
+		cmocka_unit_test(test_initramfs_network),
 		cmocka_unit_test(test_nested),
 		cmocka_unit_test(test_xfs_readonly),
 		cmocka_unit_test(test_scope_parse),

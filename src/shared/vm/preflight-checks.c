@@ -1028,6 +1028,120 @@ void pf_check_tpm2(struct preflight_context *c, struct preflight_builder *b)
 		     "and revoke the VM's credential when a copy of the disk is suspected.");
 }
 
+/* ------------------------------------------------------------------ initramfs-network */
+
+/* The network the initramfs brings up to ask the vault for the OS volume's key
+ * (dist/initramfs-tools/local-top): DHCP on the first link unless the kernel command line has
+ * ip=. What defeats it is known now: no network device with a driver the hook can copy, or an
+ * address configured statically (no DHCP server may answer at boot). */
+
+/* Appends to buf each file of dir (under the root) whose text has the static marker and lacks
+ * the dhcp one; both are substrings of a line, case-sensitive, as each tool writes them. */
+static void find_static(const struct preflight_context *c, const char *dir, const char *suffix,
+			const char *static_marker, const char *const *dhcp_markers, char *buf, size_t len)
+{
+	char full[PATH_MAX * 2];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(full, sizeof(full), "%s%s", c->root, dir);
+	d = opendir(full);
+	while (d && (de = readdir(d))) {
+		_cleanup_free_ char *text = NULL;
+		char path[PATH_MAX];
+		bool dhcp = false;
+
+		size_t n = strlen(de->d_name);
+
+		if (de->d_name[0] == '.' ||
+		    (suffix && (n < strlen(suffix) || !streq(de->d_name + n - strlen(suffix), suffix))))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (pf_read_file(c, path, PF_SMALL_FILE_MAX, &text) < 0 || !strstr(text, static_marker))
+			continue;
+		for (size_t i = 0; dhcp_markers && dhcp_markers[i]; i++)
+			dhcp = dhcp || strstr(text, dhcp_markers[i]);
+		if (!dhcp)
+			snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", buf[0] ? ", " : "", path);
+	}
+	if (d)
+		closedir(d);
+}
+
+void pf_check_initramfs_network(struct preflight_context *c, struct preflight_builder *b)
+{
+	static const char *const networkd_dhcp[] = { "DHCP=yes", "DHCP=ipv4", "DHCP=true", "DHCP=both", NULL };
+	static const char *const netplan_dhcp[] = { "dhcp4: true", "dhcp4: yes", NULL };
+	_cleanup_free_ char *cmdline = NULL, *grub = NULL;
+	char nics[512] = "", statics[1024] = "", full[PATH_MAX * 2];
+	struct dirent *de;
+	bool ip_given;
+	DIR *d;
+
+	if (!(c->scope & PREFLIGHT_SCOPE_OS)) {
+		pf_status(b, PREFLIGHT_SKIP);
+		pf_say(b, "Only the OS volume's unlock at boot needs the network in the initramfs; the scope is "
+			  "data volumes.");
+		return;
+	}
+	/* Network devices backed by hardware (virtual ones have no device/): their drivers are what
+	 * the hook copies into the initramfs. */
+	snprintf(full, sizeof(full), "%s/sys/class/net", c->root);
+	d = opendir(full);
+	while (d && (de = readdir(d))) {
+		_cleanup_free_ char *uevent = NULL;
+		char path[PATH_MAX], driver[64] = "";
+		const char *p;
+
+		if (de->d_name[0] == '.' || streq(de->d_name, "lo"))
+			continue;
+		snprintf(path, sizeof(path), "/sys/class/net/%s/device/uevent", de->d_name);
+		if (pf_read_file(c, path, PF_SMALL_FILE_MAX, &uevent) < 0)
+			continue;
+		if ((p = strstr(uevent, "DRIVER=")))
+			snprintf(driver, sizeof(driver), "%.*s", (int)strcspn(p + 7, "\n"), p + 7);
+		if (!driver[0])
+			continue;
+		snprintf(nics + strlen(nics), sizeof(nics) - strlen(nics), "%s%s (%s)", nics[0] ? ", " : "",
+			 de->d_name, driver);
+	}
+	if (d)
+		closedir(d);
+	json_object_set_new(b->details, "interfaces", json_string(nics));
+	add_os_volume(c, b);
+	if (!nics[0]) {
+		pf_status(b, PREFLIGHT_FAIL);
+		pf_say(b, "No network device with a driver (/sys/class/net/*/device): the initramfs could not "
+			  "reach the vault for the OS volume's key, and every boot would ask for the recovery "
+			  "passphrase on the console.");
+		pf_remedy(b, "Attach a network interface to the VM.");
+		return;
+	}
+	(void)pf_read_file(c, "/proc/cmdline", PF_SMALL_FILE_MAX, &cmdline);
+	(void)pf_read_file(c, "/etc/default/grub", PF_SMALL_FILE_MAX, &grub);
+	ip_given = (cmdline && (startswith(cmdline, "ip=") || strstr(cmdline, " ip="))) ||
+		   (grub && strstr(grub, " ip=")) || (grub && strstr(grub, "\"ip="));
+	find_static(c, "/etc/network", "interfaces", " inet static", NULL, statics, sizeof(statics));
+	find_static(c, "/etc/network/interfaces.d", NULL, " inet static", NULL, statics, sizeof(statics));
+	find_static(c, "/etc/systemd/network", ".network", "Address=", networkd_dhcp, statics, sizeof(statics));
+	find_static(c, "/etc/netplan", ".yaml", "addresses:", netplan_dhcp, statics, sizeof(statics));
+	find_static(c, "/etc/NetworkManager/system-connections", NULL, "method=manual", NULL, statics,
+		    sizeof(statics));
+	json_object_set_new(b->details, "static", json_string(statics));
+	json_object_set_new(b->details, "ip_on_cmdline", json_boolean(ip_given));
+	if (statics[0] && !ip_given) {
+		pf_status(b, PREFLIGHT_WARN);
+		pf_say(b, "The initramfs brings up %s with DHCP to ask the vault for the OS volume's key, but "
+			  "this VM's address is static (%s): without a DHCP server at boot the vault is not "
+			  "reached and the console asks for the recovery passphrase.", nics, statics);
+		pf_remedy(b, "Give the initramfs the address: add ip=ADDRESS::GATEWAY:NETMASK::INTERFACE:none "
+			     "to GRUB_CMDLINE_LINUX in /etc/default/grub and run update-grub.");
+		return;
+	}
+	pf_say(b, "The initramfs brings up %s with %s to ask the vault for the OS volume's key; its hook "
+		  "copies the drivers.", nics, ip_given ? "the ip= of the kernel command line" : "DHCP");
+}
+
 /* ------------------------------------------------------------------ device */
 
 void pf_check_device(struct preflight_context *c, struct preflight_builder *b)

@@ -62,6 +62,7 @@ void pf_check_distro(struct preflight_context *c, struct preflight_builder *b);
 void pf_check_boot_packages(struct preflight_context *c, struct preflight_builder *b);
 void pf_check_boot_layout(struct preflight_context *c, struct preflight_builder *b);
 void pf_check_tpm2(struct preflight_context *c, struct preflight_builder *b);
+void pf_check_initramfs_network(struct preflight_context *c, struct preflight_builder *b);
 void pf_check_device(struct preflight_context *c, struct preflight_builder *b);
 void pf_check_vault(struct preflight_context *c, struct preflight_builder *b);
 void pf_check_agent_version(struct preflight_context *c, struct preflight_builder *b);

@@ -26,6 +26,7 @@
 	X("boot-packages", pf_check_boot_packages)                                                 \
 	X("boot-layout", pf_check_boot_layout)                                                     \
 	X("tpm2", pf_check_tpm2)                                                                   \
+	X("initramfs-network", pf_check_initramfs_network)                                         \
 	X("device", pf_check_device)                                                               \
 	X("vault", pf_check_vault)                                                                 \
 	X("agent-version", pf_check_agent_version)
