@@ -4,6 +4,7 @@
 #include <libgen.h>
 #include <limits.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,7 +133,10 @@ int fsync_parent_dir(const char *path)
 	return 0;
 }
 
-int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode)
+/* A temp file in path's directory, written and fsynced, then renamed over path (replace) or
+ * into path only while there is none (RENAME_NOREPLACE: the check and the rename are one
+ * step), then the directory fsynced. */
+static int write_file_renamed(const char *path, const void *data, size_t size, mode_t mode, bool replace)
 {
 	char tmp[PATH_MAX];
 	_cleanup_close_ int fd = -1;
@@ -155,7 +159,7 @@ int write_file_atomic(const char *path, const void *data, size_t size, mode_t mo
 		goto fail;
 	}
 	fd = safe_close(fd);
-	if (rename(tmp, path) < 0) {
+	if ((replace ? rename(tmp, path) : renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_NOREPLACE)) < 0) {
 		r = negative_errno();
 		goto fail;
 	}
@@ -163,6 +167,16 @@ int write_file_atomic(const char *path, const void *data, size_t size, mode_t mo
 fail:
 	unlink(tmp);
 	return r;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode)
+{
+	return write_file_renamed(path, data, size, mode, true);
+}
+
+int write_file_new(const char *path, const void *data, size_t size, mode_t mode)
+{
+	return write_file_renamed(path, data, size, mode, false);
 }
 
 int mkdir_p(const char *path, mode_t mode)

@@ -13,6 +13,10 @@ int read_full_file(const char *path, size_t max, char **ret, size_t *ret_size);
  * directory; after a crash path holds either the old or the new content, never a mix.
  * Returns 0 or -errno. */
 int write_file_atomic(const char *path, const void *data, size_t size, mode_t mode);
+/* The same for a file that must be new: the rename fails with -EEXIST when path exists, checked
+ * and done in one step (renameat2 RENAME_NOREPLACE; a filesystem without it is -EINVAL).
+ * Returns 0 or -errno. */
+int write_file_new(const char *path, const void *data, size_t size, mode_t mode);
 
 /* write(2) until done, retrying on EINTR. Returns 0 or -errno. */
 int write_all(int fd, const void *data, size_t size);

@@ -35,6 +35,45 @@ static int parse_scaled(const char *s, const struct unit *units, size_t n_units,
 	return -EINVAL;
 }
 
+char *hex_encode(const void *data, size_t size, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	const uint8_t *d = data;
+
+	for (size_t i = 0; i < size; i++) {
+		out[2 * i] = digits[d[i] >> 4];
+		out[2 * i + 1] = digits[d[i] & 15];
+	}
+	out[2 * size] = 0;
+	return out;
+}
+
+static int unhex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int hex_decode(const char *hex, void *out, size_t size)
+{
+	uint8_t *o = out;
+
+	if (strlen(hex) != 2 * size)
+		return -EINVAL;
+	for (size_t i = 0; i < size; i++) {
+		int hi = unhex_digit(hex[2 * i]), lo = unhex_digit(hex[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return -EINVAL;
+		o[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return 0;
+}
+
 int parse_u64(const char *s, uint64_t *ret)
 {
 	static const struct unit none[] = { { "", 1 } };

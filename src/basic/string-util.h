@@ -27,6 +27,13 @@ static inline const char *startswith(const char *s, const char *prefix)
 /* Parses a decimal unsigned 64-bit integer, the whole string. Returns 0, -EINVAL or -ERANGE. */
 int parse_u64(const char *s, uint64_t *ret);
 
+/* Writes size bytes as 2 * size lower-case hex digits and a NUL into out (2 * size + 1 bytes).
+ * Returns out. */
+char *hex_encode(const void *data, size_t size, char *out);
+/* Decodes exactly 2 * size hex digits (either case), the whole string, into out. Returns 0 or
+ * -EINVAL (another length, or a character that is not a hex digit). */
+int hex_decode(const char *hex, void *out, size_t size);
+
 /* Parses a size with an optional binary suffix (K, M, G, T; KiB, MiB, ...). Returns 0 or -EINVAL/-ERANGE. */
 int parse_size(const char *s, uint64_t *ret);
 

@@ -220,6 +220,24 @@ static void test_read_capped(void **state)
 	close(p[1]);
 }
 
+static void test_hex(void **state)
+{
+	static const uint8_t data[] = { 0x00, 0xab, 0x10, 0xff };
+	uint8_t back[4];
+	char hex[9];
+
+	assert_string_equal(hex_encode(data, sizeof(data), hex), "00ab10ff");
+	assert_int_equal(hex_decode("00ab10ff", back, 4), 0);
+	assert_memory_equal(back, data, 4);
+	assert_int_equal(hex_decode("00AB10FF", back, 4), 0);
+	assert_memory_equal(back, data, 4);
+	assert_int_equal(hex_decode("00ab10f", back, 4), -EINVAL);
+	assert_int_equal(hex_decode("00ab10ff0", back, 4), -EINVAL);
+	assert_int_equal(hex_decode("00ab10fg", back, 4), -EINVAL);
+	assert_int_equal(hex_decode(" 0ab10ff", back, 4), -EINVAL);
+	assert_string_equal(hex_encode(data, 0, hex), "");
+}
+
 static void test_atomic_write(void **state)
 {
 	char dir[] = "/tmp/vmcrypt-unit.XXXXXX", path[128];
@@ -238,8 +256,21 @@ static void test_atomic_write(void **state)
 	assert_int_equal(stat(path, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0640);
 	assert_int_equal(read_full_file(path, 3, &buf, &size), -EFBIG);
+
+	/* A file that must be new: refused while path exists, nothing of it left behind. */
+	assert_int_equal(write_file_new(path, "three", 5, 0600), -EEXIST);
+	assert_int_equal(read_full_file(path, 100, &buf, &size), 0);
+	assert_string_equal(buf, "two!");
+	free(buf);
 	unlink(path);
-	rmdir(dir);
+	assert_int_equal(write_file_new(path, "three", 5, 0600), 0);
+	assert_int_equal(read_full_file(path, 100, &buf, &size), 0);
+	assert_string_equal(buf, "three");
+	free(buf);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	unlink(path);
+	assert_int_equal(rmdir(dir), 0); /* no temp file left */
 }
 
 static void test_process_run_timeout(void **state)
@@ -284,6 +315,7 @@ int main(void)
 		cmocka_unit_test(test_secret_grow),
 		cmocka_unit_test(test_secret_files),
 		cmocka_unit_test(test_read_capped),
+		cmocka_unit_test(test_hex),
 		cmocka_unit_test(test_atomic_write),
 		cmocka_unit_test(test_process_run_timeout),
 		cmocka_unit_test(test_exit_status),

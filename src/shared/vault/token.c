@@ -17,37 +17,12 @@ static const char *const kind_prefix[] = {
 
 void token_hex(const uint8_t *data, size_t size, char *out)
 {
-	static const char digits[] = "0123456789abcdef";
-
-	for (size_t i = 0; i < size; i++) {
-		out[2 * i] = digits[data[i] >> 4];
-		out[2 * i + 1] = digits[data[i] & 15];
-	}
-	out[2 * size] = 0;
-}
-
-static int unhex_digit(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	hex_encode(data, size, out);
 }
 
 int token_unhex(const char *hex, uint8_t *out, size_t size)
 {
-	if (strlen(hex) != 2 * size)
-		return -EINVAL;
-	for (size_t i = 0; i < size; i++) {
-		int hi = unhex_digit(hex[2 * i]), lo = unhex_digit(hex[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return -EINVAL;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 0;
+	return hex_decode(hex, out, size);
 }
 
 static bool is_lower_hex(const char *s, size_t len)
