@@ -84,6 +84,53 @@ static void test_seal_random_nonce(void **state)
 	vault_free(other);
 }
 
+static void test_seal_with_key(void **state)
+{
+	uint8_t master[32], dek[VAULT_DATA_KEY_SIZE], other[VAULT_DATA_KEY_SIZE], *plain_in, *sealed = NULL, *mine = NULL;
+	const size_t n = 1024 * 1024 + 7;
+	struct vault *v = NULL;
+	void *plain = NULL;
+	size_t size, sn, mn;
+
+	memset(master, 0x42, sizeof(master));
+	memset(dek, 0x42, sizeof(dek));
+	memset(other, 0x43, sizeof(other));
+	plain_in = malloc(n);
+	assert_non_null(plain_in);
+	assert_int_equal(secret_random(plain_in, n), 0);
+	/* A data key seals a large object in the master key's layout. */
+	assert_int_equal(vault_seal_with_key(dek, "header:vm1:os", plain_in, n, &sealed, &sn), 0);
+	assert_int_equal(sn, n + VAULT_SEAL_OVERHEAD);
+	assert_int_equal(sealed[0], 1);
+	assert_int_equal(vault_unseal_with_key(dek, "header:vm1:os", sealed, sn, &plain, &size), 0);
+	assert_int_equal(size, n);
+	assert_memory_equal(plain, plain_in, n);
+	assert_true(secret_size(plain) >= n);
+	secret_free(plain);
+	/* The same key as a master key opens the same blob: one format. */
+	assert_int_equal(vault_new_from_key(master, &v), 0);
+	assert_int_equal(vault_unseal(v, "header:vm1:os", sealed, sn, &plain, &size), 0);
+	secret_free(plain);
+	assert_int_equal(vault_seal(v, "x", "abc", 3, &mine, &mn), 0);
+	assert_int_equal(vault_unseal_with_key(dek, "x", mine, mn, &plain, &size), 0);
+	assert_memory_equal(plain, "abc", 3);
+	secret_free(plain);
+	plain = NULL;
+	/* Another key, another context, a flipped bit anywhere: refused. */
+	assert_int_equal(vault_unseal_with_key(other, "header:vm1:os", sealed, sn, &plain, &size), -EBADMSG);
+	assert_int_equal(vault_unseal_with_key(dek, "header:vm2:os", sealed, sn, &plain, &size), -EBADMSG);
+	sealed[sn / 2] ^= 0x80;
+	assert_int_equal(vault_unseal_with_key(dek, "header:vm1:os", sealed, sn, &plain, &size), -EBADMSG);
+	sealed[sn / 2] ^= 0x80;
+	sealed[sn - 1] ^= 1;
+	assert_int_equal(vault_unseal_with_key(dek, "header:vm1:os", sealed, sn, &plain, &size), -EBADMSG);
+	assert_null(plain);
+	free(sealed);
+	free(mine);
+	free(plain_in);
+	vault_free(v);
+}
+
 static void test_a256kw_rfc3394(void **state)
 {
 	/* RFC 3394 section 4.6: 256 bits of key data with a 256-bit KEK. */
@@ -266,6 +313,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_seal_known_answer),
 		cmocka_unit_test(test_seal_random_nonce),
+		cmocka_unit_test(test_seal_with_key),
 		cmocka_unit_test(test_a256kw_rfc3394),
 		cmocka_unit_test(test_a256kw_padded),
 		cmocka_unit_test(test_rsa_oaep_256_known_answer),

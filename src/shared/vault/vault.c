@@ -21,7 +21,8 @@ struct vault {
 
 #define SEAL_FORMAT 1
 _Static_assert(VAULT_SEAL_NONCE_SIZE == AEAD_NONCE_SIZE && VAULT_SEAL_TAG_SIZE == AEAD_TAG_SIZE &&
-		       VAULT_MASTER_KEY_SIZE == AEAD_KEY_SIZE, "the sealed blob's layout is aead.h's");
+		       VAULT_MASTER_KEY_SIZE == AEAD_KEY_SIZE && VAULT_DATA_KEY_SIZE == AEAD_KEY_SIZE,
+	       "the sealed blob's layout is aead.h's");
 
 int vault_new_from_key(const uint8_t key[VAULT_MASTER_KEY_SIZE], struct vault **ret)
 {
@@ -65,8 +66,9 @@ void vault_free(struct vault *v)
 	free(v);
 }
 
-int vault_seal_with_nonce(struct vault *v, const uint8_t nonce[VAULT_SEAL_NONCE_SIZE], const char *context,
-			  const void *plain, size_t size, uint8_t **ret, size_t *ret_size)
+/* The sealed blob under any AES-256 key: format byte, nonce, ciphertext, tag. */
+static int seal_blob(const uint8_t *key, const uint8_t nonce[VAULT_SEAL_NONCE_SIZE], const char *context,
+		     const void *plain, size_t size, uint8_t **ret, size_t *ret_size)
 {
 	_cleanup_free_ uint8_t *out = NULL;
 	int r;
@@ -78,7 +80,7 @@ int vault_seal_with_nonce(struct vault *v, const uint8_t nonce[VAULT_SEAL_NONCE_
 		return -ENOMEM;
 	out[0] = SEAL_FORMAT;
 	memcpy(out + 1, nonce, VAULT_SEAL_NONCE_SIZE);
-	r = aead_seal(v->key, nonce, context, plain, size, out + 1 + VAULT_SEAL_NONCE_SIZE,
+	r = aead_seal(key, nonce, context, plain, size, out + 1 + VAULT_SEAL_NONCE_SIZE,
 		      out + 1 + VAULT_SEAL_NONCE_SIZE + size);
 	if (r < 0)
 		return r;
@@ -87,21 +89,22 @@ int vault_seal_with_nonce(struct vault *v, const uint8_t nonce[VAULT_SEAL_NONCE_
 	return 0;
 }
 
-int vault_seal(struct vault *v, const char *context, const void *plain, size_t size, uint8_t **ret,
-	       size_t *ret_size)
+static int seal_random_nonce(const uint8_t *key, const char *context, const void *plain, size_t size,
+			     uint8_t **ret, size_t *ret_size)
 {
 	uint8_t nonce[VAULT_SEAL_NONCE_SIZE];
 	int r;
 
-	/* Random 96-bit nonces: the master key seals far fewer than 2^32 blobs (NIST SP 800-38D 8.3). */
+	/* Random 96-bit nonces: the master key seals far fewer than 2^32 blobs (NIST SP 800-38D 8.3),
+	 * and a data key seals one. */
 	r = secret_random(nonce, sizeof(nonce));
 	if (r < 0)
 		return r;
-	return vault_seal_with_nonce(v, nonce, context, plain, size, ret, ret_size);
+	return seal_blob(key, nonce, context, plain, size, ret, ret_size);
 }
 
-int vault_unseal(struct vault *v, const char *context, const uint8_t *sealed, size_t size, void **ret,
-		 size_t *ret_size)
+static int unseal_blob(const uint8_t *key, const char *context, const uint8_t *sealed, size_t size, void **ret,
+		       size_t *ret_size)
 {
 	_cleanup_secret_ uint8_t *out = NULL;
 	size_t clen;
@@ -114,13 +117,43 @@ int vault_unseal(struct vault *v, const char *context, const uint8_t *sealed, si
 	out = secret_alloc(clen + 1);
 	if (!out)
 		return -ENOMEM;
-	r = aead_open(v->key, sealed + 1, context, sealed + 1 + VAULT_SEAL_NONCE_SIZE, clen,
+	r = aead_open(key, sealed + 1, context, sealed + 1 + VAULT_SEAL_NONCE_SIZE, clen,
 		      sealed + size - VAULT_SEAL_TAG_SIZE, out);
 	if (r < 0)
 		return r;
 	*ret_size = clen;
 	*ret = TAKE_PTR(out);
 	return 0;
+}
+
+int vault_seal_with_nonce(struct vault *v, const uint8_t nonce[VAULT_SEAL_NONCE_SIZE], const char *context,
+			  const void *plain, size_t size, uint8_t **ret, size_t *ret_size)
+{
+	return seal_blob(v->key, nonce, context, plain, size, ret, ret_size);
+}
+
+int vault_seal(struct vault *v, const char *context, const void *plain, size_t size, uint8_t **ret,
+	       size_t *ret_size)
+{
+	return seal_random_nonce(v->key, context, plain, size, ret, ret_size);
+}
+
+int vault_unseal(struct vault *v, const char *context, const uint8_t *sealed, size_t size, void **ret,
+		 size_t *ret_size)
+{
+	return unseal_blob(v->key, context, sealed, size, ret, ret_size);
+}
+
+int vault_seal_with_key(const uint8_t key[VAULT_DATA_KEY_SIZE], const char *context, const void *plain, size_t size,
+			uint8_t **ret, size_t *ret_size)
+{
+	return seal_random_nonce(key, context, plain, size, ret, ret_size);
+}
+
+int vault_unseal_with_key(const uint8_t key[VAULT_DATA_KEY_SIZE], const char *context, const uint8_t *sealed,
+			  size_t size, void **ret, size_t *ret_size)
+{
+	return unseal_blob(key, context, sealed, size, ret, ret_size);
 }
 
 int vault_kty_from_string(const char *s, enum vault_kty *ret)

@@ -9,6 +9,7 @@
 
 #define VAULT_MASTER_KEY_SIZE 32
 #define VAULT_AES_KEY_SIZE 32
+#define VAULT_DATA_KEY_SIZE 32 /* a data key: encrypts one large object (a header backup) */
 /* Sealed blob: format byte, 12-byte nonce, ciphertext, 16-byte GCM tag. */
 #define VAULT_SEAL_NONCE_SIZE 12
 #define VAULT_SEAL_TAG_SIZE 16
@@ -46,6 +47,14 @@ int vault_seal_with_nonce(struct vault *v, const uint8_t nonce[VAULT_SEAL_NONCE_
  * malformed, was sealed under another key or context, or was altered; -ENOMEM. */
 int vault_unseal(struct vault *v, const char *context, const uint8_t *sealed, size_t size, void **ret,
 		 size_t *ret_size);
+
+/* As vault_seal and vault_unseal, under a data key instead of the master key: for objects too
+ * large for a KEK to wrap (a header backup), whose own random data key is then sealed (and
+ * wrapped) as a secret is. The blob's layout is the same. Returns as they do. */
+int vault_seal_with_key(const uint8_t key[VAULT_DATA_KEY_SIZE], const char *context, const void *plain, size_t size,
+			uint8_t **ret, size_t *ret_size);
+int vault_unseal_with_key(const uint8_t key[VAULT_DATA_KEY_SIZE], const char *context, const uint8_t *sealed,
+			  size_t size, void **ret, size_t *ret_size);
 
 /* For tests: a vault over a given master key. Returns 0 or -ENOMEM. */
 int vault_new_from_key(const uint8_t key[VAULT_MASTER_KEY_SIZE], struct vault **ret);
