@@ -419,6 +419,113 @@ static void test_audit_prune_in_chunks(void **state)
 	assert_int_equal(rows, 1);
 }
 
+static struct store_header make_header(const char *vm, const char *volume, uint8_t fill, uint8_t *data, size_t n)
+{
+	static uint8_t key[8] = { 7, 7, 7, 7, 7, 7, 7, 7 };
+	struct store_header h = { .size = n, .created = 1000 + fill };
+
+	snprintf(h.vm, sizeof(h.vm), "%s", vm);
+	snprintf(h.volume, sizeof(h.volume), "%s", volume);
+	memset(h.sha256, fill, sizeof(h.sha256));
+	memset(data, fill, n);
+	h.data = data;
+	h.data_size = n;
+	h.sealed_key = key;
+	h.sealed_key_size = sizeof(key);
+	return h;
+}
+
+/* Appends "volume:version " per listed header; listings carry no data. */
+static int note_header(const struct store_header *h, void *userdata)
+{
+	char *buf = userdata;
+
+	assert_null(h->data);
+	assert_null(h->sealed_key);
+	snprintf(buf + strlen(buf), 256 - strlen(buf), "%s/%s:%u ", h->vm, h->volume, h->version);
+	return 0;
+}
+
+struct header_fail_ctx {
+	struct store_header h;
+};
+
+/* Inserts a new version, then fails: the transaction rolls back, the insert and its pruning too. */
+static int header_fail_txn(struct store *s, void *userdata)
+{
+	struct header_fail_ctx *c = userdata;
+	uint32_t v;
+	int r = store_header_insert(s, &c->h, 1, &v);
+
+	return r < 0 ? r : -EIO;
+}
+
+static void test_headers(void **state)
+{
+	struct fixture *f = *state;
+	struct store_vm a = make_vm("a", "0000000000000000000000000000000a");
+	static uint8_t big[1 << 20];
+	uint8_t small[16];
+	struct store_header h, got;
+	struct header_fail_ctx fail;
+	char list[256] = "";
+	uint32_t v;
+
+	assert_int_equal(store_vm_insert(f->s, &a), 0);
+	h = make_header("a", "os", 1, big, sizeof(big));
+	assert_int_equal(store_header_insert(f->s, &h, 3, &v), 0);
+	assert_int_equal(v, 1);
+	assert_int_equal(store_header_get(f->s, "a", "os", 0, &got), 0);
+	assert_int_equal(got.version, 1);
+	assert_int_equal(got.size, sizeof(big));
+	assert_int_equal(got.data_size, sizeof(big));
+	assert_memory_equal(got.data, big, sizeof(big));
+	assert_int_equal(got.sealed_key_size, 8);
+	assert_memory_equal(got.sha256, h.sha256, DIGEST_SHA256_SIZE);
+	assert_int_equal(got.created, 1001);
+	store_header_done(&got);
+
+	/* Versions 2, 3, 4 of os (keep 3): version 1 goes with the commit of 4; data0 is apart. */
+	for (uint8_t i = 2; i <= 4; i++) {
+		h = make_header("a", "os", i, small, sizeof(small));
+		assert_int_equal(store_header_insert(f->s, &h, 3, &v), 0);
+		assert_int_equal(v, i);
+	}
+	h = make_header("a", "data0", 9, small, sizeof(small));
+	snprintf(h.kek, sizeof(h.kek), "k1");
+	h.kek_version = 2;
+	snprintf(h.kek_algorithm, sizeof(h.kek_algorithm), "RSA-OAEP-256");
+	assert_int_equal(store_header_insert(f->s, &h, 3, &v), 0);
+	assert_int_equal(v, 1);
+	assert_int_equal(store_header_list(f->s, "a", note_header, list), 0);
+	assert_string_equal(list, "a/data0:1 a/os:2 a/os:3 a/os:4 ");
+	assert_int_equal(store_header_get(f->s, "a", "os", 1, &got), -ENOENT);
+	assert_int_equal(store_header_get(f->s, "a", "os", 3, &got), 0);
+	assert_int_equal(got.sha256[0], 3);
+	store_header_done(&got);
+	assert_int_equal(store_header_get(f->s, "a", "data0", 0, &got), 0);
+	assert_string_equal(got.kek, "k1");
+	assert_int_equal(got.kek_version, 2);
+	assert_string_equal(got.kek_algorithm, "RSA-OAEP-256");
+	store_header_done(&got);
+	assert_int_equal(store_header_get(f->s, "a", "swap", 0, &got), -ENOENT);
+	assert_int_equal(store_header_get(f->s, "b", "os", 0, &got), -ENOENT);
+
+	/* A version whose transaction fails takes nothing with it, not even with keep 1. */
+	fail.h = make_header("a", "os", 5, small, sizeof(small));
+	assert_int_equal(store_transaction(f->s, header_fail_txn, &fail), -EIO);
+	list[0] = 0;
+	assert_int_equal(store_header_list(f->s, NULL, note_header, list), 0);
+	assert_string_equal(list, "a/data0:1 a/os:2 a/os:3 a/os:4 ");
+	assert_int_equal(store_header_insert(f->s, &h, 0, &v), -EINVAL);
+
+	/* Deleting the VM deletes its header backups. */
+	assert_int_equal(store_vm_delete(f->s, "a"), 0);
+	list[0] = 0;
+	assert_int_equal(store_header_list(f->s, NULL, note_header, list), 0);
+	assert_string_equal(list, "");
+}
+
 static void test_schema_v1_migrates(void **state)
 {
 	struct fixture *f = *state;
@@ -677,6 +784,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_audit_source_and_result, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audit_prune, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_audit_prune_in_chunks, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_headers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema_v1_migrates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transaction_rollback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_concurrency, setup, teardown),

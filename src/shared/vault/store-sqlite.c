@@ -48,6 +48,7 @@ enum stmt_id {
 	S_VM_DELETE,
 	S_VM_DELETE_SETTINGS,
 	S_VM_DELETE_SECRETS,
+	S_VM_DELETE_HEADERS,
 	S_VM_LIST,
 	S_SETTINGS_GET,
 	S_SETTINGS_PUT,
@@ -62,6 +63,13 @@ enum stmt_id {
 	S_SECRET_GET_LATEST,
 	S_SECRET_LIST,
 	S_SECRET_LIST_VM,
+	S_HEADER_NEXT_VERSION,
+	S_HEADER_INSERT,
+	S_HEADER_PRUNE,
+	S_HEADER_GET,
+	S_HEADER_GET_LATEST,
+	S_HEADER_LIST,
+	S_HEADER_LIST_VM,
 	S_AUDIT_APPEND,
 	S_AUDIT_LIST,
 	S_AUDIT_SPAN,
@@ -76,6 +84,9 @@ enum stmt_id {
 #define KEY_COLUMNS "name, version, kty, size, enabled, created, sealed, public_pem"
 #define SECRET_COLUMNS \
 	"vm, volume, version, content_type, file_name, kek, kek_version, kek_algorithm, created, sealed"
+/* Listings read the metadata only: a header's data is up to 32 MiB. */
+#define HEADER_META_COLUMNS "vm, volume, version, size, sha256, created, kek, kek_version, kek_algorithm"
+#define HEADER_COLUMNS HEADER_META_COLUMNS ", sealed_key, data"
 
 static const char *const stmt_sql[_S_MAX] = {
 	[S_BEGIN] = "BEGIN IMMEDIATE",
@@ -98,6 +109,7 @@ static const char *const stmt_sql[_S_MAX] = {
 	[S_VM_DELETE] = "DELETE FROM vms WHERE name = ?1",
 	[S_VM_DELETE_SETTINGS] = "DELETE FROM settings WHERE vm = ?1",
 	[S_VM_DELETE_SECRETS] = "DELETE FROM secrets WHERE vm = ?1",
+	[S_VM_DELETE_HEADERS] = "DELETE FROM headers WHERE vm = ?1",
 	[S_VM_LIST] = "SELECT " VM_COLUMNS " FROM vms ORDER BY name",
 	[S_SETTINGS_GET] = "SELECT vm, enabled, last_type, format_all, kek, kek_algorithm, sequence, updated "
 			   "FROM settings WHERE vm = ?1",
@@ -121,6 +133,15 @@ static const char *const stmt_sql[_S_MAX] = {
 			  "secrets WHERE vm = s.vm AND volume = s.volume) ORDER BY vm, volume",
 	[S_SECRET_LIST_VM] = "SELECT " SECRET_COLUMNS " FROM secrets s WHERE vm = ?1 AND version = (SELECT "
 			     "MAX(version) FROM secrets WHERE vm = s.vm AND volume = s.volume) ORDER BY volume",
+	[S_HEADER_NEXT_VERSION] = "SELECT COALESCE(MAX(version), 0) + 1 FROM headers WHERE vm = ?1 AND volume = ?2",
+	[S_HEADER_INSERT] = "INSERT INTO headers(" HEADER_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+	[S_HEADER_PRUNE] = "DELETE FROM headers WHERE vm = ?1 AND volume = ?2 AND version NOT IN (SELECT version FROM "
+			   "headers WHERE vm = ?1 AND volume = ?2 ORDER BY version DESC LIMIT ?3)",
+	[S_HEADER_GET] = "SELECT " HEADER_COLUMNS " FROM headers WHERE vm = ?1 AND volume = ?2 AND version = ?3",
+	[S_HEADER_GET_LATEST] = "SELECT " HEADER_COLUMNS " FROM headers WHERE vm = ?1 AND volume = ?2 "
+				"ORDER BY version DESC LIMIT 1",
+	[S_HEADER_LIST] = "SELECT " HEADER_META_COLUMNS " FROM headers ORDER BY vm, volume, version",
+	[S_HEADER_LIST_VM] = "SELECT " HEADER_META_COLUMNS " FROM headers WHERE vm = ?1 ORDER BY volume, version",
 	[S_AUDIT_APPEND] = "INSERT INTO audit(time, actor, action, object, result, source) "
 			   "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	/* The newest 10000 matching events, oldest first: the response has a hard cap. ?3: NULL any
@@ -167,8 +188,15 @@ static const char schema_v1[] =
 /* Version 2: every audit event records the client's address (older events get ""). */
 static const char schema_v2[] = "ALTER TABLE audit ADD COLUMN source TEXT NOT NULL DEFAULT '';";
 
+/* Version 3: LUKS2 header backups, a few versions per volume (store_header in store.h). */
+static const char schema_v3[] =
+	"CREATE TABLE headers(vm TEXT NOT NULL, volume TEXT NOT NULL, version INTEGER NOT NULL, "
+	"  size INTEGER NOT NULL, sha256 BLOB NOT NULL, created INTEGER NOT NULL, kek TEXT NOT NULL, "
+	"  kek_version INTEGER NOT NULL, kek_algorithm TEXT NOT NULL, sealed_key BLOB NOT NULL, "
+	"  data BLOB NOT NULL, PRIMARY KEY(vm, volume, version));";
+
 /* schema_steps[i] takes the schema from version i to i + 1. */
-static const char *const schema_steps[STORE_SCHEMA_VERSION] = { schema_v1, schema_v2 };
+static const char *const schema_steps[STORE_SCHEMA_VERSION] = { schema_v1, schema_v2, schema_v3 };
 
 struct conn {
 	sqlite3 *db;
@@ -726,6 +754,33 @@ static int row_secret(sqlite3_stmt *q, struct store_secret *s)
 	return dup_blob(q, 9, &s->sealed, &s->sealed_size);
 }
 
+/* The metadata columns of a header row; with_data: the sealed key and the data too. */
+static int row_header(sqlite3_stmt *q, struct store_header *h, bool with_data)
+{
+	int r;
+
+	memset(h, 0, sizeof(*h));
+	copy_text(h->vm, sizeof(h->vm), q, 0);
+	copy_text(h->volume, sizeof(h->volume), q, 1);
+	h->version = (uint32_t)sqlite3_column_int64(q, 2);
+	h->size = (uint64_t)sqlite3_column_int64(q, 3);
+	/* A hash of another length (a damaged row) stays zeros: it matches no header. */
+	if (sqlite3_column_bytes(q, 4) == DIGEST_SHA256_SIZE)
+		memcpy(h->sha256, sqlite3_column_blob(q, 4), DIGEST_SHA256_SIZE);
+	h->created = sqlite3_column_int64(q, 5);
+	copy_text(h->kek, sizeof(h->kek), q, 6);
+	h->kek_version = (uint32_t)sqlite3_column_int64(q, 7);
+	copy_text(h->kek_algorithm, sizeof(h->kek_algorithm), q, 8);
+	if (!with_data)
+		return 0;
+	r = dup_blob(q, 9, &h->sealed_key, &h->sealed_key_size);
+	if (r >= 0)
+		r = dup_blob(q, 10, &h->data, &h->data_size);
+	if (r < 0)
+		store_header_done(h);
+	return r;
+}
+
 /* Steps a single-row query: 0 with the row ready, -ENOENT, or -errno. */
 static int step_one(struct conn *c, sqlite3_stmt *q)
 {
@@ -857,7 +912,7 @@ static int store_sqlite_vm_get_by_id(void *impl, const char *id, struct store_vm
 
 static int do_vm_delete(struct conn *c, const void *a, const void *b, void *out)
 {
-	static const enum stmt_id ids[] = { S_VM_DELETE_SECRETS, S_VM_DELETE_SETTINGS, S_VM_DELETE };
+	static const enum stmt_id ids[] = { S_VM_DELETE_SECRETS, S_VM_DELETE_HEADERS, S_VM_DELETE_SETTINGS, S_VM_DELETE };
 
 	for (size_t i = 0; i < ELEMENTSOF(ids); i++) {
 		_cleanup_stmt_ sqlite3_stmt *q = NULL;
@@ -1054,23 +1109,60 @@ static int store_sqlite_key_list(void *impl, store_key_cb cb, void *userdata)
 	return WITH_READ_CONN(impl, c, do_list_all(c, S_KEY_LIST, key_row_cb, &l));
 }
 
+/* The next version of (vm, volume) by statement id, a "SELECT COALESCE(MAX(version), 0) + 1". */
+static int next_version(struct conn *c, enum stmt_id id, const char *vm, const char *volume, uint32_t *ret)
+{
+	_cleanup_stmt_ sqlite3_stmt *q = NULL;
+	int r = stmt_get(c, id, &q);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(q, 1, vm, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, volume, -1, SQLITE_STATIC);
+	r = step_one(c, q);
+	if (r < 0)
+		return r;
+	*ret = (uint32_t)sqlite3_column_int64(q, 0);
+	return 0;
+}
+
+/* Steps the query for one version of (vm, volume): id_version takes ?3, id_latest (version 0)
+ * the newest. 0 with the row ready in *q, -ENOENT, or -errno. */
+static int step_version(struct conn *c, enum stmt_id id_version, enum stmt_id id_latest, const char *vm,
+			const char *volume, uint32_t version, sqlite3_stmt **q)
+{
+	int r = stmt_get(c, version ? id_version : id_latest, q);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(*q, 1, vm, -1, SQLITE_STATIC);
+	sqlite3_bind_text(*q, 2, volume, -1, SQLITE_STATIC);
+	if (version)
+		sqlite3_bind_int64(*q, 3, version);
+	return step_one(c, *q);
+}
+
+/* A listing of every VM's rows (id_all) or one VM's (id_vm, which takes ?1). */
+static int do_list_by_vm(struct conn *c, enum stmt_id id_all, enum stmt_id id_vm, const char *vm,
+			 int (*row_cb)(sqlite3_stmt *q, void *ud), struct list_ctx *l)
+{
+	_cleanup_stmt_ sqlite3_stmt *q = NULL;
+	int r = stmt_get(c, vm ? id_vm : id_all, &q);
+	if (r < 0)
+		return r;
+	if (vm)
+		sqlite3_bind_text(q, 1, vm, -1, SQLITE_STATIC);
+	return list_rows(c, q, row_cb, l);
+}
+
 static int do_secret_insert(struct conn *c, const void *a, const void *b, void *out)
 {
 	const struct store_secret *s = a;
-	_cleanup_stmt_ sqlite3_stmt *qv = NULL;
 	_cleanup_stmt_ sqlite3_stmt *q = NULL;
 	uint32_t version;
 	int r;
 
-	r = stmt_get(c, S_SECRET_NEXT_VERSION, &qv);
+	r = next_version(c, S_SECRET_NEXT_VERSION, s->vm, s->volume, &version);
 	if (r < 0)
 		return r;
-	sqlite3_bind_text(qv, 1, s->vm, -1, SQLITE_STATIC);
-	sqlite3_bind_text(qv, 2, s->volume, -1, SQLITE_STATIC);
-	r = step_one(c, qv);
-	if (r < 0)
-		return r;
-	version = (uint32_t)sqlite3_column_int64(qv, 0);
 
 	r = stmt_get(c, S_SECRET_INSERT, &q);
 	if (r < 0)
@@ -1100,17 +1192,8 @@ static int do_secret_get(struct conn *c, const char *vm, const char *volume, uin
 			 struct store_secret *ret)
 {
 	_cleanup_stmt_ sqlite3_stmt *q = NULL;
-	int r = stmt_get(c, version ? S_SECRET_GET : S_SECRET_GET_LATEST, &q);
-	if (r < 0)
-		return r;
-	sqlite3_bind_text(q, 1, vm, -1, SQLITE_STATIC);
-	sqlite3_bind_text(q, 2, volume, -1, SQLITE_STATIC);
-	if (version)
-		sqlite3_bind_int64(q, 3, version);
-	r = step_one(c, q);
-	if (r < 0)
-		return r;
-	return row_secret(q, ret);
+	int r = step_version(c, S_SECRET_GET, S_SECRET_GET_LATEST, vm, volume, version, &q);
+	return r < 0 ? r : row_secret(q, ret);
 }
 
 static int store_sqlite_secret_get(void *impl, const char *vm, const char *volume, uint32_t version,
@@ -1130,21 +1213,93 @@ static int secret_row_cb(sqlite3_stmt *q, void *ud)
 	return r;
 }
 
-static int do_secret_list(struct conn *c, const char *vm, struct list_ctx *l)
-{
-	_cleanup_stmt_ sqlite3_stmt *q = NULL;
-	int r = stmt_get(c, vm ? S_SECRET_LIST_VM : S_SECRET_LIST, &q);
-	if (r < 0)
-		return r;
-	if (vm)
-		sqlite3_bind_text(q, 1, vm, -1, SQLITE_STATIC);
-	return list_rows(c, q, secret_row_cb, l);
-}
-
 static int store_sqlite_secret_list(void *impl, const char *vm, store_secret_cb cb, void *userdata)
 {
 	struct list_ctx l = { (void *)cb, userdata };
-	return WITH_READ_CONN(impl, c, do_secret_list(c, vm, &l));
+	return WITH_READ_CONN(impl, c, do_list_by_vm(c, S_SECRET_LIST, S_SECRET_LIST_VM, vm, secret_row_cb, &l));
+}
+
+static int do_header_insert(struct conn *c, const void *a, const void *b, void *out)
+{
+	const struct store_header *h = a;
+	const unsigned keep = *(const unsigned *)b;
+	_cleanup_stmt_ sqlite3_stmt *q = NULL;
+	_cleanup_stmt_ sqlite3_stmt *qp = NULL;
+	uint32_t version;
+	int r;
+
+	if (keep < 1 || h->size > INT64_MAX || h->data_size > INT32_MAX || h->sealed_key_size > INT32_MAX)
+		return -EINVAL;
+	r = next_version(c, S_HEADER_NEXT_VERSION, h->vm, h->volume, &version);
+	if (r < 0)
+		return r;
+
+	r = stmt_get(c, S_HEADER_INSERT, &q);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(q, 1, h->vm, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, h->volume, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 3, version);
+	sqlite3_bind_int64(q, 4, (sqlite3_int64)h->size);
+	sqlite3_bind_blob(q, 5, h->sha256, DIGEST_SHA256_SIZE, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 6, h->created);
+	sqlite3_bind_text(q, 7, h->kek, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 8, h->kek_version);
+	sqlite3_bind_text(q, 9, h->kek_algorithm, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(q, 10, h->sealed_key, (int)h->sealed_key_size, SQLITE_STATIC);
+	sqlite3_bind_blob(q, 11, h->data, (int)h->data_size, SQLITE_STATIC);
+	r = exec_stmt(c, q);
+	if (r < 0)
+		return r;
+
+	/* In the transaction that inserted the new version: the oldest goes when, and only when,
+	 * the new one commits. */
+	r = stmt_get(c, S_HEADER_PRUNE, &qp);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(qp, 1, h->vm, -1, SQLITE_STATIC);
+	sqlite3_bind_text(qp, 2, h->volume, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(qp, 3, keep);
+	r = exec_stmt(c, qp);
+	if (r >= 0 && out)
+		*(uint32_t *)out = version;
+	return r;
+}
+
+static int store_sqlite_header_insert(void *impl, const struct store_header *header, unsigned keep,
+				      uint32_t *ret_version)
+{
+	return run_write(impl, do_header_insert, header, &keep, ret_version);
+}
+
+static int do_header_get(struct conn *c, const char *vm, const char *volume, uint32_t version,
+			 struct store_header *ret)
+{
+	_cleanup_stmt_ sqlite3_stmt *q = NULL;
+	int r = step_version(c, S_HEADER_GET, S_HEADER_GET_LATEST, vm, volume, version, &q);
+	return r < 0 ? r : row_header(q, ret, true);
+}
+
+static int store_sqlite_header_get(void *impl, const char *vm, const char *volume, uint32_t version,
+				   struct store_header *ret)
+{
+	return WITH_READ_CONN(impl, c, do_header_get(c, vm, volume, version, ret));
+}
+
+static int header_row_cb(sqlite3_stmt *q, void *ud)
+{
+	struct list_ctx *l = ud;
+	struct store_header h;
+	int r = row_header(q, &h, false);
+	if (r >= 0)
+		r = ((store_header_cb)l->cb)(&h, l->userdata);
+	return r;
+}
+
+static int store_sqlite_header_list(void *impl, const char *vm, store_header_cb cb, void *userdata)
+{
+	struct list_ctx l = { (void *)cb, userdata };
+	return WITH_READ_CONN(impl, c, do_list_by_vm(c, S_HEADER_LIST, S_HEADER_LIST_VM, vm, header_row_cb, &l));
 }
 
 static int do_audit_append(struct conn *c, const void *a, const void *b, void *out)
@@ -1289,6 +1444,9 @@ const struct store_ops store_sqlite_ops = {
 	.secret_insert = store_sqlite_secret_insert,
 	.secret_get = store_sqlite_secret_get,
 	.secret_list = store_sqlite_secret_list,
+	.header_insert = store_sqlite_header_insert,
+	.header_get = store_sqlite_header_get,
+	.header_list = store_sqlite_header_list,
 	.audit_append = store_sqlite_audit_append,
 	.audit_append_read = store_sqlite_audit_append_read,
 	.audit_list = store_sqlite_audit_list,

@@ -58,3 +58,11 @@ void store_secret_done(struct store_secret *secret)
 	free(secret->sealed);
 	secret->sealed = NULL;
 }
+
+void store_header_done(struct store_header *header)
+{
+	free(header->sealed_key);
+	free(header->data);
+	header->sealed_key = NULL;
+	header->data = NULL;
+}

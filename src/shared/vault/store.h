@@ -1,4 +1,5 @@
-/* The vault's persistent store: VMs, encryption settings, keys, secrets, audit events.
+/* The vault's persistent store: VMs, encryption settings, keys, secrets, header backups, audit
+ * events.
  *
  * Handlers see only this interface; a backend (store-sqlite.c; a PostgreSQL one would be
  * store-pg.c) fills a struct store_ops. Contract for every backend:
@@ -17,9 +18,10 @@
 #include <stdint.h>
 
 #include "shared/api/api.h"
+#include "shared/digest.h"
 #include "shared/vault/token.h"
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 #define STORE_TEXT_MAX 256
 #define STORE_AUDIT_PRUNE_MAX 10000 /* most events one store_audit_prune() call drops */
 #define STORE_SOURCE_MAX 48 /* an IPv6 address in text (INET6_ADDRSTRLEN) and a NUL */
@@ -82,6 +84,25 @@ struct store_secret {
 	size_t sealed_size;
 };
 
+/* One version of a volume's LUKS2 header backup (docs/vmcryptd.md "Header backups"). The header
+ * is encrypted under a random data key of its own (data); the data key is wrapped by the VM's
+ * KEK or not and sealed by the master key (sealed_key), as a secret's value is. */
+struct store_header {
+	char vm[API_NAME_MAX + 1];
+	char volume[API_NAME_MAX + 1];
+	uint32_t version;
+	uint64_t size;                     /* bytes of the header */
+	uint8_t sha256[DIGEST_SHA256_SIZE]; /* of the header, as the VM sent it */
+	int64_t created;
+	char kek[API_NAME_MAX + 1];        /* "" when the data key is not wrapped */
+	uint32_t kek_version;
+	char kek_algorithm[16];
+	uint8_t *sealed_key; /* malloc'd; NULL in listings */
+	size_t sealed_key_size;
+	uint8_t *data;       /* malloc'd; NULL in listings */
+	size_t data_size;
+};
+
 struct store_audit {
 	int64_t id;
 	int64_t time;
@@ -104,6 +125,7 @@ typedef int (*store_vm_cb)(const struct store_vm *vm, void *userdata);
 typedef int (*store_key_cb)(const struct store_key *key, void *userdata);
 typedef int (*store_secret_cb)(const struct store_secret *secret, void *userdata);
 typedef int (*store_audit_cb)(const struct store_audit *event, void *userdata);
+typedef int (*store_header_cb)(const struct store_header *header, void *userdata);
 
 struct store;
 typedef int (*store_txn_fn)(struct store *s, void *userdata);
@@ -124,7 +146,7 @@ struct store_ops {
 	int (*vm_get)(void *impl, const char *name, struct store_vm *ret);
 	int (*vm_get_by_id)(void *impl, const char *id, struct store_vm *ret);
 	int (*vm_update)(void *impl, const struct store_vm *vm); /* by name; every field but name, id */
-	int (*vm_delete)(void *impl, const char *name);          /* with its settings and secrets */
+	int (*vm_delete)(void *impl, const char *name); /* with its settings, secrets, header backups */
 	int (*vm_list)(void *impl, store_vm_cb cb, void *userdata);
 
 	int (*settings_get)(void *impl, const char *vm, struct store_settings *ret);
@@ -141,6 +163,17 @@ struct store_ops {
 	int (*secret_get)(void *impl, const char *vm, const char *volume, uint32_t version,
 			  struct store_secret *ret);
 	int (*secret_list)(void *impl, const char *vm, store_secret_cb cb, void *userdata); /* vm NULL: all */
+
+	/* Assigns the next version of (vm, volume) into *ret_version, and drops every version of
+	 * (vm, volume) but the newest keep (keep >= 1) in the same transaction: an old version goes
+	 * only with the commit of the new one, never before it. */
+	int (*header_insert)(void *impl, const struct store_header *header, unsigned keep, uint32_t *ret_version);
+	/* version 0: the newest. Fills every field, data and sealed_key included. */
+	int (*header_get)(void *impl, const char *vm, const char *volume, uint32_t version,
+			  struct store_header *ret);
+	/* Every stored version, by vm, volume and version; metadata only (no data, no sealed_key).
+	 * vm NULL: all VMs. */
+	int (*header_list)(void *impl, const char *vm, store_header_cb cb, void *userdata);
 
 	int (*audit_append)(void *impl, const struct store_audit *event);
 	/* For events that record a read, not a change: committed before it returns, so it survives
@@ -176,6 +209,7 @@ void store_close(struct store *s);
 void store_vm_done(struct store_vm *vm);
 void store_key_done(struct store_key *key);
 void store_secret_done(struct store_secret *secret);
+void store_header_done(struct store_header *header);
 
 static inline int store_transaction(struct store *s, store_txn_fn fn, void *userdata)
 {
@@ -249,6 +283,20 @@ static inline int store_secret_get(struct store *s, const char *vm, const char *
 static inline int store_secret_list(struct store *s, const char *vm, store_secret_cb cb, void *userdata)
 {
 	return s->ops->secret_list(s->impl, vm, cb, userdata);
+}
+static inline int store_header_insert(struct store *s, const struct store_header *h, unsigned keep,
+				      uint32_t *ret_version)
+{
+	return s->ops->header_insert(s->impl, h, keep, ret_version);
+}
+static inline int store_header_get(struct store *s, const char *vm, const char *volume, uint32_t version,
+				   struct store_header *ret)
+{
+	return s->ops->header_get(s->impl, vm, volume, version, ret);
+}
+static inline int store_header_list(struct store *s, const char *vm, store_header_cb cb, void *userdata)
+{
+	return s->ops->header_list(s->impl, vm, cb, userdata);
 }
 static inline int store_audit_append(struct store *s, const struct store_audit *e)
 {
