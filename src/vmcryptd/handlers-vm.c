@@ -127,12 +127,11 @@ int handle_vm_secret_put(struct request *rq, struct reply *rep)
 	const char *b64 = json_string_value(json_object_get(rq->api->body, "value"));
 	const char *file_name = json_string_value(json_object_get(rq->api->body, "fileName"));
 	_cleanup_secret_ uint8_t *value = NULL;
-	_cleanup_free_ uint8_t *wrapped = NULL;
-	_cleanup_free_ uint8_t *sealed = NULL;
 	struct store_settings st = {};
 	struct secret_txn t = {};
-	size_t size, wsize = 0, ssize;
+	struct envelope env = {};
 	char context[2 * API_NAME_MAX + 16];
+	size_t size;
 	int r;
 
 	r = b64_decode_secret(b64, strlen(b64), &value, &size);
@@ -145,60 +144,31 @@ int handle_vm_secret_put(struct request *rq, struct reply *rep)
 	if (r < 0 && r != -ENOENT)
 		return reply_error(rep, r, "store unavailable");
 
+	snprintf(context, sizeof(context), "secret:%s:%s", vmname, volume);
+	r = envelope_seal(srv, &st, "secret", context, value, size, &env, rep);
+	if (r == -EKEYEXPIRED)
+		(void)audit_event(srv, rq->who, "secret.write", rq->object, "denied: KEK disabled or missing");
+	if (r < 0)
+		return r;
+
 	snprintf(t.secret.vm, sizeof(t.secret.vm), "%s", vmname);
 	snprintf(t.secret.volume, sizeof(t.secret.volume), "%s", volume);
 	snprintf(t.secret.file_name, sizeof(t.secret.file_name), "%s", file_name ? file_name : "");
+	snprintf(t.secret.content_type, sizeof(t.secret.content_type), "%s", env.kek[0] ? "Wrapped BEK" : "BEK");
+	snprintf(t.secret.kek, sizeof(t.secret.kek), "%s", env.kek);
+	snprintf(t.secret.kek_algorithm, sizeof(t.secret.kek_algorithm), "%s", env.kek_algorithm);
+	t.secret.kek_version = env.kek_version;
 	t.secret.created = now();
-
-	if (st.kek[0]) {
-		struct vault_key *key = NULL;
-		enum vault_alg alg;
-		bool owned = false;
-
-		r = vault_alg_from_string(st.kek_algorithm, &alg, NULL);
-		if (r < 0)
-			return reply_error(rep, -EIO, "settings of VM '%s' name an unknown algorithm", vmname);
-		r = keycache_get(srv, st.kek, 0, &t.secret.kek_version, &key, &owned);
-		if (r == -EKEYEXPIRED || r == -ENOENT) {
-			(void)audit_event(srv, rq->who, "secret.write", rq->object, "denied: KEK disabled or missing");
-			return reply_error(rep, -EKEYEXPIRED,
-					   "the key-encryption key '%s' of VM '%s' is disabled or gone; choose another: "
-					   "vmcrypt-admin vm encryption enable --vm %s --volume-type %s --kek NEWKEY",
-					   st.kek, vmname, vmname, api_volume_type_to_string(st.enabled ? st.enabled : API_VOLUME_ALL));
-		}
-		if (r < 0)
-			return reply_error(rep, r, "could not load the key-encryption key");
-		r = vault_key_wrap(key, alg, value, size, &wrapped, &wsize);
-		if (r == -EMSGSIZE)
-			(void)reply_error(rep, -EMSGSIZE, "the secret is too long for the %s key '%s' with %s",
-					  vault_key_type(key) == VAULT_KTY_RSA ? "RSA" : "AES", st.kek, st.kek_algorithm);
-		if (owned)
-			vault_key_free(key);
-		if (r == -EMSGSIZE)
-			return r;
-		if (r < 0)
-			return reply_error(rep, r, "could not wrap the secret");
-		snprintf(t.secret.content_type, sizeof(t.secret.content_type), "Wrapped BEK");
-		snprintf(t.secret.kek, sizeof(t.secret.kek), "%s", st.kek);
-		snprintf(t.secret.kek_algorithm, sizeof(t.secret.kek_algorithm), "%s", st.kek_algorithm);
-	} else {
-		snprintf(t.secret.content_type, sizeof(t.secret.content_type), "BEK");
-	}
-
-	snprintf(context, sizeof(context), "secret:%s:%s", vmname, volume);
-	r = vault_seal(srv->vault, context, wrapped ? (void *)wrapped : (void *)value, wrapped ? wsize : size,
-		       &sealed, &ssize);
-	if (r < 0)
-		return reply_error(rep, r, "could not seal the secret");
-	t.secret.sealed = sealed;
-	t.secret.sealed_size = ssize;
+	t.secret.sealed = env.sealed;
+	t.secret.sealed_size = env.sealed_size;
 	audit_fill(&t.event, rq->who, "secret.write", rq->object, "ok");
 
 	r = store_transaction(srv->store, secret_put_txn_run, &t);
+	envelope_done(&env);
+	t.secret.sealed = NULL;
 	if (r < 0)
 		return reply_error(rep, r, "could not store the secret");
 	t.secret.version = t.version;
-	t.secret.sealed = NULL;
 	rep->status = MHD_HTTP_CREATED;
 	rep->body = model_secret(&t.secret);
 	return rep->body ? 0 : -ENOMEM;
@@ -206,48 +176,12 @@ int handle_vm_secret_put(struct request *rq, struct reply *rep)
 
 int handler_secret_open(struct server *srv, const struct store_secret *sec, struct reply *rep, void **ret, size_t *ret_size)
 {
-	_cleanup_secret_ void *inner = NULL;
-	char context[2 * API_NAME_MAX + 16];
-	size_t isize;
-	int r;
+	char context[2 * API_NAME_MAX + 16], label[2 * API_NAME_MAX + 32];
 
 	snprintf(context, sizeof(context), "secret:%s:%s", sec->vm, sec->volume);
-	r = vault_unseal(srv->vault, context, sec->sealed, sec->sealed_size, &inner, &isize);
-	if (r < 0) {
-		log_error_errno(r, "Secret %s/%s version %u does not open with the master key: %m", sec->vm, sec->volume,
-				sec->version);
-		return reply_error(rep, -EIO, "the stored secret is damaged; see the vmcryptd log");
-	}
-	if (sec->kek[0]) {
-		struct vault_key *key = NULL;
-		enum vault_alg alg;
-		uint32_t version;
-		bool owned = false;
-
-		r = vault_alg_from_string(sec->kek_algorithm, &alg, NULL);
-		if (r < 0)
-			return reply_error(rep, -EIO, "the stored secret names an unknown algorithm");
-		r = keycache_get(srv, sec->kek, sec->kek_version, &version, &key, &owned);
-		if (r == -EKEYEXPIRED || r == -ENOENT)
-			return reply_error(rep, -EKEYEXPIRED,
-					   "the secret is wrapped with key '%s' version %u, which is disabled or gone; "
-					   "re-enable it or store the secret again",
-					   sec->kek, sec->kek_version);
-		if (r < 0)
-			return reply_error(rep, r, "could not load the key-encryption key");
-		r = vault_key_unwrap(key, alg, inner, isize, ret, ret_size);
-		if (owned)
-			vault_key_free(key);
-		if (r < 0) {
-			log_error_errno(r, "Secret %s/%s version %u does not unwrap with key %s version %u: %m", sec->vm,
-					sec->volume, sec->version, sec->kek, sec->kek_version);
-			return reply_error(rep, -EIO, "the stored secret does not unwrap; see the vmcryptd log");
-		}
-		return 0;
-	}
-	*ret = TAKE_PTR(inner);
-	*ret_size = isize;
-	return 0;
+	snprintf(label, sizeof(label), "%s/%s version %u", sec->vm, sec->volume, sec->version);
+	return envelope_open(srv, "secret", label, context, sec->sealed, sec->sealed_size, sec->kek, sec->kek_version,
+			     sec->kek_algorithm, ret, ret_size, rep);
 }
 
 int handler_secret_reply(struct store_secret *sec, const void *value, size_t size, struct reply *rep)

@@ -189,6 +189,32 @@ void model_text_free(void *p);
 int handler_secret_open(struct server *srv, const struct store_secret *sec, struct reply *rep, void **ret, size_t *ret_size);
 int handler_secret_reply(struct store_secret *sec, const void *value, size_t size, struct reply *rep);
 
+/* envelope.c: how a value rests in the store, wrapped by the VM's KEK (when its settings name
+ * one) and sealed by the master key under a context that names the object, so that a sealed
+ * blob moved to another row does not open. A secret's value goes in an envelope; a header
+ * backup's data key does. noun says what the value is in messages ("secret"). */
+struct envelope {
+	char kek[API_NAME_MAX + 1]; /* "" when not wrapped */
+	uint32_t kek_version;
+	char kek_algorithm[16];
+	uint8_t *sealed; /* malloc'd */
+	size_t sealed_size;
+};
+/* Wraps plain with the newest version of st's KEK (st NULL or without a KEK: not wrapped), then
+ * seals it under context. Returns 0 or, with rep->message set: -EKEYEXPIRED (the KEK is disabled
+ * or gone; the message names the command that picks another), -EMSGSIZE (too long for the KEK),
+ * -EIO, -ENOMEM. */
+int envelope_seal(struct server *srv, const struct store_settings *st, const char *noun, const char *context,
+		  const void *plain, size_t size, struct envelope *ret, struct reply *rep);
+/* Unseals sealed under context and unwraps it with kek at kek_version (kek "" : not wrapped) into
+ * secret memory. label names the object for the log ("vm1/os version 3"). Returns 0 or, with
+ * rep->message set: -EIO (damaged: it does not open or unwrap; logged), -EKEYEXPIRED (the KEK
+ * version is disabled or gone), -ENOMEM. */
+int envelope_open(struct server *srv, const char *noun, const char *label, const char *context,
+		  const uint8_t *sealed, size_t size, const char *kek, uint32_t kek_version,
+		  const char *kek_algorithm, void **ret, size_t *ret_size, struct reply *rep);
+void envelope_done(struct envelope *e);
+
 /* keycache.c: the enabled KEK name at version (0: newest), parsed. Returns 0 with *ret_key
  * (free it with vault_key_free only when *ret_owned), -ENOENT, -EKEYEXPIRED (disabled), -EIO. */
 int keycache_get(struct server *srv, const char *name, uint32_t version, uint32_t *ret_version,
