@@ -23,12 +23,8 @@ static const char *query(const struct request *rq, const char *key)
 
 /* --- secrets and audit --- */
 
-static int list_secret_cb(const struct store_secret *sec, void *userdata)
-{
-	return json_array_append_new(userdata, model_secret(sec)) < 0 ? -ENOMEM : 0;
-}
-
-int handle_admin_secret_list(struct request *rq, struct reply *rep)
+int handler_list_by_vm(struct request *rq, struct reply *rep, const char *key,
+		       int (*list)(struct store *s, const char *vm, json_t *array))
 {
 	const char *vm = query(rq, "vm");
 	json_t *a;
@@ -39,13 +35,28 @@ int handle_admin_secret_list(struct request *rq, struct reply *rep)
 	a = json_array();
 	if (!a)
 		return -ENOMEM;
-	r = store_secret_list(rq->srv->store, vm, list_secret_cb, a);
+	r = list(rq->srv->store, vm, a);
 	if (r < 0) {
 		json_decref(a);
 		return reply_error(rep, r, "store unavailable");
 	}
-	rep->body = json_pack("{s:o}", "secrets", a);
+	rep->body = json_pack("{s:o}", key, a);
 	return rep->body ? 0 : -ENOMEM;
+}
+
+static int list_secret_cb(const struct store_secret *sec, void *userdata)
+{
+	return json_array_append_new(userdata, model_secret(sec)) < 0 ? -ENOMEM : 0;
+}
+
+static int list_secrets(struct store *s, const char *vm, json_t *array)
+{
+	return store_secret_list(s, vm, list_secret_cb, array);
+}
+
+int handle_admin_secret_list(struct request *rq, struct reply *rep)
+{
+	return handler_list_by_vm(rq, rep, "secrets", list_secrets);
 }
 
 int handle_admin_secret_show(struct request *rq, struct reply *rep)

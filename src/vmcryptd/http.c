@@ -1,5 +1,6 @@
 /* vmcryptd's HTTPS front: libmicrohttpd glue, connection limits and deadlines, body collection
- * with a hard cap, dispatch through the route table, and the one errno-to-HTTP-status mapping. */
+ * with a hard cap (and, for the raw bodies of header backups, authentication before the body),
+ * dispatch through the route table, JSON and raw answers. */
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
@@ -41,14 +42,30 @@ static const handler_fn handlers[_API_ROUTE_MAX] = {
 	[API_ADMIN_SECRET_LIST] = handle_admin_secret_list,
 	[API_ADMIN_SECRET_SHOW] = handle_admin_secret_show,
 	[API_ADMIN_AUDIT] = handle_admin_audit,
+	[API_VM_HEADER_PUT] = handle_vm_header_put,
+	[API_VM_HEADER_GET] = handle_vm_header_get,
+	[API_ADMIN_HEADER_LIST] = handle_admin_header_list,
+	[API_ADMIN_HEADER_GET] = handle_admin_header_get,
 };
+
+/* Transfers of raw bodies or answers (header backups, up to API_HEADER_MAX each) under way at
+ * once, from everyone: each holds its bytes two or three times over (body, ciphertext, the
+ * store's copy), so this bounds what callers with valid credentials can make vmcryptd hold
+ * (about 400 MiB at 32 MiB each). A VM holds at most one of them, so that one VM cannot keep the
+ * others' uploads out; the admin may hold all. One more is refused with 503 at once, never
+ * queued. */
+#define BULK_TRANSFERS_MAX 4
 
 /* Per-request state, made by on_target() when the request line arrives. The body may carry a
  * secret: it lives in secret memory. */
 struct conn_state {
 	char *body;
 	size_t size, cap;
+	size_t max; /* largest body accepted: API_BODY_MAX, or the route's raw_max once admitted */
 	bool too_big;
+	bool authed;      /* a raw-body route, authenticated from its headers: who is the caller */
+	int bulk;         /* the BULK_TRANSFERS_MAX slot it holds, or -1 */
+	struct caller who;
 	bool started;     /* on_request has seen the headers */
 	bool refused;     /* answered from the headers alone; the body is dropped */
 	int target_error; /* api_target_check() on the raw request target */
@@ -87,6 +104,8 @@ struct http_conns {
 	struct conn_track *head;
 	uint64_t header_usec, request_usec;
 	unsigned cut;          /* cut since the last log line */
+	/* Who holds each transfer slot: a VM's id, "admin", or "" when free. */
+	char bulk[BULK_TRANSFERS_MAX][TOKEN_ID_LEN + 1];
 	uint64_t logged_usec;  /* when that line was written */
 	bool stop;
 };
@@ -224,6 +243,47 @@ static void conn_mark(struct server *srv, struct MHD_Connection *c, enum conn_ev
 	pthread_mutex_unlock(&srv->conns->lock);
 }
 
+/* Takes one of the BULK_TRANSFERS_MAX slots for cs's caller, released by on_completed().
+ * Returns 0, or -EBUSY with err saying why: all are taken, or the caller's VM holds one. */
+static int bulk_take(struct server *srv, struct conn_state *cs, const struct caller *who, char *err, size_t len)
+{
+	struct http_conns *t = srv->conns;
+	const char *owner = who->vm.id[0] ? who->vm.id : "admin";
+	int free_slot = -1, r = 0;
+
+	pthread_mutex_lock(&t->lock);
+	for (int i = 0; i < BULK_TRANSFERS_MAX; i++) {
+		if (!t->bulk[i][0])
+			free_slot = free_slot < 0 ? i : free_slot;
+		else if (who->vm.id[0] && streq(t->bulk[i], owner))
+			r = -EBUSY;
+	}
+	if (r < 0)
+		snprintf(err, len, "VM '%s' has a header backup transfer under way already; retry once it is done",
+			 who->vm.name);
+	else if (free_slot < 0) {
+		r = -EBUSY;
+		snprintf(err, len, "%d header backup transfers are under way; retry in a few seconds",
+			 BULK_TRANSFERS_MAX);
+	} else
+		snprintf(t->bulk[free_slot], sizeof(t->bulk[free_slot]), "%s", owner);
+	pthread_mutex_unlock(&t->lock);
+	cs->bulk = r < 0 ? -1 : free_slot;
+	return r;
+}
+
+static void bulk_release(struct server *srv, struct conn_state *cs)
+{
+	struct http_conns *t = srv->conns;
+
+	if (cs->bulk < 0)
+		return;
+	pthread_mutex_lock(&t->lock);
+	t->bulk[cs->bulk][0] = 0;
+	pthread_mutex_unlock(&t->lock);
+	cs->bulk = -1;
+}
+
 static int conns_start(struct server *srv)
 {
 	_cleanup_free_ struct http_conns *t = NULL;
@@ -314,6 +374,26 @@ static enum MHD_Result send_error(struct MHD_Connection *c, int error, const cha
 	return ret;
 }
 
+/* A raw answer (a header backup): the bytes in secret memory pass to the response, which wipes
+ * them once sent; the reply's fields go with them. */
+static enum MHD_Result send_raw(struct MHD_Connection *c, unsigned status, struct reply *rep)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	resp = MHD_create_response_from_buffer_with_free_callback(rep->raw_size, rep->raw, secret_free);
+	if (!resp)
+		return MHD_NO;
+	rep->raw = NULL;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/octet-stream");
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	for (size_t i = 0; i < REPLY_FIELDS_MAX && rep->fields[i].name; i++)
+		MHD_add_response_header(resp, rep->fields[i].name, rep->fields[i].value);
+	ret = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
 /* Makes a path printable and short for audit events and logs. */
 static void sanitize(const char *in, char *out, size_t len)
 {
@@ -324,10 +404,23 @@ static void sanitize(const char *in, char *out, size_t len)
 	out[i] = 0;
 }
 
+/* What a volume name in the path names: a header backup or (all other routes) a secret. */
+static const char *volume_kind(const struct api_route_def *def)
+{
+	switch (def ? def->route : _API_ROUTE_MAX) {
+	case API_VM_HEADER_PUT:
+	case API_VM_HEADER_GET:
+	case API_ADMIN_HEADER_GET:
+		return "header";
+	default:
+		return "secret";
+	}
+}
+
 static void object_for(const struct api_request *api, const char *url, char *out, size_t len)
 {
 	if (api->vm[0] && api->volume[0])
-		snprintf(out, len, "vm/%s/secret/%s", api->vm, api->volume);
+		snprintf(out, len, "vm/%s/%s/%s", api->vm, volume_kind(api->def), api->volume);
 	else if (api->vm[0])
 		snprintf(out, len, "vm/%s", api->vm);
 	else if (api->key[0])
@@ -366,8 +459,9 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *c, co
 	int r, auth;
 
 	client_addr_from_sockaddr(ci ? ci->client_addr : NULL, &src);
-	/* A source locked out after failed authentications: not even its path and body are parsed. */
-	if (auth_locked_out(srv, &src, &rep) < 0)
+	/* A source locked out after failed authentications: not even its path and body are parsed.
+	 * (A raw body was admitted only after its caller authenticated.) */
+	if (!cs->authed && auth_locked_out(srv, &src, &rep) < 0)
 		return send_locked_out(c, rep.retry_after, rep.message);
 
 	r = api_request_parse(method, url, cs->body ? cs->body : "", cs->size, &api, err, sizeof(err));
@@ -378,16 +472,24 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *c, co
 
 	object_for(&api, url, rq.object, sizeof(rq.object));
 	/* Authenticate before saying anything about the body: an anonymous caller learns nothing
-	 * beyond whether the route exists. */
-	auth = auth_check(srv, &src, MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
-			  api.def, rq.object, &who, &rep);
+	 * beyond whether the route exists. A raw body's caller was authenticated from the headers
+	 * (admit_raw_body()); who it is passes over from there. */
+	if (cs->authed) {
+		who = cs->who;
+		memset(&cs->who, 0, sizeof(cs->who));
+		auth = 0;
+	} else
+		auth = auth_check(srv, &src,
+				  MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION), api.def,
+				  rq.object, &who, &rep);
 	if (auth < 0) {
 		r = auth;
 		snprintf(err, sizeof(err), "%s", rep.message);
 	} else if (cs->too_big) {
 		r = -EFBIG;
-		snprintf(err, sizeof(err), "request body larger than %d bytes", API_BODY_MAX);
-	}
+		snprintf(err, sizeof(err), "request body larger than %zu bytes", cs->max);
+	} else if (r == 0 && api.def->raw_reply_max && cs->bulk < 0)
+		r = bulk_take(srv, cs, &who, err, sizeof(err));
 	if (r < 0) {
 		api_request_done(&api);
 		store_vm_done(&who.vm);
@@ -397,9 +499,14 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *c, co
 	/* A VM's actions are filed under that VM, so `audit --vm NAME` finds them. */
 	if (who.vm.name[0]) {
 		if (api.volume[0])
-			snprintf(rq.object, sizeof(rq.object), "vm/%s/secret/%s", who.vm.name, api.volume);
+			snprintf(rq.object, sizeof(rq.object), "vm/%s/%s/%s", who.vm.name, volume_kind(api.def),
+				 api.volume);
 		else
 			snprintf(rq.object, sizeof(rq.object), "vm/%s", who.vm.name);
+	}
+	if (api.def->raw_max) {
+		rq.raw = (const uint8_t *)cs->body;
+		rq.raw_size = cs->size;
 	}
 
 	r = handlers[api.def->route](&rq, &rep);
@@ -407,11 +514,14 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *c, co
 		if (reply_status_from_errno(r) == MHD_HTTP_INTERNAL_SERVER_ERROR)
 			log_error_errno(r, "%s %s failed: %m", method, rq.object);
 		ret = send_error(c, r, rep.message);
+	} else if (rep.raw) {
+		ret = send_raw(c, rep.status ? rep.status : MHD_HTTP_OK, &rep);
 	} else {
 		if (!rep.body)
 			rep.body = json_object();
 		ret = rep.body ? send_json(c, rep.status ? rep.status : MHD_HTTP_OK, rep.body, NULL, NULL) : MHD_NO;
 	}
+	secret_free(rep.raw);
 	json_decref(rep.body);
 	api_request_done(&api);
 	store_vm_done(&who.vm);
@@ -431,6 +541,8 @@ static void *on_target(void *cls, const char *uri, struct MHD_Connection *c)
 		cs->target_error = api_target_check(uri ? uri : "", n, cs->target_message,
 						    sizeof(cs->target_message));
 		cs->target_end = uri ? uri + n : NULL;
+		cs->max = API_BODY_MAX;
+		cs->bulk = -1;
 	}
 	return cs;
 }
@@ -496,6 +608,65 @@ static int check_headers(struct MHD_Connection *c, char *err, size_t len)
 	return -EINVAL;
 }
 
+/* A route whose body is raw bytes (a header backup, up to 32 MiB) is authenticated from the
+ * request's headers, before a byte of its body is accepted, so an anonymous caller never makes
+ * vmcryptd hold more than the 64 KiB any other body may have. Its caller must then announce the
+ * body's length (Content-Length; not chunked) within the route's cap, and find one of
+ * BULK_TRANSFERS_MAX free; the body then goes into one buffer of exactly that size.
+ * Returns -1 for any other route (nothing done), 0 when admitted, 1 when answered (*ret). */
+static int admit_raw_body(struct server *srv, struct MHD_Connection *c, struct conn_state *cs, const char *url,
+			  const char *method, const char *content_length, enum MHD_Result *ret)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	struct api_request api = {};
+	struct client_addr src;
+	struct reply rep = {};
+	char err[192], object[160], result[STORE_TEXT_MAX];
+	uint64_t n = 0;
+	int r;
+
+	(void)api_request_route(method, url, &api, err, sizeof(err));
+	if (!api.def || !api.def->raw_max)
+		return -1;
+	client_addr_from_sockaddr(ci ? ci->client_addr : NULL, &src);
+	if (auth_locked_out(srv, &src, &rep) < 0) {
+		*ret = send_locked_out(c, rep.retry_after, rep.message);
+		return 1;
+	}
+	object_for(&api, url, object, sizeof(object));
+	r = auth_check(srv, &src, MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+		       api.def, object, &cs->who, &rep);
+	if (r < 0) {
+		*ret = send_error(c, r, rep.message);
+		return 1;
+	}
+	cs->authed = true;
+	if (cs->who.vm.name[0])
+		snprintf(object, sizeof(object), "vm/%s/%s/%s", cs->who.vm.name, volume_kind(api.def), api.volume);
+	if (!content_length) {
+		*ret = send_error(c, -ENODATA, "a header backup must be sent with Content-Length, not chunked");
+		return 1;
+	}
+	if (parse_u64(content_length, &n) < 0 || n > api.def->raw_max) {
+		snprintf(result, sizeof(result), "denied: body of %.24s bytes, over the cap of %zu", content_length,
+			 api.def->raw_max);
+		(void)audit_read_event(srv, &cs->who, api.def->action, object, result);
+		snprintf(err, sizeof(err), "a header backup has at most %zu bytes (%zu MiB); this request announces %.24s",
+			 api.def->raw_max, api.def->raw_max >> 20, content_length);
+		*ret = send_error(c, -EFBIG, err);
+		return 1;
+	}
+	if (n > 0 && bulk_take(srv, cs, &cs->who, err, sizeof(err)) < 0) {
+		*ret = send_error(c, -EBUSY, err);
+		return 1;
+	}
+	/* An empty body is refused by dispatch() with the route's own message. The +1 is the NUL
+	 * the collector keeps after the body: one allocation, never a doubling. */
+	cs->max = api.def->raw_max;
+	cs->cap = (size_t)n + 1;
+	return 0;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 				  const char *version, const char *upload_data, size_t *upload_data_size,
 				  void **con_cls)
@@ -507,6 +678,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		return MHD_NO; /* on_target() could not allocate */
 	if (!cs->started) {
 		const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+		enum MHD_Result ret;
 		char err[192];
 		uint64_t n = 0;
 		int r;
@@ -528,6 +700,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 			cs->refused = true;
 			return send_error(c, r, err);
 		}
+		r = admit_raw_body(srv, c, cs, url, method, cl, &ret);
+		if (r > 0)
+			cs->refused = true;
+		if (r >= 0)
+			return r > 0 ? ret : MHD_YES;
 		/* Refuse an announced oversized body before reading it. */
 		if (cl && (parse_u64(cl, &n) < 0 || n > API_BODY_MAX)) {
 			char msg[64];
@@ -546,7 +723,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 		*upload_data_size = 0;
 		if (cs->too_big || cs->refused)
 			return MHD_YES;
-		if (cs->size + n > API_BODY_MAX) {
+		if (cs->size + n > cs->max) {
 			cs->too_big = true;
 			secret_free(cs->body);
 			cs->body = NULL;
@@ -580,6 +757,8 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 	conn_mark(cls, c, CONN_ANSWERED);
 	if (!cs)
 		return;
+	bulk_release(cls, cs);
+	store_vm_done(&cs->who.vm);
 	secret_free(cs->body);
 	free(cs);
 	*con_cls = NULL;

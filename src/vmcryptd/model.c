@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "basic/string-util.h"
+#include "shared/digest.h"
 #include "vmcryptd.h"
 
 static const char *state_name(enum store_vm_state s)
@@ -101,6 +102,23 @@ json_t *model_secret(const struct store_secret *s)
 	j = json_pack("{s:s,s:s,s:s,s:I,s:s,s:s,s:o}", "name", name, "vm", s->vm, "volume", s->volume, "version",
 		      (json_int_t)s->version, "contentType", s->content_type, "created",
 		      api_format_time(s->created, t, sizeof(t)), "tags", tags);
+	return j;
+}
+
+json_t *model_header(const struct store_header *h)
+{
+	char name[2 * API_NAME_MAX + 2], t[32], sha[DIGEST_SHA256_HEX_SIZE], url[128];
+	json_t *j;
+
+	snprintf(name, sizeof(name), "%s/%s", h->vm, h->volume);
+	j = json_pack("{s:s,s:s,s:s,s:I,s:I,s:s,s:s}", "name", name, "vm", h->vm, "volume", h->volume, "version",
+		      (json_int_t)h->version, "size", (json_int_t)h->size, "sha256",
+		      digest_sha256_to_hex(h->sha256, sha), "created", api_format_time(h->created, t, sizeof(t)));
+	if (j && h->kek[0]) {
+		model_key_url(h->kek, h->kek_version, url, sizeof(url));
+		json_object_set_new(j, "keyEncryptionKeyUrl", json_string(url));
+		json_object_set_new(j, "keyEncryptionAlgorithm", json_string(h->kek_algorithm));
+	}
 	return j;
 }
 

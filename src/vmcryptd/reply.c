@@ -1,6 +1,7 @@
 /* Error replies: the one mapping from errno values to HTTP statuses, and the message a handler
  * leaves for the client. Below both the front (http.c) and authentication (auth.c), which each
  * answer with them. */
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -36,6 +37,8 @@ unsigned reply_status_from_errno(int error)
 		return MHD_HTTP_CONFLICT;
 	case EFBIG:
 		return MHD_HTTP_CONTENT_TOO_LARGE;
+	case ENODATA: /* a body of unknown length (chunked) where the length must come first */
+		return MHD_HTTP_LENGTH_REQUIRED;
 	case EUSERS: /* a source locked out after failed authentications */
 		return MHD_HTTP_TOO_MANY_REQUESTS;
 	case EBUSY:
@@ -55,4 +58,20 @@ int reply_error(struct reply *rep, int error, const char *fmt, ...)
 	vsnprintf(rep->message, sizeof(rep->message), fmt, ap);
 	va_end(ap);
 	return error;
+}
+
+void reply_field(struct reply *rep, const char *name, const char *fmt, ...)
+{
+	va_list ap;
+
+	for (size_t i = 0; i < REPLY_FIELDS_MAX; i++) {
+		if (rep->fields[i].name)
+			continue;
+		rep->fields[i].name = name;
+		va_start(ap, fmt);
+		vsnprintf(rep->fields[i].value, sizeof(rep->fields[i].value), fmt, ap);
+		va_end(ap);
+		return;
+	}
+	assert(!"more reply fields than REPLY_FIELDS_MAX");
 }

@@ -62,9 +62,21 @@ struct caller {
 	struct store_vm vm;           /* the caller's VM for API_AUTH_VM and API_AUTH_ENROLL */
 };
 
+/* A response field beside the body (the version and hash of a header backup). */
+struct reply_field {
+	const char *name; /* NULL: unused */
+	char value[72];
+};
+#define REPLY_FIELDS_MAX 4
+
 struct reply {
 	unsigned status;    /* on success: 200 or 201 */
 	json_t *body;       /* on success */
+	/* On success instead of body: bytes sent as application/octet-stream, in secret memory;
+	 * the response takes them over and secret_free()s them once sent. */
+	void *raw;
+	size_t raw_size;
+	struct reply_field fields[REPLY_FIELDS_MAX];
 	char message[512];  /* on failure: said to the client; never holds secret values */
 	unsigned retry_after; /* on -EUSERS (429): seconds, for Retry-After */
 };
@@ -76,6 +88,8 @@ struct request {
 	const struct api_request *api;
 	struct caller *who;
 	char object[160]; /* the audit object the request is about */
+	const uint8_t *raw; /* a raw body (routes with raw_max), in secret memory; NULL otherwise */
+	size_t raw_size;
 };
 
 typedef int (*handler_fn)(struct request *rq, struct reply *rep);
@@ -104,11 +118,17 @@ int handle_admin_key_enable(struct request *rq, struct reply *rep);
 int handle_admin_secret_list(struct request *rq, struct reply *rep);
 int handle_admin_secret_show(struct request *rq, struct reply *rep);
 int handle_admin_audit(struct request *rq, struct reply *rep);
+int handle_vm_header_put(struct request *rq, struct reply *rep);
+int handle_vm_header_get(struct request *rq, struct reply *rep);
+int handle_admin_header_list(struct request *rq, struct reply *rep);
+int handle_admin_header_get(struct request *rq, struct reply *rep);
 
 /* reply.c: sets rep->message and returns error. */
 int reply_error(struct reply *rep, int error, const char *fmt, ...) _printf_(3, 4);
 /* reply.c: the one place where errno values become HTTP statuses. */
 unsigned reply_status_from_errno(int error);
+/* reply.c: adds a response field (name: a string constant) to a successful reply. */
+void reply_field(struct reply *rep, const char *name, const char *fmt, ...) _printf_(3, 4);
 
 /* auth.c: whether src is locked out after failed authentications: 0, or -EUSERS (429) with
  * rep->retry_after and rep->message set. Asked first, so a locked-out source costs a table
@@ -177,6 +197,7 @@ json_t *model_settings(const struct store_settings *s, bool extension_removed);
 json_t *model_key(const struct store_key *k);
 json_t *model_secret(const struct store_secret *s);
 json_t *model_audit(const struct store_audit *e);
+json_t *model_header(const struct store_header *h);
 const char *model_operation(const struct store_settings *s);
 /* "vmcryptd:keys/NAME" or, with version > 0, "vmcryptd:keys/NAME/VERSION". */
 void model_key_url(const char *name, uint32_t version, char *buf, size_t len);
@@ -188,6 +209,10 @@ void model_text_free(void *p);
  * rep->message is set. */
 int handler_secret_open(struct server *srv, const struct store_secret *sec, struct reply *rep, void **ret, size_t *ret_size);
 int handler_secret_reply(struct store_secret *sec, const void *value, size_t size, struct reply *rep);
+/* handlers-secrets.c, shared with the header-backup handlers: an admin listing, {"KEY": [...]},
+ * of what list() appends to array for the VM of ?vm= (NULL: every VM). */
+int handler_list_by_vm(struct request *rq, struct reply *rep, const char *key,
+		       int (*list)(struct store *s, const char *vm, json_t *array));
 
 /* envelope.c: how a value rests in the store, wrapped by the VM's KEK (when its settings name
  * one) and sealed by the master key under a context that names the object, so that a sealed

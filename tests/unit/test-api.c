@@ -220,6 +220,62 @@ static void test_body_nul(void **state)
 	api_request_done(&req);
 }
 
+static void test_header_routes(void **state)
+{
+	static const char luks[] = "LUKS\xba\xbe\0\x02\0 binary, NULs and all";
+	struct api_request req;
+	char err[512], *big;
+
+	/* The VM writes and reads its own; the admin lists and reads any VM's. */
+	assert_int_equal(api_request_route("PUT", "/v1/vm/headers/os", &req, err, sizeof(err)), 0);
+	assert_int_equal(req.def->route, API_VM_HEADER_PUT);
+	assert_int_equal(req.def->auth, API_AUTH_VM);
+	assert_int_equal(req.def->raw_max, API_HEADER_MAX);
+	assert_string_equal(req.volume, "os");
+	assert_int_equal(api_request_route("GET", "/v1/vm/headers/os", &req, err, sizeof(err)), 0);
+	assert_int_equal(req.def->route, API_VM_HEADER_GET);
+	assert_int_equal(req.def->raw_reply_max, API_HEADER_MAX);
+	assert_int_equal(req.def->raw_max, 0);
+	assert_int_equal(api_request_route("GET", "/v1/admin/headers", &req, err, sizeof(err)), 0);
+	assert_int_equal(req.def->route, API_ADMIN_HEADER_LIST);
+	assert_int_equal(req.def->raw_reply_max, 0);
+	assert_int_equal(api_request_route("GET", "/v1/admin/headers/vm1/data.0", &req, err, sizeof(err)), 0);
+	assert_int_equal(req.def->route, API_ADMIN_HEADER_GET);
+	assert_int_equal(req.def->auth, API_AUTH_ADMIN);
+	assert_string_equal(req.vm, "vm1");
+	assert_string_equal(req.volume, "data.0");
+	/* No route lets an admin write one, or a VM name another VM's. */
+	assert_int_equal(api_request_route("PUT", "/v1/admin/headers/vm1/os", &req, err, sizeof(err)), -ENOTSUP);
+	assert_int_equal(api_request_route("DELETE", "/v1/vm/headers/os", &req, err, sizeof(err)), -ENOTSUP);
+	assert_int_equal(api_request_route("GET", "/v1/vm/headers/vm2/os", &req, err, sizeof(err)), -ENOENT);
+	/* The route comes before any body: a bad name is -EINVAL with the route known. */
+	assert_int_equal(api_request_route("PUT", "/v1/vm/headers/-x", &req, err, sizeof(err)), -EINVAL);
+	assert_non_null(req.def);
+	assert_int_equal(req.def->route, API_VM_HEADER_PUT);
+
+	/* Raw bytes, never parsed: NULs and all, up to the cap. */
+	assert_int_equal(api_request_parse("PUT", "/v1/vm/headers/os", luks, sizeof(luks) - 1, &req, err, sizeof(err)),
+			 0);
+	assert_null(req.body);
+	api_request_done(&req);
+	assert_int_equal(api_request_parse("PUT", "/v1/vm/headers/os", "", 0, &req, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "body missing"));
+	big = calloc(1, (size_t)API_HEADER_MAX + 1);
+	assert_non_null(big);
+	assert_int_equal(api_request_parse("PUT", "/v1/vm/headers/os", big, API_HEADER_MAX, &req, err, sizeof(err)), 0);
+	assert_int_equal(api_request_parse("PUT", "/v1/vm/headers/os", big, (size_t)API_HEADER_MAX + 1, &req, err,
+					   sizeof(err)),
+			 -EFBIG);
+	assert_non_null(strstr(err, "larger than 33554432 bytes"));
+	/* Only the header route takes more than API_BODY_MAX. */
+	assert_int_equal(api_request_parse("PUT", "/v1/vm/secrets/os", big, API_BODY_MAX + 1, &req, err, sizeof(err)),
+			 -EFBIG);
+	free(big);
+	/* The reads take no body. */
+	assert_int_equal(parse("GET", "/v1/vm/headers/os", "x", &req, err), -EINVAL);
+	assert_non_null(strstr(err, "no request body"));
+}
+
 static void test_names_and_types(void **state)
 {
 	unsigned m;
@@ -300,7 +356,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_routes), cmocka_unit_test(test_target),          cmocka_unit_test(test_bodies),
-		cmocka_unit_test(test_body_nul), cmocka_unit_test(test_limits),
+		cmocka_unit_test(test_body_nul), cmocka_unit_test(test_limits), cmocka_unit_test(test_header_routes),
 		cmocka_unit_test(test_names_and_types), cmocka_unit_test(test_drift), cmocka_unit_test(test_times),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

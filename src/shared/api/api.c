@@ -139,6 +139,12 @@ static const struct api_route_def routes[] = {
 	{ API_ADMIN_SECRET_LIST, "GET", "/v1/admin/secrets", API_AUTH_ADMIN, NULL, "secret.list" },
 	{ API_ADMIN_SECRET_SHOW, "GET", "/v1/admin/secrets/{vm}/{volume}", API_AUTH_ADMIN, NULL, "secret.show" },
 	{ API_ADMIN_AUDIT, "GET", "/v1/admin/audit", API_AUTH_ADMIN, NULL, "audit.list" },
+	/* A header backup is written by its VM alone and read by it or the admin. */
+	{ API_VM_HEADER_PUT, "PUT", "/v1/vm/headers/{volume}", API_AUTH_VM, NULL, "header.write", API_HEADER_MAX },
+	{ API_VM_HEADER_GET, "GET", "/v1/vm/headers/{volume}", API_AUTH_VM, NULL, "header.read", 0, API_HEADER_MAX },
+	{ API_ADMIN_HEADER_LIST, "GET", "/v1/admin/headers", API_AUTH_ADMIN, NULL, "header.list" },
+	{ API_ADMIN_HEADER_GET, "GET", "/v1/admin/headers/{vm}/{volume}", API_AUTH_ADMIN, NULL, "header.read", 0,
+	  API_HEADER_MAX },
 };
 
 const struct api_route_def *api_routes(size_t *ret_n)
@@ -397,14 +403,10 @@ static bool match_path(const char *pattern, const char *path, struct api_request
 	return *p == 0 && *s == 0;
 }
 
-int api_request_parse(const char *method, const char *path, const char *body, size_t size,
-		      struct api_request *ret, char *err, size_t errlen)
+int api_request_route(const char *method, const char *path, struct api_request *ret, char *err, size_t errlen)
 {
 	const struct api_route_def *found = NULL;
 	bool path_known = false, bad_name = false;
-	json_error_t jerr;
-	json_t *j;
-	int r;
 
 	memset(ret, 0, sizeof(*ret));
 	if (!path_canonical(path)) {
@@ -437,6 +439,33 @@ int api_request_parse(const char *method, const char *path, const char *body, si
 	if (bad_name) {
 		snprintf(err, errlen, "name in the path must be %s", NAME_EXPECT);
 		return -EINVAL;
+	}
+	return 0;
+}
+
+int api_request_parse(const char *method, const char *path, const char *body, size_t size,
+		      struct api_request *ret, char *err, size_t errlen)
+{
+	const struct api_route_def *found;
+	json_error_t jerr;
+	json_t *j;
+	int r;
+
+	r = api_request_route(method, path, ret, err, errlen);
+	if (r < 0)
+		return r;
+	found = ret->def;
+	if (found->raw_max) {
+		/* Bytes, not JSON: the handler checks them against their SHA-256. */
+		if (size > found->raw_max) {
+			snprintf(err, errlen, "request body larger than %zu bytes", found->raw_max);
+			return -EFBIG;
+		}
+		if (size == 0) {
+			snprintf(err, errlen, "request body missing: the bytes to store are required");
+			return -EINVAL;
+		}
+		return 0;
 	}
 	if (size > API_BODY_MAX) {
 		snprintf(err, errlen, "request body larger than %d bytes", API_BODY_MAX);

@@ -15,6 +15,15 @@
 #define API_JSON_DEPTH_MAX 16
 #define API_NAME_MAX 64
 #define API_SECRET_MAX 4096       /* decoded bytes of one volume secret */
+/* Bytes of one LUKS2 header backup: `cryptsetup luksHeaderBackup` writes the metadata and the
+ * keyslot area, 16 MiB with cryptsetup's defaults; twice that leaves room for a larger keyslot
+ * area and nothing more. */
+#define API_HEADER_MAX (32 * 1024 * 1024)
+/* HTTP fields of the header-backup routes (docs/api.md): the SHA-256 of the bytes (64 lower-case
+ * hex digits) in a PUT and in a GET's answer, and the version and creation time in the answer. */
+#define API_FIELD_SHA256 "Vmcrypt-SHA256"
+#define API_FIELD_VERSION "Vmcrypt-Version"
+#define API_FIELD_CREATED "Vmcrypt-Created"
 #define API_MESSAGE_MAX 1024      /* ProgressMessage */
 #define API_REPORT_VOLUMES_MAX 64
 
@@ -48,6 +57,10 @@ enum api_route {
 	API_ADMIN_SECRET_LIST,
 	API_ADMIN_SECRET_SHOW,
 	API_ADMIN_AUDIT,
+	API_VM_HEADER_PUT,
+	API_VM_HEADER_GET,
+	API_ADMIN_HEADER_LIST,
+	API_ADMIN_HEADER_GET,
 	_API_ROUTE_MAX,
 };
 
@@ -56,8 +69,15 @@ struct api_route_def {
 	const char *method;
 	const char *pattern; /* segments; "{vm}", "{volume}", "{key}" capture */
 	enum api_auth auth;
-	const struct api_field *body; /* NULL: the route takes no body */
+	const struct api_field *body; /* NULL: the route takes no JSON body */
 	const char *action;           /* audit action name */
+	/* > 0: the body is raw bytes (application/octet-stream), 1 to raw_max of them, which the
+	 * handler reads itself; vmcryptd authenticates such a request from its headers, before it
+	 * accepts a byte of the body. */
+	size_t raw_max;
+	/* > 0: a successful answer is raw bytes (application/octet-stream), at most this many, not
+	 * JSON; errors are JSON as everywhere. */
+	size_t raw_reply_max;
 };
 
 struct api_request {
@@ -77,15 +97,24 @@ const struct api_route_def *api_routes(size_t *ret_n);
  *   -ENOENT     an encoded slash (%2F) in the path, or no path at all (404) */
 int api_target_check(const char *raw, size_t n, char *err, size_t errlen);
 
-/* Parses one request. path is the decoded URL path without the query; it has one canonical form
- * (no empty, '.' or '..' segment, no trailing slash), anything else is -ENOENT. On failure writes a
- * human-readable reason to err (never the body's content beyond a field name).
+/* Finds the route of method and path (the decoded URL path without the query), with the names it
+ * captures, without looking at a body: what api_request_parse() does first. The path has one
+ * canonical form (no empty, '.' or '..' segment, no trailing slash), anything else is -ENOENT.
+ * On failure writes a human-readable reason to err. Returns 0 or:
+ *   -ENOENT     no route has this path (404)
+ *   -ENOTSUP    the path exists but not with this method (405)
+ *   -EINVAL     a name in the path is not a valid name (400); ret->def is set */
+int api_request_route(const char *method, const char *path, struct api_request *ret, char *err, size_t errlen);
+
+/* Parses one request: api_request_route(), then the body. On failure writes a human-readable
+ * reason to err (never the body's content beyond a field name). A route with raw_max takes its
+ * body as bytes, unparsed (ret->body stays NULL).
  * Returns 0 or:
  *   -ENOENT     no route has this path (404)
  *   -ENOTSUP    the path exists but not with this method (405)
- *   -EFBIG      body larger than API_BODY_MAX (413)
+ *   -EFBIG      body larger than API_BODY_MAX, or than the route's raw_max (413)
  *   -EINVAL     malformed JSON, a NUL byte in the body, too deep, wrong type, unknown or missing
- *               field, bad name, text with control or format characters (400) */
+ *               field, bad name, text with control or format characters, an empty raw body (400) */
 int api_request_parse(const char *method, const char *path, const char *body, size_t size,
 		      struct api_request *ret, char *err, size_t errlen);
 void api_request_done(struct api_request *r);
