@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "basic/string-util.h"
+#include "shared/api/api.h"
 #include "shared/client/vault-client.h"
 #include "shared/jansson-util.h"
 #include "shared/secret.h"
@@ -116,7 +117,16 @@ static void test_bad_arguments_send_nothing(void **state)
 	assert_int_equal(vault_client_secret_get(vc, "a/b", &value, &n, &version, err, sizeof(err)), -EINVAL);
 	assert_int_equal(vault_client_secret_put(vc, "data", big, sizeof(big), &version, err, sizeof(err)), -EINVAL);
 	assert_int_equal(vault_client_secret_put(vc, "data", big, 0, &version, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vault_client_header_put(vc, "../os", "k", 1, &version, NULL, err, sizeof(err)), -EINVAL);
+	assert_int_equal(vault_client_header_put(vc, "os", "k", 0, &version, NULL, err, sizeof(err)), -EINVAL);
+	/* The size is checked before a byte is read or sent. */
+	assert_int_equal(vault_client_header_put(vc, "os", "k", (size_t)API_HEADER_MAX + 1, &version, NULL, err,
+						 sizeof(err)),
+			 -EINVAL);
+	assert_non_null(strstr(err, "1 to 33554432 bytes"));
+	assert_int_equal(vault_client_header_get(vc, "a/b", 0, &value, &n, &version, err, sizeof(err)), -EINVAL);
 	/* and a good one does go out */
+	assert_int_equal(vault_client_header_put(vc, "os", "k", 1, &version, NULL, err, sizeof(err)), -ECONNREFUSED);
 	assert_int_equal(vault_client_secret_put(vc, "data", "k", 1, &version, err, sizeof(err)), -ECONNREFUSED);
 	assert_null(value);
 	vault_client_free(vc);
@@ -291,6 +301,67 @@ static void test_live_secrets(void **state)
 	vault_client_free(vc);
 }
 
+static void test_live_headers(void **state)
+{
+	struct vault_client *vc = live_client();
+	const size_t size = 16 * 1024 * 1024;
+	uint64_t v1 = 0, v2 = 0, again = 0, got_version = 0;
+	uint8_t *header = malloc(size);
+	char err[1024] = "";
+	bool unchanged = true;
+	void *data = NULL;
+	size_t n = 0;
+
+	if (!vc) {
+		free(header);
+		skip();
+		return;
+	}
+	assert_non_null(header);
+	assert_int_equal(secret_random(header, size), 0);
+	/* cryptsetup's default header size, there and back byte for byte, into secret memory. */
+	assert_int_equal(vault_client_header_put(vc, "os", header, size, &v1, &unchanged, err, sizeof(err)), 0);
+	assert_false(unchanged);
+	assert_int_equal(vault_client_header_get(vc, "os", 0, &data, &n, &got_version, err, sizeof(err)), 0);
+	assert_int_equal(n, size);
+	assert_memory_equal(data, header, size);
+	assert_int_equal(got_version, v1);
+	assert_true(secret_size(data) >= n);
+	secret_free(data);
+	data = NULL;
+
+	/* The same bytes again make no new version. */
+	assert_int_equal(vault_client_header_put(vc, "os", header, size, &again, &unchanged, err, sizeof(err)), 0);
+	assert_true(unchanged);
+	assert_int_equal(again, v1);
+
+	/* A new version, and the previous one stays readable. */
+	header[12345] ^= 0xff;
+	assert_int_equal(vault_client_header_put(vc, "os", header, 4096, &v2, &unchanged, err, sizeof(err)), 0);
+	assert_false(unchanged);
+	assert_int_equal(v2, v1 + 1);
+	assert_int_equal(vault_client_header_get(vc, "os", 0, &data, &n, &got_version, err, sizeof(err)), 0);
+	assert_int_equal(n, 4096);
+	assert_int_equal(got_version, v2);
+	secret_free(data);
+	data = NULL;
+	assert_int_equal(vault_client_header_get(vc, "os", v1, &data, &n, &got_version, err, sizeof(err)), 0);
+	assert_int_equal(n, size);
+	header[12345] ^= 0xff;
+	assert_memory_equal(data, header, size);
+	assert_int_equal(got_version, v1);
+	secret_free(data);
+	data = NULL;
+
+	/* No such header backup, no such version: -ENOENT with the server's word. */
+	assert_int_equal(vault_client_header_get(vc, "nothing", 0, &data, &n, &got_version, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "HTTP 404"));
+	assert_int_equal(vault_client_header_get(vc, "os", 99, &data, &n, &got_version, err, sizeof(err)), -ENOENT);
+	assert_null(data);
+	free(header);
+	vault_client_free(vc);
+}
+
 static void test_live_goal_and_status(void **state)
 {
 	struct vault_client *vc = live_client();
@@ -336,6 +407,7 @@ int main(void)
 		cmocka_unit_test(test_proxy_refuses_connect),
 		cmocka_unit_test(test_proxy_silent),
 		cmocka_unit_test(test_live_secrets),
+		cmocka_unit_test(test_live_headers),
 		cmocka_unit_test(test_live_goal_and_status),
 	};
 	secret_setup_json_allocator();

@@ -24,7 +24,9 @@ struct http_client {
 struct response {
 	char *data; /* secret memory: a revealed secret may pass through */
 	size_t size, cap;
+	size_t max; /* the most accepted */
 	bool too_big;
+	CURL *curl; /* for the announced length */
 };
 
 static pthread_once_t http_client_once = PTHREAD_ONCE_INIT;
@@ -239,11 +241,19 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 	struct response *r = userdata;
 	size_t n = size * nmemb;
 
-	if (r->size + n > HTTP_CLIENT_RESPONSE_MAX) {
+	if (r->size + n > r->max) {
 		r->too_big = true;
 		return 0;
 	}
-	/* At least 4 KiB at first: most answers fit in one buffer. */
+	/* An announced length within the cap sizes the buffer once (a header backup is 16 MiB);
+	 * else at least 4 KiB at first: most answers fit in one buffer. */
+	if (!r->data) {
+		curl_off_t announced = -1;
+
+		if (curl_easy_getinfo(r->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) == CURLE_OK &&
+		    announced > 0 && (uint64_t)announced <= r->max)
+			r->cap = (size_t)announced + 1;
+	}
 	if (secret_grow(&r->data, &r->cap, r->size, MAX(r->size + n + 1, (size_t)4096)) < 0)
 		return 0;
 	memcpy(r->data + r->size, ptr, n);
@@ -252,29 +262,30 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
 	return n;
 }
 
-int http_client_request(struct http_client *c, const char *method, const char *path, json_t *body,
-			long *ret_status, json_t **ret_body, char *err, size_t errlen)
+/* One exchange: method path, with size bytes of body as content_type (body NULL: none) and the
+ * extra header lines of fields (NULL-terminated, or NULL); the answer, at most max bytes, into
+ * *resp (secret memory). Returns 0 with the HTTP status, or a transport failure's -errno (see
+ * http_client_request). */
+static int perform(struct http_client *c, const char *method, const char *path, const void *body, size_t size,
+		   const char *content_type, const char *accept, const char *const *fields, size_t max,
+		   long *ret_status, struct response *resp, char *err, size_t errlen)
 {
 	char errbuf[CURL_ERROR_SIZE] = "";
 	_cleanup_free_ char *url = NULL;
-	struct response resp = {};
 	struct curl_slist *headers = NULL;
-	json_error_t jerr;
-	char *text = NULL;
 	CURLcode rc;
-	json_t *j = NULL;
-	long status = 0;
 	int r = 0;
 
 	if (asprintf(&url, "%s%s", c->base_url, path) < 0)
 		return -ENOMEM;
+	*resp = (struct response){ .max = max, .curl = c->curl };
 	curl_easy_reset(c->curl);
 	curl_easy_setopt(c->curl, CURLOPT_URL, url);
 	curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "https");
 	curl_easy_setopt(c->curl, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &resp);
+	curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, resp);
 	curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYHOST, 2L);
 	curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, c->connect_timeout_s);
@@ -292,18 +303,54 @@ int http_client_request(struct http_client *c, const char *method, const char *p
 		curl_easy_setopt(c->curl, CURLOPT_XOAUTH2_BEARER, c->token);
 	}
 	if (body) {
-		text = json_dumps(body, JSON_COMPACT);
-		if (!text)
-			return -ENOMEM;
-		headers = curl_slist_append(headers, "Content-Type: application/json");
-		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, text);
-		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE, (long)strlen(text));
+		char type[96];
+
+		snprintf(type, sizeof(type), "Content-Type: %s", content_type);
+		headers = curl_slist_append(headers, type);
+		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)size);
 	}
-	headers = curl_slist_append(headers, "Accept: application/json");
+	for (size_t i = 0; fields && fields[i]; i++)
+		headers = curl_slist_append(headers, fields[i]);
+	{
+		char line[96];
+
+		snprintf(line, sizeof(line), "Accept: %s", accept);
+		headers = curl_slist_append(headers, line);
+	}
 	curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, headers);
 
 	rc = curl_easy_perform(c->curl);
 	curl_slist_free_all(headers);
+	if (rc != CURLE_OK) {
+		r = resp->too_big ? -EFBIG : transport_error(c, rc, errbuf[0] ? errbuf : curl_easy_strerror(rc), err, errlen);
+		if (resp->too_big)
+			snprintf(err, errlen, "the server's response is larger than %zu MiB", max >> 20);
+		secret_free(resp->data);
+		resp->data = NULL;
+		return r;
+	}
+	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, ret_status);
+	return 0;
+}
+
+int http_client_request(struct http_client *c, const char *method, const char *path, json_t *body,
+			long *ret_status, json_t **ret_body, char *err, size_t errlen)
+{
+	struct response resp = {};
+	json_error_t jerr;
+	char *text = NULL;
+	json_t *j = NULL;
+	long status = 0;
+	int r;
+
+	if (body) {
+		text = json_dumps(body, JSON_COMPACT);
+		if (!text)
+			return -ENOMEM;
+	}
+	r = perform(c, method, path, text, text ? strlen(text) : 0, "application/json", "application/json", NULL,
+		    HTTP_CLIENT_RESPONSE_MAX, &status, &resp, err, errlen);
 	if (text) {
 		json_malloc_t m;
 		json_free_t f;
@@ -311,13 +358,8 @@ int http_client_request(struct http_client *c, const char *method, const char *p
 		json_get_alloc_funcs(&m, &f);
 		(f ? f : free)(text);
 	}
-	if (rc != CURLE_OK) {
-		r = resp.too_big ? -EFBIG : transport_error(c, rc, errbuf[0] ? errbuf : curl_easy_strerror(rc), err, errlen);
-		if (resp.too_big)
-			snprintf(err, errlen, "the server's response is larger than %d MiB", HTTP_CLIENT_RESPONSE_MAX >> 20);
-		goto out;
-	}
-	curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &status);
+	if (r < 0)
+		return r;
 	if (resp.size > 0) {
 		j = json_loadb(resp.data, resp.size, 0, &jerr);
 		if (!j) {
@@ -331,4 +373,31 @@ int http_client_request(struct http_client *c, const char *method, const char *p
 out:
 	secret_free(resp.data);
 	return r;
+}
+
+int http_client_request_raw(struct http_client *c, const char *method, const char *path, const void *body,
+			    size_t size, const char *const *fields, size_t max, long *ret_status, void **ret_data,
+			    size_t *ret_size, char *err, size_t errlen)
+{
+	struct response resp = {};
+	long status = 0;
+	int r;
+
+	r = perform(c, method, path, body, size, "application/octet-stream", "application/octet-stream, application/json",
+		    fields, max, &status, &resp, err, errlen);
+	if (r < 0)
+		return r;
+	*ret_status = status;
+	*ret_data = resp.data;
+	*ret_size = resp.size;
+	return 0;
+}
+
+const char *http_client_reply_field(struct http_client *c, const char *name)
+{
+	struct curl_header *h = NULL;
+
+	if (curl_easy_header(c->curl, name, 0, CURLH_HEADER, -1, &h) != CURLHE_OK || !h)
+		return NULL;
+	return h->value;
 }

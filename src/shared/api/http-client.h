@@ -1,5 +1,6 @@
-/* A small HTTPS client for vmcryptd's JSON API (libcurl): TLS verified against a given CA file,
- * bearer token, an optional HTTPS proxy, bounded time and responses. */
+/* A small HTTPS client for vmcryptd's API (libcurl): JSON requests, and raw bytes for header
+ * backups; TLS verified against a given CA file, bearer token, an optional HTTPS proxy, bounded
+ * time and responses. */
 #pragma once
 
 #include <jansson.h>
@@ -46,3 +47,16 @@ const char *http_client_base_url(const struct http_client *c);
  *   -EFBIG (response too large), -EBADMSG (response not JSON), -ENOMEM or -EIO. */
 int http_client_request(struct http_client *c, const char *method, const char *path, json_t *body,
 			long *ret_status, json_t **ret_body, char *err, size_t errlen);
+
+/* As http_client_request, with size bytes of raw body (application/octet-stream; body NULL:
+ * none) and the extra header lines of fields ("Name: value", NULL-terminated; NULL: none). The
+ * answer, whatever its type (a JSON error too), comes back as bytes in secret memory (*ret_data,
+ * NUL-terminated after *ret_size bytes, or NULL when empty; secret_free it); one longer than max
+ * is -EFBIG. Returns as http_client_request, without -EBADMSG. */
+int http_client_request_raw(struct http_client *c, const char *method, const char *path, const void *body,
+			    size_t size, const char *const *fields, size_t max, long *ret_status, void **ret_data,
+			    size_t *ret_size, char *err, size_t errlen);
+
+/* A header field of the last answer (the first of that name), or NULL; valid until the next
+ * request on c. */
+const char *http_client_reply_field(struct http_client *c, const char *name);

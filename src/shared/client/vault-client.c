@@ -8,6 +8,7 @@
 #include "basic/macro.h"
 #include "basic/string-util.h"
 #include "shared/api/api.h"
+#include "shared/api/header-backup.h"
 #include "shared/api/http-client.h"
 #include "shared/b64.h"
 #include "shared/client/vault-client.h"
@@ -119,31 +120,26 @@ static void server_message(json_t *body, char *buf, size_t len)
 	string_escape_hidden(m ? m : "", buf, len);
 }
 
-/* One exchange: returns 0 with the body of a 2xx answer, or the errno of the transport failure
- * or the HTTP status, with err saying which. what names the bearer for 401/403 ("VM credential",
- * "enrollment token"). */
-static int request(struct vault_client *vc, struct http_client *http, const char *what, const char *method,
-		   const char *path, json_t *body, json_t **ret_body, char *err, size_t errlen)
+/* Takes over resp, vmcryptd's JSON answer with status to method path: returns 0 with it for
+ * 2xx, or the status's errno with err saying what vmcryptd said. what names the bearer for
+ * 401/403. */
+static int answer(struct vault_client *vc, const char *what, const char *method, const char *path, long status,
+		  json_t *resp, json_t **ret_body, char *err, size_t errlen)
 {
-	_cleanup_(jansson_util_decrefp) json_t *resp = NULL;
+	_cleanup_(jansson_util_decrefp) json_t *j = resp;
 	char msg[512];
-	long status = 0;
-	int r;
+	int r = vault_client_errno_from_status(status);
 
-	r = http_client_request(http, method, path, body, &status, &resp, err, errlen);
-	if (r < 0)
-		return r;
-	r = vault_client_errno_from_status(status);
 	if (r == 0) {
-		if (!json_is_object(resp)) {
+		if (!json_is_object(j)) {
 			snprintf(err, errlen, "%s %s: vmcryptd's answer (HTTP %ld) is not a JSON object", method, path,
 				 status);
 			return -EBADMSG;
 		}
-		*ret_body = TAKE_PTR(resp);
+		*ret_body = TAKE_PTR(j);
 		return 0;
 	}
-	server_message(resp, msg, sizeof(msg));
+	server_message(j, msg, sizeof(msg));
 	if (status == 401 || status == 403)
 		snprintf(err, errlen, "vmcryptd %s refused the %s (HTTP %ld%s%s)", vc->server, what, status,
 			 msg[0] ? ": " : "", msg);
@@ -151,6 +147,22 @@ static int request(struct vault_client *vc, struct http_client *http, const char
 		snprintf(err, errlen, "vmcryptd %s: %s %s failed (HTTP %ld%s%s)", vc->server, method, path, status,
 			 msg[0] ? ": " : "", msg);
 	return r;
+}
+
+/* One exchange: returns 0 with the body of a 2xx answer, or the errno of the transport failure
+ * or the HTTP status, with err saying which. what names the bearer for 401/403 ("VM credential",
+ * "enrollment token"). */
+static int request(struct vault_client *vc, struct http_client *http, const char *what, const char *method,
+		   const char *path, json_t *body, json_t **ret_body, char *err, size_t errlen)
+{
+	json_t *resp = NULL;
+	long status = 0;
+	int r;
+
+	r = http_client_request(http, method, path, body, &status, &resp, err, errlen);
+	if (r < 0)
+		return r;
+	return answer(vc, what, method, path, status, resp, ret_body, err, errlen);
 }
 
 static int get_u64(json_t *o, const char *key, uint64_t *ret)
@@ -219,14 +231,15 @@ int vault_client_goal(struct vault_client *vc, json_t **ret, char *err, size_t e
 	return 0;
 }
 
-static int secret_path(const char *volume, char *buf, size_t len, char *err, size_t errlen)
+/* "/v1/vm/KIND/VOLUME" for a valid volume name. */
+static int volume_path(const char *kind, const char *volume, char *buf, size_t len, char *err, size_t errlen)
 {
 	if (!api_name_valid(volume)) {
 		snprintf(err, errlen, "\"%s\" is not a valid volume name (1 to %d of A-Z a-z 0-9 . _ -)", volume,
 			 API_NAME_MAX);
 		return -EINVAL;
 	}
-	snprintf(buf, len, "/v1/vm/secrets/%s", volume);
+	snprintf(buf, len, "/v1/vm/%s/%s", kind, volume);
 	return 0;
 }
 
@@ -239,7 +252,7 @@ int vault_client_secret_put(struct vault_client *vc, const char *volume, const v
 	uint64_t version;
 	int r;
 
-	r = secret_path(volume, path, sizeof(path), err, errlen);
+	r = volume_path("secrets", volume, path, sizeof(path), err, errlen);
 	if (r < 0)
 		return r;
 	if (n == 0 || n > API_SECRET_MAX) {
@@ -274,7 +287,7 @@ int vault_client_secret_get(struct vault_client *vc, const char *volume, void **
 	size_t n;
 	int r;
 
-	r = secret_path(volume, path, sizeof(path), err, errlen);
+	r = volume_path("secrets", volume, path, sizeof(path), err, errlen);
 	if (r < 0)
 		return r;
 	r = request(vc, vc->http, "VM credential", "GET", path, NULL, &resp, err, errlen);
@@ -315,5 +328,62 @@ int vault_client_status(struct vault_client *vc, json_t *report, uint64_t *ret_s
 		return -EBADMSG;
 	}
 	*ret_sequence = seq;
+	return 0;
+}
+
+int vault_client_header_put(struct vault_client *vc, const char *volume, const void *data, size_t size,
+			    uint64_t *ret_version, bool *ret_unchanged, char *err, size_t errlen)
+{
+	_cleanup_(jansson_util_decrefp) json_t *resp = NULL;
+	json_t *body = NULL;
+	char path[128];
+	uint64_t version;
+	long status = 0;
+	int r;
+
+	r = volume_path("headers", volume, path, sizeof(path), err, errlen);
+	if (r < 0)
+		return r;
+	r = header_backup_put(vc->http, path, data, size, &status, &body, err, errlen);
+	if (r < 0)
+		return r;
+	r = answer(vc, "VM credential", "PUT", path, status, body, &resp, err, errlen);
+	if (r < 0)
+		return r;
+	if (get_u64(resp, "version", &version) < 0) {
+		snprintf(err, errlen, "vmcryptd %s: the answer to PUT %s lacks \"version\"", vc->server, path);
+		return -EBADMSG;
+	}
+	*ret_version = version;
+	if (ret_unchanged)
+		*ret_unchanged = json_is_true(json_object_get(resp, "unchanged"));
+	return 0;
+}
+
+int vault_client_header_get(struct vault_client *vc, const char *volume, uint64_t version, void **ret_data,
+			    size_t *ret_size, uint64_t *ret_version, char *err, size_t errlen)
+{
+	struct header_backup h = {};
+	json_t *error = NULL, *ignored = NULL;
+	char path[160];
+	long status = 0;
+	int r;
+
+	r = volume_path("headers", volume, path, sizeof(path), err, errlen);
+	if (r < 0)
+		return r;
+	if (version > 0)
+		snprintf(path + strlen(path), sizeof(path) - strlen(path), "?version=%llu", (unsigned long long)version);
+	r = header_backup_get(vc->http, path, &status, &error, &h, err, errlen);
+	if (r < 0)
+		return r;
+	if (status < 200 || status >= 300) {
+		r = answer(vc, "VM credential", "GET", path, status, error, &ignored, err, errlen);
+		json_decref(ignored);
+		return r < 0 ? r : -EIO;
+	}
+	*ret_data = TAKE_PTR(h.data);
+	*ret_size = h.size;
+	*ret_version = h.version;
 	return 0;
 }

@@ -1,11 +1,12 @@
 /* The VM's calls to vmcryptd (docs/api.md, VM routes) over the HTTPS client: enrollment, the goal,
- * its volume secrets and status reports. Shared by `vmcrypt enroll`, `vmcrypt check`, the agent
+ * its volume secrets, its volumes' LUKS2 header backups and status reports. Shared by `vmcrypt enroll`, `vmcrypt check`, the agent
  * and the token plugin. Secret values and the credential stay in secret memory (jansson's
  * allocator should be the wiping one, secret_setup_json_allocator(), since the JSON text passes
  * through it). One client per thread: a client holds one libcurl handle. */
 #pragma once
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -69,3 +70,21 @@ int vault_client_secret_get(struct vault_client *vc, const char *volume, void **
  * current settings sequence. */
 int vault_client_status(struct vault_client *vc, json_t *report, uint64_t *ret_sequence, char *err,
 			size_t errlen);
+
+/* PUT /v1/vm/headers/{volume}: stores size bytes (1 to API_HEADER_MAX: what `cryptsetup
+ * luksHeaderBackup` or crypt_header_backup() wrote, metadata and keyslot area) as the newest
+ * version of the volume's header backup, with their SHA-256, so that bytes damaged on the way are
+ * refused (-EINVAL, HTTP 400) instead of stored. vmcryptd keeps the last 3 versions. Returns the
+ * version; *ret_unchanged (may be NULL) says the newest stored version already held these bytes,
+ * which then made no new version. -EINVAL also for a bad volume name or size (nothing sent),
+ * -EFBIG (HTTP 413), -EAGAIN (HTTP 503: too many header transfers at once; retry). */
+int vault_client_header_put(struct vault_client *vc, const char *volume, const void *data, size_t size,
+			    uint64_t *ret_version, bool *ret_unchanged, char *err, size_t errlen);
+
+/* GET /v1/vm/headers/{volume}: version 0 the newest, else that version. The bytes in secret
+ * memory (secret_free them), checked against the SHA-256 vmcryptd recorded at upload. -ENOENT
+ * (no such header backup or version), -EBADMSG (the bytes do not match their hash: damaged on
+ * the way), -EIO (HTTP 500: vmcryptd found its stored copy damaged and sent nothing; an older
+ * version may be intact). */
+int vault_client_header_get(struct vault_client *vc, const char *volume, uint64_t version, void **ret_data,
+			    size_t *ret_size, uint64_t *ret_version, char *err, size_t errlen);
