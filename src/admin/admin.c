@@ -22,6 +22,7 @@ static const struct verb verbs[] = {
 	{ "vm", verb_vm, "register, list, show, revoke, delete VMs; vm encryption ...; vm extension remove" },
 	{ "key", verb_key, "create, list, show, rotate, disable, enable key-encryption keys" },
 	{ "secret", verb_secret, "list and show volume secrets (show --reveal is audited)" },
+	{ "header", verb_header, "list and get the LUKS2 header backups VMs store (get is audited)" },
 	{ "audit", verb_audit, "the audit trail [--vm NAME] [--since TIME] [--result ok|denied]" },
 	{},
 };
@@ -38,6 +39,7 @@ static void help(void)
 	       "  vm extension remove --vm NAME\n"
 	       "  key create NAME [--kty RSA|AES] [--size N] | list | show NAME | rotate NAME | disable NAME | enable NAME\n"
 	       "  secret list [--vm NAME] | show VM/VOLUME [--reveal]\n"
+	       "  header list [--vm NAME] | get --vm NAME --volume VOLUME [--version N] --output FILE [--force]\n"
 	       "  audit [--vm NAME] [--since TIME] [--result ok|denied]\n\n"
 	       "Defaults come from --config, $VMCRYPT_ADMIN_CONFIG, ~/.config/vmcrypt/admin.conf or\n"
 	       "/etc/vmcrypt/admin.conf (first found): lines \"server = URL\", \"token-file = FILE\",\n"
@@ -159,6 +161,24 @@ static int connect_client(struct admin *a)
 	return 0;
 }
 
+/* What an exchange that failed on the way says, once. Returns the exit status. */
+static int unreachable(struct admin *a, int error, const char *err)
+{
+	log_error("Could not reach vmcryptd at %s: %s%s", a->server, err,
+		  error == -EPROTO ? " (check --ca-file: vmcryptd's certificate is DIR/tls.crt)" : "");
+	return EXIT_REMOTE;
+}
+
+/* What vmcryptd said when it refused, once; takes over resp. Returns the exit status. */
+static int refused(long status, json_t *resp)
+{
+	const char *msg = json_string_value(json_object_get(json_object_get(resp, "error"), "message"));
+
+	log_error("vmcryptd refused (HTTP %ld): %s", status, msg ? msg : "(no message)");
+	json_decref(resp);
+	return status == 409 ? EXIT_STATE : EXIT_REMOTE;
+}
+
 int admin_call(struct admin *a, const char *method, const char *path, json_t *body, json_t **ret)
 {
 	char err[512] = "";
@@ -173,18 +193,33 @@ int admin_call(struct admin *a, const char *method, const char *path, json_t *bo
 	}
 	r = http_client_request(a->client, method, path, body, &status, &resp, err, sizeof(err));
 	json_decref(body);
-	if (r < 0) {
-		log_error("Could not reach vmcryptd at %s: %s%s", a->server, err,
-			  r == -EPROTO ? " (check --ca-file: vmcryptd's certificate is DIR/tls.crt)" : "");
+	if (r < 0)
+		return unreachable(a, r, err);
+	if (status < 200 || status >= 300)
+		return refused(status, resp);
+	*ret = resp ? resp : json_object();
+	return 0;
+}
+
+int admin_fetch_header(struct admin *a, const char *path, struct header_backup *ret)
+{
+	char err[512] = "";
+	json_t *error = NULL;
+	long status = 0;
+	int r;
+
+	r = connect_client(a);
+	if (r > 0)
+		return r;
+	r = header_backup_get(a->client, path, &status, &error, ret, err, sizeof(err));
+	if (r == -EBADMSG) {
+		log_error("vmcryptd's answer to GET %s does not check out: %s; nothing was written.", path, err);
 		return EXIT_REMOTE;
 	}
-	if (status < 200 || status >= 300) {
-		const char *msg = json_string_value(json_object_get(json_object_get(resp, "error"), "message"));
-		log_error("vmcryptd refused (HTTP %ld): %s", status, msg ? msg : "(no message)");
-		json_decref(resp);
-		return status == 409 ? EXIT_STATE : EXIT_REMOTE;
-	}
-	*ret = resp ? resp : json_object();
+	if (r < 0)
+		return unreachable(a, r, err);
+	if (status < 200 || status >= 300)
+		return refused(status, error);
 	return 0;
 }
 
@@ -214,6 +249,27 @@ int admin_call_print(struct admin *a, const char *method, const char *path, json
 	else
 		print(resp, userdata);
 	return EXIT_OK;
+}
+
+int admin_list_by_vm(struct admin *a, int argc, char **argv, const char *group, const char *route,
+		     admin_print_fn print)
+{
+	static const struct option opts[] = { { "vm", required_argument, NULL, 'v' }, {} };
+	const char *vm = NULL;
+	char path[128];
+	int c;
+
+	while ((c = admin_getopt(a, argc, argv, opts)) >= 0) {
+		if (c != 'v')
+			return EXIT_USAGE;
+		vm = optarg;
+	}
+	if (optind != argc || (vm && !api_name_valid(vm))) {
+		log_error("Usage: vmcrypt-admin %s list [--vm NAME]", group);
+		return EXIT_USAGE;
+	}
+	snprintf(path, sizeof(path), "%s%s%s", route, vm ? "?vm=" : "", vm ? vm : "");
+	return admin_call_print(a, "GET", path, NULL, print, NULL);
 }
 
 /* Reads "key = value" lines; unknown keys are an error, so a typo does not go unnoticed. */

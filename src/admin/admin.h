@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "shared/api/header-backup.h"
 #include "shared/api/http-client.h"
 
 struct admin {
@@ -29,6 +30,10 @@ int admin_dispatch(struct admin *a, const char *group, const struct verb *verbs,
  * EXIT_STATE for 409 (a lifecycle rule refused), EXIT_REMOTE otherwise. */
 int admin_call(struct admin *a, const char *method, const char *path, json_t *body, json_t **ret);
 
+/* GET of a header backup (raw bytes, checked against their SHA-256) into *ret; on failure prints
+ * why once and returns an exit status > 0, as admin_call() does. */
+int admin_fetch_header(struct admin *a, const char *path, struct header_backup *ret);
+
 /* What a verb prints from vmcryptd's answer without --json; userdata is the verb's own. */
 typedef void (*admin_print_fn)(json_t *resp, const void *userdata);
 
@@ -36,6 +41,11 @@ typedef void (*admin_print_fn)(json_t *resp, const void *userdata);
  * print, then freed. Returns EXIT_OK or admin_call()'s exit status. */
 int admin_call_print(struct admin *a, const char *method, const char *path, json_t *body, admin_print_fn print,
 		     const void *userdata);
+
+/* "vmcrypt-admin GROUP list [--vm NAME]": GET route (with ?vm=NAME), printed by print. Returns
+ * an exit status. */
+int admin_list_by_vm(struct admin *a, int argc, char **argv, const char *group, const char *route,
+		     admin_print_fn print);
 
 /* Prints JSON (for --json). */
 void admin_print_json(json_t *j);
@@ -60,3 +70,4 @@ int verb_vm(struct admin *a, int argc, char **argv);
 int verb_key(struct admin *a, int argc, char **argv);
 int verb_secret(struct admin *a, int argc, char **argv);
 int verb_audit(struct admin *a, int argc, char **argv);
+int verb_header(struct admin *a, int argc, char **argv);

@@ -31,22 +31,7 @@ static void print_list(json_t *resp, const void *userdata)
 
 static int secret_list(struct admin *a, int argc, char **argv)
 {
-	static const struct option opts[] = { { "vm", required_argument, NULL, 'v' }, {} };
-	const char *vm = NULL;
-	char path[128];
-	int c;
-
-	while ((c = admin_getopt(a, argc, argv, opts)) >= 0) {
-		if (c != 'v')
-			return EXIT_USAGE;
-		vm = optarg;
-	}
-	if (optind != argc || (vm && !api_name_valid(vm))) {
-		log_error("Usage: vmcrypt-admin secret list [--vm NAME]");
-		return EXIT_USAGE;
-	}
-	snprintf(path, sizeof(path), "/v1/admin/secrets%s%s", vm ? "?vm=" : "", vm ? vm : "");
-	return admin_call_print(a, "GET", path, NULL, print_list, NULL);
+	return admin_list_by_vm(a, argc, argv, "secret", "/v1/admin/secrets", print_list);
 }
 
 /* A recovery passphrase is typed by a person (at the boot prompt, `cryptsetup open`): when the
