@@ -20,6 +20,14 @@ api PUT /v1/vm/secrets/shared "$WORK/vma.hdr" "{\"value\":\"$(b64 a-shared)\"}"
 api PUT /v1/vm/secrets/shared "$WORK/vmb.hdr" "{\"value\":\"$(b64 b-shared)\"}"
 api PUT /v1/vm/secrets/r-vol "$WORK/vmr.hdr" "{\"value\":\"$(b64 secret-of-r)\"}"
 check_eq "VM R stores before revocation" 201 "$STATUS"
+# Header backups (raw bytes with their SHA-256) of A, B and R, for the GET rows below.
+printf 'header bytes' >"$WORK/hdr.bin"
+hsha=$(sha256sum "$WORK/hdr.bin" | cut -d' ' -f1)
+for vm in vma vmb vmr; do
+	STATUS=$(curl -sS --cacert "$DATA/tls.crt" -H "@$WORK/$vm.hdr" -H "Vmcrypt-SHA256: $hsha" -X PUT \
+		--data-binary "@$WORK/hdr.bin" -o /dev/null -w '%{http_code}' "https://$ADDR/v1/vm/headers/os")
+	check_eq "$vm stores a header backup" 201 "$STATUS"
+done
 admin vm revoke vmr >/dev/null
 
 # Wrong tokens: well-formed, right kind, wrong secret (and, for VMs, a real VM id).
@@ -39,6 +47,7 @@ routes=(
 	"vm PUT /v1/vm/secrets/x {\"value\":\"$(b64 v)\"}"
 	"vm GET /v1/vm/secrets/shared -"
 	"vm POST /v1/vm/status {\"OsVolumeEncrypted\":\"NotEncrypted\",\"DataVolumesEncrypted\":\"NotMounted\"}"
+	"vm GET /v1/vm/headers/os -"
 	"admin POST /v1/admin/vms {\"name\":\"newvm\"}"
 	"admin GET /v1/admin/vms -"
 	"admin GET /v1/admin/vms/vma -"
@@ -56,6 +65,8 @@ routes=(
 	"admin POST /v1/admin/keys/kvictim/enable -"
 	"admin GET /v1/admin/secrets -"
 	"admin GET /v1/admin/secrets/vma/a-only?reveal=true -"
+	"admin GET /v1/admin/headers -"
+	"admin GET /v1/admin/headers/vma/os -"
 	"admin GET /v1/admin/audit -"
 )
 for row in "${routes[@]}"; do
