@@ -4,11 +4,14 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <libcryptsetup.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "basic/fileio.h"
 #include "basic/log.h"
 #include "basic/macro.h"
 #include "basic/string-util.h"
@@ -295,4 +298,45 @@ int luks_activate(const char *header, const char *data_device, const char *name,
 	r = crypt_activate_by_passphrase(cd, name, CRYPT_ANY_SLOT, key, key_size, 0);
 	crypt_free(cd);
 	return r < 0 ? r : 0;
+}
+
+int luks_header_backup(const char *header, const char *data_device, const char *dir, void **ret,
+		       size_t *ret_size)
+{
+	struct crypt_device *cd = NULL;
+	char tmp[PATH_MAX], file[PATH_MAX + 16];
+	char *data = NULL;
+	size_t size = 0;
+	int r;
+
+	r = luks_load(header, data_device, &cd);
+	if (r < 0)
+		return r;
+	if (crypt_reencrypt_status(cd, NULL) != CRYPT_REENCRYPT_NONE) {
+		crypt_free(cd);
+		return -EBUSY;
+	}
+	/* crypt_header_backup() creates the file and refuses one that exists: a directory of our
+	 * own makes the name ours. */
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s/header-backup.XXXXXX", dir) >= sizeof(tmp)) {
+		crypt_free(cd);
+		return -ENAMETOOLONG;
+	}
+	if (!mkdtemp(tmp)) {
+		r = negative_errno();
+		crypt_free(cd);
+		return r;
+	}
+	snprintf(file, sizeof(file), "%s/h", tmp);
+	r = crypt_header_backup(cd, CRYPT_LUKS2, file);
+	crypt_free(cd);
+	if (r >= 0)
+		r = read_full_file(file, LUKS_HEADER_BACKUP_MAX, &data, &size);
+	(void)unlink(file);
+	(void)rmdir(tmp);
+	if (r < 0)
+		return r;
+	*ret = data;
+	*ret_size = size;
+	return 0;
 }

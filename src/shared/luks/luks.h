@@ -83,6 +83,19 @@ int luks_load(const char *header, const char *data_device, struct crypt_device *
 int luks_activate(const char *header, const char *data_device, const char *name, const void *key,
 		  size_t key_size);
 
+/* Largest header backup luks_header_backup() returns: LUKS2's metadata and keyslot area (16 MiB
+ * with libcryptsetup's defaults, at most 128 MiB by the format; vmcrypt writes the default). */
+#define LUKS_HEADER_BACKUP_MAX (32u << 20)
+
+/* A backup of the LUKS2 header at header (NULL: on data_device) for data_device, as `cryptsetup
+ * luksHeaderBackup` writes it (crypt_header_backup(), through a file in dir, 0700 and ours, gone
+ * on return): *ret malloc()ed, *ret_size bytes. Refused while a reencryption is in flight: such
+ * a header records how far the data moved, and restoring it after the data moved further would
+ * have libcryptsetup convert sectors twice. Returns 0, -EBUSY (a reencryption in flight),
+ * -EFBIG (larger than LUKS_HEADER_BACKUP_MAX), luks_load()'s errors or another -errno. */
+int luks_header_backup(const char *header, const char *data_device, const char *dir, void **ret,
+		       size_t *ret_size);
+
 /* Fills the header fields of ret (cipher, sizes, keyslots, tokens, reencryption state and
  * progress, the vmcrypt token) from a loaded header. Returns 0 or -errno. */
 int luks_describe(struct crypt_device *cd, struct volume_info *ret);
