@@ -6,7 +6,8 @@
 # volume); kill -9 of the agent at every step of an offline encryption and decryption, then a
 # restart: data intact and the vault's key opens the volume; crypttab/fstab edited and restored
 # with foreign lines kept; a mounted volume is refused with the dm_crypt remedy; status, progress
-# messages and drift as vmcrypt-admin shows them; extension remove after disable.
+# messages and drift as vmcrypt-admin shows them; the LUKS2 header backed up in the vault once
+# encrypted, and it opens the volume; extension remove after disable.
 . "$(dirname "$0")/server-lib.sh"
 require_root
 require_cmd cryptsetup mkfs.ext4 losetup jq
@@ -130,6 +131,23 @@ check "vault back" start_server --listen "$ADDR"
 check "vault back: the agent encrypts" wait_for .DataVolumesEncrypted Encrypted 120
 check_eq "vault back: ProgressMessage" "Encryption succeeded for data volumes" "$(show .ProgressMessage)"
 check_eq "vault back: drift none" none "$(show .Drift.state)"
+# The header's second home: once the volume is encrypted the agent backs its LUKS2 header up in
+# the vault (at its next pass, every second here).
+header_versions() {
+	admin --json header list --vm vm1 2>/dev/null | jq -r --arg v "$NAME" '[.headers[]? | select(.volume == $v)] | length'
+}
+header_backed_up() {
+	local i
+	for ((i = 0; i < 100; i++)); do
+		[ "$(header_versions)" = 1 ] && return 0
+		sleep 0.2
+	done
+	echo "header list: $(admin --json header list --vm vm1 2>&1)"
+	return 1
+}
+check "header backup: the agent stored the volume's LUKS2 header in the vault" header_backed_up
+sleep 2
+check_eq "header backup: once, not at every pass" 1 "$(header_versions)"
 kill -TERM "$AGENT_PID"; wait "$AGENT_PID" 2>/dev/null
 check_eq "agent: SIGTERM exits 0" 0 $?
 
@@ -141,6 +159,13 @@ check_eq "escrow: the key is 64 bytes" 64 "$(stat -c %s "$WORK/vault.key")"
 check "escrow: the recovery passphrase is 8 groups of 6 digits" grep -qE '^[0-9]{6}(-[0-9]{6}){7}$' "$WORK/vault.rec"
 check "escrow: the vault's key opens the volume" cryptsetup open --test-passphrase --key-file "$WORK/vault.key" "$DEV"
 check "escrow: the recovery passphrase opens it" cryptsetup open --test-passphrase --key-file "$WORK/vault.rec" "$DEV"
+admin header get --vm vm1 --volume "$NAME" --output "$WORK/header.bak" >"$WORK/header-get.out" 2>&1
+check_eq "header backup: vmcrypt-admin header get, the volume's UUID" "$(cryptsetup luksUUID "$DEV")" \
+	"$(cryptsetup luksUUID "$WORK/header.bak" 2>&1)"
+check "header backup: the recovery passphrase opens the volume through it" \
+	cryptsetup open --test-passphrase --header "$WORK/header.bak" --key-file "$WORK/vault.rec" "$DEV"
+check_eq "agent.json: the UUID backed up" "$(cryptsetup luksUUID "$DEV")" \
+	"$(jq -r --arg n "$NAME" '.volumes[] | select(.name == $n) | .headerBackupUuid' "$VMCRYPT_STATE_DIR/agent.json")"
 dump=$(cryptsetup luksDump "$DEV")
 token=$(cryptsetup token export --token-id 1 "$DEV" 2>/dev/null)
 check_eq "token: type vmcrypt on keyslot 0" 'vmcrypt ["0"]' "$(jq -cj '.type, " ", .keyslots' <<<"$token")"

@@ -351,6 +351,8 @@ static void test_state_roundtrip(void **state)
 	strcpy(v->mountpoint, "/");
 	strcpy(v->header, "/boot/vmcrypt/os.luks");
 	strcpy(v->prepared_boot_id, "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
+	strcpy(v->header_backup_uuid, "5e0f2a7c-1b3d-4e6f-8a9b-0c1d2e3f4a5b");
+	v->header_backup_version = 3;
 	v->phase = AGENT_PHASE_RESTART_PENDING;
 	v->os = v->online = true;
 	v = &s.volumes[0];
@@ -369,6 +371,8 @@ static void test_state_roundtrip(void **state)
 	/* Impossible contents are refused, not half-read. */
 	assert_int_equal(agent_state_parse("{\"volumes\":[{\"name\":\"a\",\"phase\":\"melted\"}]}", &t), -EBADMSG);
 	assert_int_equal(agent_state_parse("{\"appliedSequence\":-1}", &t), -EBADMSG);
+	assert_int_equal(agent_state_parse("{\"volumes\":[{\"name\":\"a\",\"phase\":\"encrypted\","
+					   "\"headerBackupVersion\":-2}]}", &t), -EBADMSG);
 	assert_int_equal(agent_state_parse("[", &t), -EBADMSG);
 	assert_int_equal(agent_state_parse("{\"volumes\":[{\"phase\":\"plain\"}]}", &t), -EBADMSG);
 	for (int p = 0; p < _AGENT_PHASE_MAX; p++)

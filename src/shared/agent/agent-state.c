@@ -49,18 +49,19 @@ static int copy_string(char *dst, size_t len, const char *src)
 static int volume_from_json(json_t *o, struct agent_volume_state *v)
 {
 	const char *name, *device = "", *mountpoint = "", *fstype = "", *fs_options = "",
-		   *luks_uuid = "", *header = "", *phase, *message = "", *boot_id = "";
-	json_int_t flags = 0, key_version = 0, recovery_version = 0, downtime = -1, error = 0;
+		   *luks_uuid = "", *header = "", *phase, *message = "", *boot_id = "", *backup_uuid = "";
+	json_int_t flags = 0, key_version = 0, recovery_version = 0, downtime = -1, error = 0, backup_version = 0;
 	int online = 0, os = 0;
 	json_t *units = NULL, *u;
 	size_t i;
 
 	memset(v, 0, sizeof(*v));
-	if (json_unpack(o, "{s:s, s?s, s?s, s?s, s?s, s?I, s?s, s?s, s:s, s?b, s?b, s?s, s?I, s?I, s?o, s?I, s?s, s?I}",
+	if (json_unpack(o, "{s:s, s?s, s?s, s?s, s?s, s?I, s?s, s?s, s:s, s?b, s?b, s?s, s?I, s?I, s?s, s?I, s?o, s?I, s?s, s?I}",
 			"name", &name, "device", &device, "mountPoint", &mountpoint, "fsType", &fstype,
 			"fsOptions", &fs_options, "mountFlags", &flags, "luksUuid", &luks_uuid,
 			"header", &header, "phase", &phase, "online", &online, "os", &os, "preparedBootId", &boot_id, "keyVersion",
-			&key_version, "recoveryVersion", &recovery_version, "stoppedUnits", &units,
+			&key_version, "recoveryVersion", &recovery_version, "headerBackupUuid", &backup_uuid,
+			"headerBackupVersion", &backup_version, "stoppedUnits", &units,
 			"downtimeMs", &downtime, "message", &message, "error", &error) < 0)
 		return -EBADMSG;
 	if (copy_string(v->name, sizeof(v->name), name) < 0 ||
@@ -71,10 +72,11 @@ static int volume_from_json(json_t *o, struct agent_volume_state *v)
 	    copy_string(v->fs_options, sizeof(v->fs_options), fs_options) < 0 ||
 	    copy_string(v->luks_uuid, sizeof(v->luks_uuid), luks_uuid) < 0 ||
 	    copy_string(v->header, sizeof(v->header), header) < 0 ||
+	    copy_string(v->header_backup_uuid, sizeof(v->header_backup_uuid), backup_uuid) < 0 ||
 	    copy_string(v->message, sizeof(v->message), message) < 0)
 		return -EBADMSG;
 	v->phase = agent_phase_from_string(phase);
-	if (v->phase < 0 || flags < 0 || key_version < 0 || recovery_version < 0 || error > 0 ||
+	if (v->phase < 0 || flags < 0 || key_version < 0 || recovery_version < 0 || backup_version < 0 || error > 0 ||
 	    error < -4095)
 		return -EBADMSG;
 	if (units) {
@@ -93,6 +95,7 @@ static int volume_from_json(json_t *o, struct agent_volume_state *v)
 	v->os = os;
 	v->key_version = (uint64_t)key_version;
 	v->recovery_version = (uint64_t)recovery_version;
+	v->header_backup_version = (uint64_t)backup_version;
 	v->downtime_ms = downtime;
 	v->error = (int)error;
 	return 0;
@@ -164,14 +167,16 @@ static json_t *volume_to_json(const struct agent_volume_state *v)
 
 	for (size_t i = 0; units && i < v->n_stopped_units; i++)
 		json_array_append_new(units, json_string(v->stopped_units[i]));
-	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:b, s:b, s:s, s:I, s:I, s:o, s:I, s:s, s:I}",
+	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s, s:s, s:b, s:b, s:s, s:I, s:I, s:s, s:I, s:o, s:I, s:s, s:I}",
 			 "name", v->name, "device", v->device, "mountPoint", v->mountpoint,
 			 "fsType", v->fstype, "fsOptions", v->fs_options, "mountFlags",
 			 (json_int_t)v->mount_flags, "luksUuid", v->luks_uuid, "header", v->header,
 			 "phase", agent_phase_to_string(v->phase), "online", v->online, "os", v->os,
 			 "preparedBootId", v->prepared_boot_id,
 			 "keyVersion", (json_int_t)v->key_version, "recoveryVersion",
-			 (json_int_t)v->recovery_version, "stoppedUnits", units ? units : json_array(),
+			 (json_int_t)v->recovery_version, "headerBackupUuid", v->header_backup_uuid,
+			 "headerBackupVersion", (json_int_t)v->header_backup_version,
+			 "stoppedUnits", units ? units : json_array(),
 			 "downtimeMs", (json_int_t)v->downtime_ms, "message", v->message, "error",
 			 (json_int_t)v->error);
 }

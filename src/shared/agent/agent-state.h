@@ -53,6 +53,9 @@ struct agent_volume_state {
 				     * initramfs did not open it" */
 	uint64_t key_version;       /* vault versions of {name} and {name}-recovery */
 	uint64_t recovery_version;
+	char header_backup_uuid[40]; /* the LUKS UUID whose header backup the vault holds, "" none
+				      * yet: a new encryption (a new UUID) is backed up again */
+	uint64_t header_backup_version; /* its version in the vault */
 	char stopped_units[AGENT_UNITS_MAX][256]; /* stopped for the cut-over, started after */
 	size_t n_stopped_units;
 	int64_t downtime_ms;        /* unmount to remount, -1 when not measured */

@@ -38,6 +38,7 @@
 #include "shared/luks/convert.h"
 #include "shared/luks/convstate.h"
 #include "shared/luks/luks-inspect.h"
+#include "shared/luks/luks.h"
 #include "shared/paths.h"
 #include "shared/secret.h"
 #include "shared/vm/journal.h"
@@ -48,6 +49,8 @@
 /* Vault calls from the agent: long enough for a slow link, short enough that the loop goes on. */
 #define ENGINE_CONNECT_TIMEOUT 10
 #define ENGINE_TOTAL_TIMEOUT 30
+/* A header backup that failed is tried again after this long. */
+#define AGENT_HEADER_BACKUP_RETRY_S 600
 #define ENGINE_BACKOFF_MAX 60
 /* crypttab options of every volume the agent writes (docs/agent.md): the network first, never
  * block the boot, a bounded wait for the vault before systemd asks for the recovery passphrase. */
@@ -93,6 +96,7 @@ struct volume_runtime {
 	char name[65];
 	int64_t retry_at;       /* monotonic seconds before which a refused step is not retried */
 	int64_t next_open_check; /* when ensure_open() looks at an encrypted volume again */
+	int64_t next_header_backup; /* when backup_header() may try again after a failure */
 	uint64_t refused_sequence;
 	unsigned refusals;      /* refusals in a row, for --once (below) */
 	char message[512];      /* the last refusal, reported until it changes */
@@ -1496,6 +1500,59 @@ static void ensure_open(struct agent_engine *e, struct agent_volume_state *v)
 	mount_if_needed(e, v);
 }
 
+/* The second home of an encrypted volume's LUKS2 header (docs/os-volume.md: the OS volume's
+ * detached header lives only on /boot otherwise): once its encryption is complete, never while a
+ * reencryption is in flight (luks_header_backup() says why), a backup goes to the vault, once
+ * per LUKS UUID (a new encryption is backed up again). Not a step towards the goal: a failure is
+ * said and tried again later, and holds nothing back. */
+static void backup_header(struct agent_engine *e, struct agent_volume_state *v)
+{
+	struct volume_runtime *rt = runtime_for(e, v->name);
+	const char *where = v->mountpoint[0] ? v->mountpoint : v->device;
+	_cleanup_free_ void *data = NULL;
+	char err[512] = "";
+	uint64_t version = 0;
+	size_t size = 0;
+	int r;
+
+	if (v->phase != AGENT_PHASE_ENCRYPTED || !v->luks_uuid[0] || streq(v->header_backup_uuid, v->luks_uuid) ||
+	    rt->next_header_backup > mono_now())
+		return;
+	rt->next_header_backup = mono_now() + AGENT_HEADER_BACKUP_RETRY_S;
+	r = mkdir_p(path_run_dir(), 0700);
+	if (r >= 0)
+		r = luks_header_backup(v->header[0] ? v->header : NULL, v->device, path_run_dir(), &data, &size);
+	if (r < 0)
+		snprintf(err, sizeof(err), "%s", luks_last_error()[0] ? luks_last_error() : strerror(-r));
+	else
+		r = vault_client_header_put(e->vc, v->name, data, size, &version, NULL, err, sizeof(err));
+	if (r >= 0) {
+		/* Read back and compared, as the keys are (escrow.c): a copy only counts once the
+		 * vault gives it back intact. */
+		_cleanup_secret_ void *back = NULL;
+		uint64_t back_version = 0;
+		size_t back_size = 0;
+
+		r = vault_client_header_get(e->vc, v->name, version, &back, &back_size, &back_version, err,
+					    sizeof(err));
+		if (r >= 0 && (back_size != size || memcmp(back, data, size) != 0)) {
+			snprintf(err, sizeof(err), "version %llu read back differs from what was sent",
+				 (unsigned long long)version);
+			r = -EIO;
+		}
+	}
+	if (r < 0) {
+		log_warning("%s: cannot back up its LUKS2 header in the vault (%s); the agent tries again in %d min",
+			    where, err, AGENT_HEADER_BACKUP_RETRY_S / 60);
+		return;
+	}
+	snprintf(v->header_backup_uuid, sizeof(v->header_backup_uuid), "%s", v->luks_uuid);
+	v->header_backup_version = version;
+	(void)save_state(e);
+	log_info("%s: its LUKS2 header (%zu bytes) is backed up in the vault, version %llu", where, size,
+		 (unsigned long long)version);
+}
+
 /* Whether a volume's refusal holds the goal back: a selected data volume, or the OS volume while
  * the goal or the record involves it. */
 static bool in_play(struct agent_engine *e, const struct selection *s, const char *name)
@@ -1575,6 +1632,7 @@ static bool apply(struct agent_engine *e, const struct selection *sel)
 			continue;
 		}
 		ensure_open(e, v);
+		backup_header(e, v);
 		if (agent_goal_decide(&e->goal, true, v) != AGENT_ACTION_RESUME)
 			continue;
 		if (v->os && os_restart_pending(e, v))
