@@ -97,6 +97,10 @@ boot2 | boot3)
 	if wait_host encrypted; then
 		check "vmcrypt-os: one crypt segment (the conversion is over)" until_true 60 one_crypt_segment vmcrypt-os
 		check "the header has no reencryption left" header_done
+		# Its second home: the agent backs it up in the vault once the conversion is over.
+		check "the agent backed the header up in the vault (agent.json)" until_true 60 \
+			grep -Eq '"headerBackupUuid": *"[0-9a-f-]{36}"' /var/lib/vmcrypt/agent.json
+		result os_header_sha256 "$(sha256sum /boot/vmcrypt/os.luks | cut -d' ' -f1)"
 		show_state
 	fi
 	sums tree "$tree"

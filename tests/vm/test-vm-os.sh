@@ -12,7 +12,9 @@
 #           the host cuts the power (kills QEMU) at >= 20%
 #   boot 3  through OVMF (UEFI) this time, the GRUB the agent installed for x86_64-efi: the
 #           initramfs opens it again with no prompt, the agent finishes: Encrypted, one crypt
-#           segment, every file of a fixed tree on / intact
+#           segment, every file of a fixed tree on / intact; the agent backs the header up in
+#           the vault, which then holds /boot/vmcrypt/os.luks byte for byte, and the recovery
+#           passphrase opens the volume through that copy
 #   copy    the disk copied to a VM with another TPM: the credential on /boot is sealed to the
 #           first VM's TPM (swtpm in every boot), so it does not open, and the console asks for
 #           the recovery passphrase
@@ -27,7 +29,7 @@ source "$(dirname "$0")/host-lib.sh"
 export LC_ALL=C
 
 require_root
-require_cmd qemu-system-x86_64 socat openssl sgdisk python3
+require_cmd qemu-system-x86_64 socat openssl sgdisk python3 cryptsetup
 VM=$TESTS_DIR/vm
 D=$VM/os-disk
 # cloud (default): / holds /boot, as in Debian's cloud images, and the disk was grown by 600 MiB:
@@ -221,6 +223,24 @@ guest_sums boot3 tree
 tr -d '\r' <"$SYSCON" | grep -qi 'passphrase' && not_ok "[boot3] the console asked for a passphrase" ||
 	ok "[boot3] no passphrase prompt on the console"
 
+# The header's second home: the backup the agent stored in the vault is the header on /boot, byte
+# for byte, and the recovery passphrase opens the volume through it (as after losing /boot).
+rec=$(admin secret show vm1/os-recovery --reveal 2>/dev/null | sed -n 's/^Passphrase *: //p')
+[ -n "$rec" ] && ok "vmcrypt-admin secret show vm1/os-recovery --reveal: the recovery passphrase" ||
+	not_ok "the recovery passphrase from the vault"
+want=$(console | sed -n 's/^===VMCRYPT-RESULT os_header_sha256 \([0-9a-f]*\)===$/\1/p' | tail -n 1)
+if admin header get --vm vm1 --volume os --output "$WORK/os-header.bak" >"$WORK/header-get.out" 2>&1; then
+	[ -n "$want" ] && [ "$(sha256sum <"$WORK/os-header.bak" | cut -d' ' -f1)" = "$want" ] &&
+		ok "vmcrypt-admin header get: the vault's copy is /boot/vmcrypt/os.luks byte for byte" ||
+		not_ok "the vault's header backup equals /boot/vmcrypt/os.luks (guest: ${want:-none})"
+	truncate -s 1M "$WORK/no-data.img"
+	printf '%s' "$rec" | cryptsetup open --test-passphrase --header "$WORK/os-header.bak" --key-file - \
+		"$WORK/no-data.img" && ok "the recovery passphrase opens the vault's header backup" ||
+		not_ok "the recovery passphrase opens the vault's header backup"
+else
+	not_ok "vmcrypt-admin header get --vm vm1 --volume os: $(cat "$WORK/header-get.out")"
+fi
+
 # The disk copied to another VM, whose TPM is not this one's, with the vault up: the sealed
 # credential does not open there, so the vault is never asked; the console says why and asks for
 # the recovery passphrase.
@@ -244,9 +264,6 @@ else
 fi
 
 # Boot 4: the vault is down; the recovery passphrase typed on the console.
-rec=$(admin secret show vm1/os-recovery --reveal 2>/dev/null | sed -n 's/^Passphrase *: //p')
-[ -n "$rec" ] && ok "vmcrypt-admin secret show vm1/os-recovery --reveal: the recovery passphrase" ||
-	not_ok "the recovery passphrase from the vault"
 vault_stop
 boot_start boot4
 m=$(wait_syscon 'Recovery passphrase for the OS volume' 500)
