@@ -113,6 +113,7 @@ boot4)
 	# The vault back, the host disables encryption for the OS volume: decrypted online.
 	if wait_host decrypted; then
 		check "/boot/vmcrypt/os.conf is gone (the next boot is plain)" test ! -e /boot/vmcrypt/os.conf
+		check "/boot/vmcrypt is gone with the header and the credential's copies" test ! -e /boot/vmcrypt
 		check "grub.cfg no longer carries vmcrypt.boot=" sh -c '! grep -q vmcrypt.boot= /boot/grub/grub.cfg'
 		check "vmcrypt-os maps the plain device one to one until the reboot" \
 			sh -c 'dmsetup table vmcrypt-os | grep -q "^0 [0-9]* linear " && [ "$(dmsetup table vmcrypt-os | wc -l)" = 1 ]'

@@ -767,7 +767,7 @@ int agent_os_grub_disable(const struct agent_os *os, char *err, size_t errlen)
 int agent_os_remove_boot_files(char *err, size_t errlen)
 {
 	static const char *const names[] = { OS_BOOT_CONF_NAME, OS_BOOT_HEADER_NAME, AGENT_CONF_NAME,
-					     AGENT_CREDENTIAL_NAME, AGENT_CA_NAME };
+					     AGENT_CREDENTIAL_NAME, OS_BOOT_SEALED_NAME, AGENT_CA_NAME };
 	const char *dir = agent_os_boot_dir();
 	char path[PATH_MAX];
 

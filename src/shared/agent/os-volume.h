@@ -76,5 +76,6 @@ int agent_os_grub_enable(const struct agent_os *os, char *err, size_t errlen);
  * that / still runs through until the reboot. */
 int agent_os_grub_disable(const struct agent_os *os, char *err, size_t errlen);
 
-/* Removes os.conf, the header and the credential's copy from the boot directory. */
+/* Removes os.conf, the header and the credential's copies (plain or sealed) from the boot
+ * directory, and the directory when nothing else is left. */
 int agent_os_remove_boot_files(char *err, size_t errlen);
