@@ -50,7 +50,7 @@
 #define ENGINE_CONNECT_TIMEOUT 10
 #define ENGINE_TOTAL_TIMEOUT 30
 /* A header backup that failed is tried again after this long. */
-#define AGENT_HEADER_BACKUP_RETRY_S 600
+#define ENGINE_HEADER_BACKUP_RETRY_S 600
 #define ENGINE_BACKOFF_MAX 60
 /* crypttab options of every volume the agent writes (docs/agent.md): the network first, never
  * block the boot, a bounded wait for the vault before systemd asks for the recovery passphrase. */
@@ -1518,12 +1518,12 @@ static void backup_header(struct agent_engine *e, struct agent_volume_state *v)
 	if (v->phase != AGENT_PHASE_ENCRYPTED || !v->luks_uuid[0] || streq(v->header_backup_uuid, v->luks_uuid) ||
 	    rt->next_header_backup > mono_now())
 		return;
-	rt->next_header_backup = mono_now() + AGENT_HEADER_BACKUP_RETRY_S;
+	rt->next_header_backup = mono_now() + ENGINE_HEADER_BACKUP_RETRY_S;
 	r = mkdir_p(path_run_dir(), 0700);
 	if (r >= 0)
 		r = luks_header_backup(v->header[0] ? v->header : NULL, v->device, path_run_dir(), &data, &size);
 	if (r < 0)
-		snprintf(err, sizeof(err), "%s", luks_last_error()[0] ? luks_last_error() : strerror(-r));
+		snprintf(err, sizeof(err), "%s", r == -EBUSY ? "a reencryption is still in flight" : strerror(-r));
 	else
 		r = vault_client_header_put(e->vc, v->name, data, size, &version, NULL, err, sizeof(err));
 	if (r >= 0) {
@@ -1543,7 +1543,7 @@ static void backup_header(struct agent_engine *e, struct agent_volume_state *v)
 	}
 	if (r < 0) {
 		log_warning("%s: cannot back up its LUKS2 header in the vault (%s); the agent tries again in %d min",
-			    where, err, AGENT_HEADER_BACKUP_RETRY_S / 60);
+			    where, err, ENGINE_HEADER_BACKUP_RETRY_S / 60);
 		return;
 	}
 	snprintf(v->header_backup_uuid, sizeof(v->header_backup_uuid), "%s", v->luks_uuid);
