@@ -1518,6 +1518,11 @@ static void backup_header(struct agent_engine *e, struct agent_volume_state *v)
 	if (v->phase != AGENT_PHASE_ENCRYPTED || !v->luks_uuid[0] || streq(v->header_backup_uuid, v->luks_uuid) ||
 	    rt->next_header_backup > mono_now())
 		return;
+	/* Not while another volume converts: the loop's progress reports would wait behind 16 MiB
+	 * each way, up to the 30 s timeout on a slow link. */
+	for (size_t i = 0; i < ELEMENTSOF(e->workers); i++)
+		if (e->workers[i].running)
+			return;
 	rt->next_header_backup = mono_now() + ENGINE_HEADER_BACKUP_RETRY_S;
 	r = mkdir_p(path_run_dir(), 0700);
 	if (r >= 0)
