@@ -58,3 +58,13 @@ one_crypt_segment() {
 	echo "$t"
 	[ "$(echo "$t" | wc -l)" = 1 ] && echo "$t" | grep -q ' crypt '
 }
+# enroll_agent POLL PROGRESS: enrolls with the job's token and CA against the host's vmcryptd,
+# sets the agent's PollInterval= and ProgressInterval= (unless set) and restarts it; two checks.
+enroll_agent() {
+	check "vmcrypt enroll" vmcrypt enroll --server https://10.0.2.100:8443 --token-file /run/job/enroll.token \
+		--ca-file /run/job/ca.pem
+	grep -q '^PollInterval=' /etc/vmcrypt/agent.conf || echo "PollInterval=$1" >>/etc/vmcrypt/agent.conf
+	grep -q '^ProgressInterval=' /etc/vmcrypt/agent.conf || echo "ProgressInterval=$2" >>/etc/vmcrypt/agent.conf
+	systemctl restart vmcrypt-agent.service
+	check "vmcrypt-agent.service runs after enrollment" until_true 20 unit_active vmcrypt-agent.service
+}

@@ -51,12 +51,7 @@ boot1)
 	# And the cipher alone, in memory: the conversion is bound by the slower of the two.
 	result cipher_mibs "$(cryptsetup benchmark -c aes-xts-plain64 -s 512 2>/dev/null |
 		awk '$1 == "aes-xts" { print $3; exit }')"
-	check "vmcrypt enroll" vmcrypt enroll --server "$server" --token-file /run/job/enroll.token \
-		--ca-file /run/job/ca.pem
-	grep -q '^PollInterval=' /etc/vmcrypt/agent.conf || echo 'PollInterval=2' >>/etc/vmcrypt/agent.conf
-	grep -q '^ProgressInterval=' /etc/vmcrypt/agent.conf || echo 'ProgressInterval=2' >>/etc/vmcrypt/agent.conf
-	systemctl restart vmcrypt-agent.service
-	check "vmcrypt-agent.service runs after enrollment" until_true 20 unit_active vmcrypt-agent.service
+	enroll_agent 2 2
 	;;
 plain*)
 	check "the root is mounted from /dev/vda1 (a plain boot)" mounted_from / /dev/vda1

@@ -41,12 +41,7 @@ boot1)
 	cp -a /usr/bin "$tree/bin"
 	sync
 	sums tree "$tree"
-	check "vmcrypt enroll" vmcrypt enroll --server "$server" --token-file /run/job/enroll.token \
-		--ca-file /run/job/ca.pem
-	grep -q '^PollInterval=' /etc/vmcrypt/agent.conf || echo 'PollInterval=5' >>/etc/vmcrypt/agent.conf
-	grep -q '^ProgressInterval=' /etc/vmcrypt/agent.conf || echo 'ProgressInterval=1' >>/etc/vmcrypt/agent.conf
-	systemctl restart vmcrypt-agent.service
-	check "vmcrypt-agent.service runs after enrollment" until_true 20 unit_active vmcrypt-agent.service
+	enroll_agent 5 1
 	if wait_host prepared; then
 		check "the root is still mounted from /dev/vda1 (nothing moves before the reboot)" root_from /dev/vda1
 		if [ "$layout" = cloud ]; then
