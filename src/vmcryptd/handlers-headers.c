@@ -127,7 +127,7 @@ int handle_vm_header_put(struct request *rq, struct reply *rep)
 	struct server *srv = rq->srv;
 	const char *vmname = rq->who->vm.name, *volume = rq->api->volume;
 	const char *claimed = MHD_lookup_connection_value(rq->connection, MHD_HEADER_KIND, API_FIELD_SHA256);
-	char want_hex[DIGEST_SHA256_HEX_SIZE], got_hex[DIGEST_SHA256_HEX_SIZE], result[STORE_TEXT_MAX];
+	char want_hex[DIGEST_SHA256_HEX_SIZE], got_hex[DIGEST_SHA256_HEX_SIZE], result[STORE_TEXT_MAX], err[256];
 	uint8_t want[DIGEST_SHA256_SIZE];
 	struct store_settings st = {};
 	struct envelope env = {};
@@ -155,6 +155,20 @@ int handle_vm_header_put(struct request *rq, struct reply *rep)
 				   "short; nothing was stored",
 				   digest_sha256_to_hex(t.header.sha256, got_hex), digest_sha256_to_hex(want, want_hex),
 				   API_FIELD_SHA256);
+	}
+	/* Only HEADER_KEEP versions are kept, so a buggy agent sending anything else three times
+	 * would push every good copy out. The check reads the binary header's fixed fields
+	 * (api_header_check()) rather than letting libcryptsetup load the bytes through a memfd:
+	 * the vault holds the master key and parses nothing of the header's JSON, which the VM
+	 * wrote; libcryptsetup would bring json-c (whose json_object_get clashes with jansson's)
+	 * into this process, want a file and its locks, and log on its own. Garbage is what this
+	 * guards against: the agent makes its backups with crypt_header_backup(), from metadata
+	 * libcryptsetup has loaded and checked (checksums, JSON) on the VM. */
+	r = api_header_check(rq->raw, rq->raw_size, err, sizeof(err));
+	if (r < 0) {
+		snprintf(result, sizeof(result), "denied: %.200s", err);
+		(void)audit_read_event(srv, rq->who, "header.write", rq->object, result);
+		return reply_error(rep, r, "%s; nothing was stored", err);
 	}
 
 	r = store_settings_get(srv->store, vmname, &st);

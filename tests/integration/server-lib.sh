@@ -96,3 +96,17 @@ no_leak() {
 
 # secret_pattern FILE TEXT: appends TEXT to the pattern file FILE (mode 0600).
 secret_pattern() { (umask 077; printf '%s\n' "$2" >>"$1"); }
+
+# luks2_header FILE [KEYSLOTS-SIZE]: writes a real LUKS2 header to FILE, as a VM's agent uploads
+# one: `cryptsetup luksFormat --header` on a scratch data file (no device-mapper needed), 16 MiB
+# with cryptsetup's defaults, or a 16 KiB metadata area and KEYSLOTS-SIZE (e.g. 1m) of keyslots.
+# Each call makes a new UUID and salts, so two headers never have the same SHA-256.
+luks2_header() {
+	local sizes=()
+	[ -z "${2:-}" ] || sizes=(--luks2-metadata-size 16k --luks2-keyslots-size "$2")
+	rm -f "$1"
+	[ -s "$WORK/luks2.key" ] || (umask 077; head -c 32 /dev/urandom >"$WORK/luks2.key")
+	[ -e "$WORK/luks2.data" ] || truncate -s 4M "$WORK/luks2.data"
+	cryptsetup luksFormat -q --type luks2 --header "$1" --pbkdf pbkdf2 --pbkdf-force-iterations 1000 \
+		"${sizes[@]}" --key-file "$WORK/luks2.key" "$WORK/luks2.data" 2>/dev/null
+}

@@ -21,7 +21,7 @@ api PUT /v1/vm/secrets/shared "$WORK/vmb.hdr" "{\"value\":\"$(b64 b-shared)\"}"
 api PUT /v1/vm/secrets/r-vol "$WORK/vmr.hdr" "{\"value\":\"$(b64 secret-of-r)\"}"
 check_eq "VM R stores before revocation" 201 "$STATUS"
 # Header backups (raw bytes with their SHA-256) of A, B and R, for the GET rows below.
-printf 'header bytes' >"$WORK/hdr.bin"
+luks2_header "$WORK/hdr.bin" 1m
 hsha=$(sha256sum "$WORK/hdr.bin" | cut -d' ' -f1)
 for vm in vma vmb vmr; do
 	STATUS=$(curl -sS --cacert "$DATA/tls.crt" -H "@$WORK/$vm.hdr" -H "Vmcrypt-SHA256: $hsha" -X PUT \

@@ -3,9 +3,11 @@
 # no other VM reaches it, the admin reads it into a new 0600 file; bodies over 32 MiB are refused
 # from the request's headers and an anonymous upload before a byte of its body; new versions keep
 # the previous ones (three in all); a row altered in the store is refused on read instead of sent;
-# the VM's KEK wraps the data key; an acknowledged upload survives kill -9.
+# the VM's KEK wraps the data key; an acknowledged upload survives kill -9; what is not a LUKS2
+# header is refused with 400 and pushes no version out. Every upload is a real LUKS2 header
+# (cryptsetup luksFormat --header), as the agent sends.
 . "$(dirname "$0")/server-lib.sh"
-require_cmd sqlite3 sha256sum python3
+require_cmd sqlite3 sha256sum python3 cryptsetup
 
 # The refusals below are deliberate failed authentications from one address: more than the
 # throttle's free allowance (test-server-throttle.sh tests the throttle itself).
@@ -55,7 +57,7 @@ head_only() {
 	 } >"$1")
 }
 
-head -c 16M /dev/urandom >"$WORK/h1"
+luks2_header "$WORK/h1"
 sha1=$(sha256sum "$WORK/h1" | cut -d' ' -f1)
 
 # --- a VM stores its header and reads it back ---
@@ -84,7 +86,8 @@ get /v1/admin/headers/vma/os "$WORK/vmb.hdr"
 check_eq "VM B on the route that names A's header: 403" 403 "$STATUS"
 api GET /v1/admin/headers "$WORK/vmb.hdr"
 check_eq "VM B cannot list header backups: 403" 403 "$STATUS"
-head -c 4096 /dev/urandom >"$WORK/hb"
+luks2_header "$WORK/hb" 1m
+hb_size=$(stat -c %s "$WORK/hb")
 put "$WORK/hb" "$WORK/vmb.hdr" os
 check_eq "VM B's PUT of 'os' stores B's own: 201" 201 "$STATUS"
 get /v1/vm/headers/os "$WORK/vma.hdr"
@@ -132,8 +135,9 @@ head_only "$WORK/over.req" "$WORK/vma.hdr" 33554433
 raw "$WORK/over.req"
 check_contains "announced and never sent: 413 at once" "HTTP/1.1 413" "$RAW_OUT"
 check "  ... within 3 s ($RAW_TIME ms): the server did not wait for the body" test "$RAW_TIME" -lt 3000
-truncate -s 33554432 "$WORK/over"
-put "$WORK/over" "$WORK/vma.hdr" big
+luks2_header "$WORK/big"
+truncate -s 33554432 "$WORK/big" # a header followed by zeros, to the cap
+put "$WORK/big" "$WORK/vma.hdr" big
 check_eq "exactly 32 MiB: 201" 201 "$STATUS"
 
 head -c 33554432 /dev/urandom >"$WORK/anon"
@@ -196,28 +200,53 @@ done
 check "the slots come back when those connections close" test -n "$ok"
 
 # --- versions ---
-head -c 1M /dev/urandom >"$WORK/h2"
+luks2_header "$WORK/h2" 1m
 sha2=$(sha256sum "$WORK/h2" | cut -d' ' -f1)
+h2_size=$(stat -c %s "$WORK/h2")
 put "$WORK/h2" "$WORK/vma.hdr" os
 check_eq "a new version: 201" 201 "$STATUS"
 check_contains "  ... version 2" '"version":2' "$BODY"
 out=$(admin header list --vm vma)
 check "list shows version 1 ($sha1)" grep -Eq "^vma/os +1 +16777216 .*$sha1" <<<"$out"
-check "list shows version 2 ($sha2)" grep -Eq "^vma/os +2 +1048576 .*$sha2" <<<"$out"
+check "list shows version 2 ($sha2)" grep -Eq "^vma/os +2 +$h2_size .*$sha2" <<<"$out"
 get /v1/vm/headers/os "$WORK/vma.hdr"
 check_eq "the newest is version 2" "$sha2" "$GOT"
 get "/v1/vm/headers/os?version=1" "$WORK/vma.hdr"
 check_eq "version 1 is intact" "$sha1" "$GOT"
 for n in 3 4; do
-	head -c 1M /dev/urandom >"$WORK/h$n"
+	luks2_header "$WORK/h$n" 1m
 	put "$WORK/h$n" "$WORK/vma.hdr" os
 done
 versions=$(admin --json header list --vm vma |
 	python3 -c 'import json, sys; print(*[h["version"] for h in json.load(sys.stdin)["headers"] if h["volume"] == "os"])')
 check_eq "versions 2, 3 and 4 kept, 1 dropped with the commit of 4" "2 3 4" "$versions"
 
-# --- a row altered in the store is refused, never sent ---
+# --- what is not a LUKS2 header is refused and pushes no good version out ---
 sha4=$(sha256sum "$WORK/h4" | cut -d' ' -f1)
+before=$(admin --json header list --vm vma)
+head -c 1M /dev/urandom >"$WORK/garbage"
+for i in 1 2 3; do
+	put "$WORK/garbage" "$WORK/vma.hdr" os
+	check_eq "garbage upload $i: 400" 400 "$STATUS"
+done
+check_contains "  ... saying it is no LUKS2 header" "not a LUKS2 header: it does not start with the LUKS magic; nothing was stored" "$BODY"
+check_eq "  ... the stored versions untouched (metadata)" "$before" "$(admin --json header list --vm vma)"
+get /v1/vm/headers/os "$WORK/vma.hdr"
+check_eq "  ... the newest is still version 4's bytes" "$sha4" "$GOT"
+head -c 4M "$WORK/h1" >"$WORK/luks1"
+printf '\x00\x01' | dd of="$WORK/luks1" bs=1 seek=6 conv=notrunc status=none
+put "$WORK/luks1" "$WORK/vma.hdr" os
+check_eq "a LUKS1 header: 400" 400 "$STATUS"
+check_contains "  ... saying so" "LUKS version 1" "$BODY"
+head -c 8192 "$WORK/h1" >"$WORK/cut"
+put "$WORK/cut" "$WORK/vma.hdr" os
+check_eq "a header cut inside its 16 KiB header area: 400" 400 "$STATUS"
+check_contains "  ... saying so" "a LUKS2 header cut short: 8192 bytes, fewer than its header area of 16384" "$BODY"
+put "$WORK/garbage" "$WORK/vma.hdr" fresh
+check_eq "garbage for a volume with no backup yet: 400 too" 400 "$STATUS"
+check "  ... and no version of it" not_contains "vma/fresh" "$(admin header list --vm vma)"
+
+# --- a row altered in the store is refused, never sent ---
 sqlite3 "$DATA/vmcryptd.db" "UPDATE headers SET data = CAST(substr(data, 1, 5000) || (CASE WHEN substr(data, 5001, 1) = X'00' THEN X'01' ELSE X'00' END) || substr(data, 5002) AS BLOB) WHERE vm = 'vma' AND volume = 'os' AND version = 4;"
 get /v1/vm/headers/os "$WORK/vma.hdr"
 check_eq "one byte of version 4 changed in the database: 500" 500 "$STATUS"
@@ -239,9 +268,10 @@ out=$(admin audit --vm vma)
 check_contains "PUT audited with size and hash" "header.write         vm/vma/header/os                     ok: version 1, 16777216 bytes, sha256 $sha1" "$out"
 check_contains "the VM's GET audited" "vm:vma           127.0.0.1       header.read          vm/vma/header/os                     ok: version 1" "$out"
 check_contains "the admin's GET audited" "admin            127.0.0.1       header.read          vm/vma/header/os" "$out"
-check_contains "the damaged read audited" "failed: version 4, 1048576 bytes" "$out"
+check_contains "the damaged read audited" "failed: version 4, $(stat -c %s "$WORK/h4") bytes" "$out"
 check_contains "the oversized upload audited" "denied: body of 33554433 bytes" "$out"
-check_contains "the hash mismatch audited" "denied: 4096 bytes whose SHA-256 is not the one sent with them" "$out"
+check_contains "the hash mismatch audited" "denied: $hb_size bytes whose SHA-256 is not the one sent with them" "$out"
+check_contains "the garbage audited" "denied: not a LUKS2 header: it does not start with the LUKS magic" "$out"
 
 # --- the VM's KEK wraps the data key: disabling it stops reads, enabling brings them back ---
 admin key create hk >/dev/null
@@ -258,7 +288,7 @@ get /v1/vm/headers/wrapped "$WORK/vma.hdr"
 check_eq "KEK enabled again: byte for byte" "$sha2" "$GOT"
 
 # --- kill -9 right after an acknowledged upload loses nothing ---
-head -c 16M /dev/urandom >"$WORK/h5"
+luks2_header "$WORK/h5"
 sha5=$(sha256sum "$WORK/h5" | cut -d' ' -f1)
 put "$WORK/h5" "$WORK/vma.hdr" data0
 check_eq "an upload acknowledged (201)" 201 "$STATUS"

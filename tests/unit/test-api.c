@@ -352,11 +352,77 @@ static void test_times(void **state)
 	assert_int_equal(api_parse_time("2026-11-29T10:00:00", 0, &t), -EINVAL);
 }
 
+/* A LUKS2 binary header of hdr_size, version and magic as given, the rest zeros, in a buffer of
+ * size bytes. */
+static uint8_t *luks2_header(size_t size, const char *magic, unsigned version, uint64_t hdr_size, uint64_t offset)
+{
+	uint8_t *h = calloc(1, size);
+
+	assert_non_null(h);
+	memcpy(h, magic, 6);
+	h[6] = (uint8_t)(version >> 8);
+	h[7] = (uint8_t)version;
+	for (int i = 0; i < 8; i++) {
+		h[8 + i] = (uint8_t)(hdr_size >> (56 - 8 * i));
+		h[256 + i] = (uint8_t)(offset >> (56 - 8 * i));
+	}
+	return h;
+}
+
+static void test_header_check(void **state)
+{
+	static const struct {
+		size_t size;
+		const char *magic;
+		unsigned version;
+		uint64_t hdr_size, offset;
+		int want;
+		const char *says;
+	} cases[] = {
+		/* cryptsetup's default: 16 KiB header area, 16 MiB with the keyslots */
+		{ 16 << 20, "LUKS\xba\xbe", 2, 16384, 0, 0, NULL },
+		{ 4 << 20, "LUKS\xba\xbe", 2, 4194304, 0, 0, NULL },
+		{ 16384, "LUKS\xba\xbe", 2, 16384, 0, 0, NULL },
+		{ 16383, "LUKS\xba\xbe", 2, 16384, 0, -EINVAL, "cut short" },
+		{ 4095, "LUKS\xba\xbe", 2, 16384, 0, -EINVAL, "fewer than its 4096-byte binary header" },
+		{ 1 << 20, "LUKS\xba\xbf", 2, 16384, 0, -EINVAL, "LUKS magic" },
+		{ 1 << 20, "SKUL\xba\xbe", 2, 16384, 16384, -EINVAL, "secondary header" },
+		{ 1 << 20, "LUKS\xba\xbe", 1, 16384, 0, -EINVAL, "LUKS1 headers" },
+		{ 1 << 20, "LUKS\xba\xbe", 3, 16384, 0, -EINVAL, "LUKS version 3" },
+		{ 1 << 20, "LUKS\xba\xbe", 2, 8192, 0, -EINVAL, "header size 8192" },
+		{ 16 << 20, "LUKS\xba\xbe", 2, 8388608, 0, -EINVAL, "power of two from 16 KiB to 4 MiB" },
+		{ 1 << 20, "LUKS\xba\xbe", 2, 16385, 0, -EINVAL, "header size 16385" },
+		{ 1 << 20, "LUKS\xba\xbe", 2, UINT64_MAX, 0, -EINVAL, "header size" },
+		{ 1 << 20, "LUKS\xba\xbe", 2, 16384, 16384, -EINVAL, "offset 16384" },
+	};
+	char err[256];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		uint8_t *h = luks2_header(cases[i].size, cases[i].magic, cases[i].version, cases[i].hdr_size,
+					  cases[i].offset);
+
+		err[0] = 0;
+		assert_int_equal(api_header_check(h, cases[i].size, err, sizeof(err)), cases[i].want);
+		if (cases[i].says && !strstr(err, cases[i].says))
+			fail_msg("case %zu: \"%s\" does not say \"%s\"", i, err, cases[i].says);
+		free(h);
+	}
+	/* Random bytes, the way the tests sent them before. */
+	{
+		uint8_t junk[8192];
+		for (size_t i = 0; i < sizeof(junk); i++)
+			junk[i] = (uint8_t)(i * 131 + 7);
+		assert_int_equal(api_header_check(junk, sizeof(junk), err, sizeof(err)), -EINVAL);
+		assert_int_equal(api_header_check("", 0, err, sizeof(err)), -EINVAL);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_routes), cmocka_unit_test(test_target),          cmocka_unit_test(test_bodies),
 		cmocka_unit_test(test_body_nul), cmocka_unit_test(test_limits), cmocka_unit_test(test_header_routes),
+		cmocka_unit_test(test_header_check),
 		cmocka_unit_test(test_names_and_types), cmocka_unit_test(test_drift), cmocka_unit_test(test_times),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

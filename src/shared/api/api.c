@@ -508,6 +508,63 @@ int api_request_parse(const char *method, const char *path, const char *body, si
 	return 0;
 }
 
+static uint64_t be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+int api_header_check(const void *data, size_t size, char *err, size_t errlen)
+{
+	/* Offsets of struct luks2_hdr_disk (the specification's Table 1). */
+	enum { OFF_MAGIC = 0, OFF_VERSION = 6, OFF_HDR_SIZE = 8, OFF_HDR_OFFSET = 256 };
+	static const uint8_t magic[6] = { 'L', 'U', 'K', 'S', 0xba, 0xbe };
+	static const uint8_t magic_secondary[6] = { 'S', 'K', 'U', 'L', 0xba, 0xbe };
+	const uint8_t *p = data;
+	uint64_t hdr_size, hdr_offset;
+	unsigned version;
+
+	if (size < API_LUKS2_BINARY_HEADER_SIZE) {
+		snprintf(err, errlen, "not a LUKS2 header: %zu bytes, fewer than its %d-byte binary header", size,
+			 API_LUKS2_BINARY_HEADER_SIZE);
+		return -EINVAL;
+	}
+	if (memcmp(p + OFF_MAGIC, magic, sizeof(magic)) != 0) {
+		snprintf(err, errlen, "not a LUKS2 header: it does not start with the LUKS magic%s",
+			 memcmp(p + OFF_MAGIC, magic_secondary, sizeof(magic_secondary)) == 0
+				 ? " (it starts with a secondary header; send the whole header from offset 0)"
+				 : "");
+		return -EINVAL;
+	}
+	version = (unsigned)p[OFF_VERSION] << 8 | p[OFF_VERSION + 1];
+	if (version != 2) {
+		snprintf(err, errlen, "not a LUKS2 header: LUKS version %u%s", version,
+			 version == 1 ? " (LUKS1 headers are not kept; convert with cryptsetup convert --type luks2)" : "");
+		return -EINVAL;
+	}
+	hdr_size = be64(p + OFF_HDR_SIZE);
+	if (hdr_size < 16384 || hdr_size > 4194304 || (hdr_size & (hdr_size - 1))) {
+		snprintf(err, errlen, "not a LUKS2 header: its header size %llu is not a power of two from 16 KiB to 4 MiB",
+			 (unsigned long long)hdr_size);
+		return -EINVAL;
+	}
+	hdr_offset = be64(p + OFF_HDR_OFFSET);
+	if (hdr_offset != 0) {
+		snprintf(err, errlen, "not a LUKS2 header backup: its primary header says offset %llu, not 0",
+			 (unsigned long long)hdr_offset);
+		return -EINVAL;
+	}
+	if (hdr_size > size) {
+		snprintf(err, errlen, "a LUKS2 header cut short: %zu bytes, fewer than its header area of %llu", size,
+			 (unsigned long long)hdr_size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 void api_request_done(struct api_request *r)
 {
 	json_decref(r->body);

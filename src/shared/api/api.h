@@ -88,6 +88,18 @@ struct api_request {
 	json_t *body; /* a validated object, or NULL for routes without a body */
 };
 
+/* The LUKS2 binary header that starts every LUKS2 header and every `cryptsetup luksHeaderBackup`
+ * file (the LUKS2 On-Disk Format Specification, section 2.1): magic "LUKS\xba\xbe", a big-endian
+ * version 2, and a header area (hdr_size: this binary header and the JSON area after it) of
+ * 16 KiB to 4 MiB in powers of two, starting at offset 0 (the primary header). */
+#define API_LUKS2_BINARY_HEADER_SIZE 4096
+
+/* Whether size bytes look like a LUKS2 header backup: the primary binary header's magic,
+ * version, hdr_size and hdr_offset, and the whole header area hdr_size within the bytes. Nothing
+ * else is parsed (no JSON, no checksum): this refuses what is plainly no header, so garbage never
+ * becomes the newest version of one. Returns 0 or -EINVAL with a reason in err. */
+int api_header_check(const void *data, size_t size, char *err, size_t errlen);
+
 /* The route table, for documentation tests and the authorization matrix. */
 const struct api_route_def *api_routes(size_t *ret_n);
 
