@@ -228,6 +228,8 @@ sbindir ?= $(PREFIX)/sbin
 docdir ?= $(PREFIX)/share/doc/vmcrypt
 # initramfs-tools' hooks and boot scripts (the OS volume: docs/os-volume.md).
 initramfsdir ?= $(PREFIX)/share/initramfs-tools
+# dracut's module (the RHEL family; Debian's dracut reads the same directory).
+dracutdir ?= $(PREFIX)/lib/dracut/modules.d/90vmcrypt
 sysconfdir ?= /etc
 ifndef unitdir
 unitdir := $(or $(shell pkg-config --variable=systemdsystemunitdir systemd 2>/dev/null),/lib/systemd/system)
@@ -270,6 +272,11 @@ install: $(PROGS) $(INSTALL_PLUGIN)
 	$(Q)sed -e 's|@sbindir@|$(sbindir)|g' dist/initramfs-tools/hook.in >$(DESTDIR)$(initramfsdir)/hooks/vmcrypt && \
 		chmod 0755 $(DESTDIR)$(initramfsdir)/hooks/vmcrypt
 	$(Q)$(INSTALL) -m 0755 dist/initramfs-tools/local-top $(DESTDIR)$(initramfsdir)/scripts/local-top/vmcrypt
+	$(Q)$(INSTALL) -d -m 0755 $(DESTDIR)$(dracutdir)
+	$(Q)sed -e 's|@sbindir@|$(sbindir)|g' dist/dracut/module-setup.sh.in >$(DESTDIR)$(dracutdir)/module-setup.sh && \
+		chmod 0755 $(DESTDIR)$(dracutdir)/module-setup.sh
+	$(Q)$(INSTALL) -m 0755 dist/dracut/vmcrypt-unlock.sh $(DESTDIR)$(dracutdir)/vmcrypt-unlock.sh
+	$(Q)$(INSTALL) -m 0644 dist/dracut/vmcrypt-unlock.service $(DESTDIR)$(dracutdir)/vmcrypt-unlock.service
 	$(Q)$(INSTALL) -m 0644 dist/agent.conf.example $(DESTDIR)$(sysconfdir)/vmcrypt/
 	$(Q)$(INSTALL) -m 0644 $(DOCS) $(DESTDIR)$(docdir)/
 	$(if $(DESTDIR),@true,@echo "Installed. Then: systemctl daemon-reload; systemctl enable remote-cryptsetup.target vmcrypt-agent.service")

@@ -127,16 +127,21 @@ if [ -f "$plugin" ]; then
 else
 	skip "contents: token plugin not built yet"
 fi
-# The OS volume's initramfs-tools hook and boot script (docs/os-volume.md), and the trigger that
-# rebuilds the initramfs with them.
-for p in ./usr/share/initramfs-tools/hooks/vmcrypt ./usr/share/initramfs-tools/scripts/local-top/vmcrypt; do
+# The OS volume's initramfs-tools hook and boot script, dracut's module (docs/os-volume.md), and
+# the trigger that rebuilds the initramfs with them (Debian's dracut is interested in it too).
+for p in ./usr/share/initramfs-tools/hooks/vmcrypt ./usr/share/initramfs-tools/scripts/local-top/vmcrypt \
+	./usr/lib/dracut/modules.d/90vmcrypt/module-setup.sh ./usr/lib/dracut/modules.d/90vmcrypt/vmcrypt-unlock.sh; do
 	check "contents: $p rwxr-xr-x root/root" grep -Eq "^-rwxr-xr-x root/root .* $p$" <<<"$contents"
 done
+check "contents: dracut's unit rw-r--r--" \
+	grep -Eq "^-rw-r--r-- root/root .* ./usr/lib/dracut/modules.d/90vmcrypt/vmcrypt-unlock.service$" <<<"$contents"
 check_eq "triggers: update-initramfs" "activate-noawait update-initramfs" "$(dpkg-deb -I "$deb" triggers 2>&1)"
 check "contents: no /var, no credential, no agent.conf" \
 	bash -c "! grep -Eq ' \./var/| \./etc/vmcrypt/(credential|agent\.conf)$' <<<'$contents'"
 X=$WORK/x
 dpkg-deb -x "$deb" "$X"
+check "dracut's module names the installed vmcrypt" \
+	grep -q 'require_binaries /usr/sbin/vmcrypt ' "$X/usr/lib/dracut/modules.d/90vmcrypt/module-setup.sh"
 check "packaged programs are stripped" bash -c "! readelf -S '$X/usr/sbin/vmcrypt' | grep -q '\.debug_info'"
 
 C=$WORK/control
