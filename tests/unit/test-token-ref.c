@@ -33,8 +33,8 @@ static void test_good_variants(void **state)
 {
 	static const char *const good[] = {
 		/* Another key order, white space, a host name, no port, a trailing slash. */
-		"{ \"version\": 4294967295, \"volume\": \"srv.2\", \"vm\": \"db-1_a\", \"server\": \"https://vault.example.com/\",\n"
-		"  \"keyslots\": [\"1\", \"31\"], \"type\": \"vmcrypt\" }",
+		("{ \"version\": 4294967295, \"volume\": \"srv.2\", \"vm\": \"db-1_a\", \"server\": \"https://vault.example.com/\",\n"
+		 "  \"keyslots\": [\"1\", \"31\"], \"type\": \"vmcrypt\" }"),
 		"{\"type\":\"vmcrypt\",\"keyslots\":[\"0\"],\"server\":\"https://[::1]:8443\",\"vm\":\"v\",\"volume\":\"d\",\"version\":2}",
 		"{\"type\":\"vmcrypt\",\"keyslots\":[\"7\"],\"server\":\"https://127.0.0.1\",\"vm\":\"A\",\"volume\":\"0\",\"version\":1}",
 	};
