@@ -252,6 +252,17 @@ static void test_boot_packages(void **state)
 	expect(&rep, "boot-packages", PREFLIGHT_SKIP, NULL);
 	assert_true(rep.ok);
 	preflight_report_done(&rep);
+
+	/* dracut in place of initramfs-tools: enough with its crypt and network modules. */
+	run("dracut", PREFLIGHT_SCOPE_OS, &rep);
+	expect(&rep, "boot-packages", PREFLIGHT_PASS, "dracut with its cryptsetup support", NULL);
+	preflight_report_done(&rep);
+
+	run("dracut-no-net", PREFLIGHT_SCOPE_OS, &rep);
+	assert_false(rep.ok);
+	expect(&rep, "boot-packages", PREFLIGHT_FAIL, "without its network module (40network)",
+	       "could not reach the vault", "apt-get install dracut-network", NULL);
+	preflight_report_done(&rep);
 }
 
 static void test_boot_layout_tpm2(void **state)

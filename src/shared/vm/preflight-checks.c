@@ -862,6 +862,9 @@ void pf_check_boot_packages(struct preflight_context *c, struct preflight_builde
 	static const char *const dracut[] = { "/usr/bin/dracut", "/usr/sbin/dracut", "/sbin/dracut", NULL };
 	static const char *const itools_crypt[] = { "/usr/share/initramfs-tools/hooks/cryptroot", NULL };
 	static const char *const dracut_crypt[] = { "/usr/lib/dracut/modules.d/90crypt", NULL };
+	/* vmcrypt's dracut module asks the vault over the network: dracut's network module (Debian
+	 * and the RHEL family package it apart, as dracut-network). */
+	static const char *const dracut_net[] = { "/usr/lib/dracut/modules.d/40network", NULL };
 	static const char *const grub_bios[] = { "/usr/lib/grub/i386-pc", NULL };
 	static const char *const grub_efi[] = { "/usr/lib/grub/x86_64-efi", "/usr/lib/grub/x86_64-efi-signed",
 						"/boot/efi/EFI/debian/grubx64.efi", "/boot/efi/EFI/ubuntu/grubx64.efi",
@@ -913,6 +916,12 @@ void pf_check_boot_packages(struct preflight_context *c, struct preflight_builde
 		pf_say(b, "dracut is installed without its crypt module (90crypt): the initramfs would "
 			  "not unlock the OS volume.");
 		pf_remedy(b, "%s dracut (with its crypt module) cryptsetup.", install);
+	} else if (!has_itools && has_dracut && !any_exists(c, dracut_net)) {
+		pf_status(b, PREFLIGHT_FAIL);
+		json_array_append_new(missing, json_string("dracut-network"));
+		pf_say(b, "dracut is installed without its network module (40network): the initramfs "
+			  "could not reach the vault for the OS volume's key.");
+		pf_remedy(b, "%s dracut-network.", install);
 	}
 	if (!any_exists(c, efi ? grub_efi : grub_bios)) {
 		const char *pkg = efi ? (deb ? "grub-efi-amd64-bin" : "grub2-efi-x64")

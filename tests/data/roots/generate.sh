@@ -135,6 +135,19 @@ base no-initramfs
 rm -rf no-initramfs/usr/share/initramfs-tools/hooks no-initramfs/usr/lib/grub
 printf 'Package: initramfs-tools\nStatus: install ok installed\n\n' >no-initramfs/var/lib/dpkg/status
 
+# Debian with dracut in place of initramfs-tools (the two conflict), with its crypt module, and
+# the same without dracut's network module (the package dracut-network).
+base dracut
+rm -rf dracut/usr/sbin/update-initramfs dracut/usr/share/initramfs-tools
+mkdir -p dracut/usr/bin dracut/usr/lib/dracut/modules.d/90crypt dracut/usr/lib/dracut/modules.d/40network
+: >dracut/usr/bin/dracut
+: >dracut/usr/lib/dracut/modules.d/90crypt/module-setup.sh
+: >dracut/usr/lib/dracut/modules.d/40network/module-setup.sh
+printf 'Package: dracut\nStatus: install ok installed\n\n' >dracut/var/lib/dpkg/status
+rm -rf dracut-no-net
+cp -a dracut dracut-no-net
+rm -rf dracut-no-net/usr/lib/dracut/modules.d/40network
+
 # Ready for the OS volume: /boot on a partition of its own (sda2, ext4) and a TPM 2.0.
 base os-ready
 part os-ready sda sda2 8 2 512
@@ -276,6 +289,14 @@ tmpfs /tmp tmpfs defaults 0 0
 /data/www /mnt/www-bind none bind 0 0
 nas:/export /mnt/nas nfs4 _netdev 0 0
 FSTAB
+
+# A virtio NIC (ens3) and a bridge with no device (docker0), for the initramfs-network check
+# (the static-net tree is maintained by hand).
+for r in healthy os-ready dracut dracut-no-net; do
+	mkdir -p "$r/sys/class/net/ens3/device" "$r/sys/class/net/docker0"
+	printf 'DRIVER=virtio_net\nMODALIAS=virtio:d00000001v00001AF4\n' >"$r/sys/class/net/ens3/device/uevent"
+	printf 'INTERFACE=docker0\nIFINDEX=3\n' >"$r/sys/class/net/docker0/uevent"
+done
 
 # git keeps no empty directory: record them for tests/run to recreate.
 find . -type d -empty | sort >empty-dirs.txt
