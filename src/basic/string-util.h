@@ -24,6 +24,13 @@ static inline const char *startswith(const char *s, const char *prefix)
 	return strncmp(s, prefix, l) == 0 ? s + l : NULL;
 }
 
+/* Whether s ends with suffix. */
+static inline bool endswith(const char *s, const char *suffix)
+{
+	size_t l = strlen(s), m = strlen(suffix);
+	return l >= m && memcmp(s + l - m, suffix, m) == 0;
+}
+
 /* Parses a decimal unsigned 64-bit integer, the whole string. Returns 0, -EINVAL or -ERANGE. */
 int parse_u64(const char *s, uint64_t *ret);
 

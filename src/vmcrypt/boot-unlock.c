@@ -99,7 +99,8 @@ static int read_credential(const char *dir, void **ret, size_t *ret_size, char *
 		break;
 	case -ELIBACC:
 		snprintf(err, errlen, "the initramfs lacks tpm2-tss's device module (libtss2-tcti-device.so.0) to "
-			 "unseal %.300s: reinstall vmcrypt and run 'update-initramfs -u -k all'", path);
+			 "unseal %.300s: reinstall vmcrypt and rebuild the initramfs ('update-initramfs -u -k all', or "
+			 "'dracut --force --regenerate-all')", path);
 		break;
 	case -EBADMSG:
 		snprintf(err, errlen, "the sealed VM credential %.300s is damaged or was altered", path);

@@ -30,6 +30,7 @@
  * that grow by vmcrypt's programs and libraries at each kernel update. */
 #define OS_BOOT_ROOM_MIN (48ULL << 20)
 #define OS_HOOK "/usr/share/initramfs-tools/hooks/vmcrypt"
+#define OS_DRACUT_MODULE "/usr/lib/dracut/modules.d/90vmcrypt/module-setup.sh"
 #define OS_GRUB_TIMEOUT_S 300
 /* The /boot the agent makes: 512 MiB (a few kernels and their initramfs images, the header),
  * aligned to 1 MiB, after the last partition. */
@@ -40,6 +41,12 @@
 #define GPT_BACKUP_SECTORS 34ULL
 #define BIOS_BOOT_TYPE "21686148-6449-6e6f-744e-656564454649"
 #define OS_NEW_BOOT_MNT "/run/vmcrypt/new-boot"
+
+enum os_initramfs {
+	OS_INITRAMFS_NONE,
+	OS_INITRAMFS_TOOLS,
+	OS_INITRAMFS_DRACUT,
+};
 
 _printf_(3, 4) static int refusal(char *err, size_t len, const char *fmt, ...)
 {
@@ -101,38 +108,87 @@ int agent_os_header_path(char *buf, size_t len)
 	return snprintf(buf, len, "%s/%s", agent_os_boot_dir(), OS_BOOT_HEADER_NAME) >= (int)len ? -ENAMETOOLONG : 0;
 }
 
-/* Every /boot/initrd.img-* holds the boot script: the newest kernel is the one GRUB boots, and
- * an older one is the fallback an administrator picks after a bad update. */
+/* The initramfs builder: initramfs-tools (Debian's default) when mkinitramfs is there, else
+ * dracut (the RHEL family; installable on Debian, where it replaces initramfs-tools). vmcrypt's
+ * package ships both the hook and the module, so the builder, not the hook, decides. */
+static enum os_initramfs initramfs_tool(void)
+{
+	static const char *const itools[] = { "/usr/sbin/mkinitramfs", "/sbin/mkinitramfs" };
+	static const char *const dracut[] = { "/usr/bin/dracut", "/usr/sbin/dracut", "/sbin/dracut" };
+
+	for (size_t i = 0; i < ELEMENTSOF(itools); i++)
+		if (access(itools[i], X_OK) == 0)
+			return OS_INITRAMFS_TOOLS;
+	for (size_t i = 0; i < ELEMENTSOF(dracut); i++)
+		if (access(dracut[i], X_OK) == 0)
+			return OS_INITRAMFS_DRACUT;
+	return OS_INITRAMFS_NONE;
+}
+
+bool agent_os_uses_dracut(void)
+{
+	return initramfs_tool() == OS_INITRAMFS_DRACUT;
+}
+
+/* Every initramfs image in /boot holds the boot script: the newest kernel is the one GRUB boots,
+ * and an older one is the fallback an administrator picks after a bad update. Debian names them
+ * initrd.img-VERSION (dracut too), the RHEL family initramfs-VERSION.img. */
 static int check_initramfs(char *err, size_t errlen)
 {
-	_cleanup_(closedirp) DIR *d = opendir("/boot");
+	_cleanup_(closedirp) DIR *d = NULL;
+	enum os_initramfs tool = initramfs_tool();
+	const char *rebuild;
 	struct dirent *de;
 	unsigned seen = 0;
 
-	if (access(OS_HOOK, F_OK) < 0)
-		return refusal(err, errlen, "the initramfs-tools hook %s is missing: the initramfs could not open "
-			       "the OS volume; install vmcrypt's package (dracut is not supported yet)", OS_HOOK);
+	switch (tool) {
+	case OS_INITRAMFS_TOOLS:
+		if (access(OS_HOOK, F_OK) < 0)
+			return refusal(err, errlen, "the initramfs-tools hook %s is missing: the initramfs could not "
+				       "open the OS volume; reinstall vmcrypt's package", OS_HOOK);
+		rebuild = "update-initramfs -u -k all";
+		break;
+	case OS_INITRAMFS_DRACUT:
+		if (access(OS_DRACUT_MODULE, F_OK) < 0)
+			return refusal(err, errlen, "dracut's module %s is missing: the initramfs could not open the "
+				       "OS volume; reinstall vmcrypt's package", OS_DRACUT_MODULE);
+		rebuild = "dracut --force --regenerate-all";
+		break;
+	default:
+		return refusal(err, errlen, "no initramfs builder (initramfs-tools or dracut): the OS volume can only "
+			       "be opened by an initramfs; install initramfs-tools");
+	}
+	d = opendir("/boot");
 	if (!d)
 		return refusal(err, errlen, "cannot read /boot (%s)", strerror(errno));
 	while ((de = readdir(d))) {
-		char path[PATH_MAX], cmd[PATH_MAX + 128];
+		char path[PATH_MAX], cmd[PATH_MAX + 160];
 		char *argv[] = { (char *)"sh", (char *)"-c", cmd, NULL };
 		int r;
 
-		if (!startswith(de->d_name, "initrd.img-"))
+		if (!startswith(de->d_name, "initrd.img-") &&
+		    !(startswith(de->d_name, "initramfs-") && endswith(de->d_name, ".img") &&
+		      !strstr(de->d_name, "kdump")))
 			continue;
 		snprintf(path, sizeof(path), "/boot/%s", de->d_name);
 		if (strpbrk(path, "'\\"))
 			continue;
-		snprintf(cmd, sizeof(cmd), "lsinitramfs '%s' | grep -q '^scripts/local-top/vmcrypt$'", path);
+		if (tool == OS_INITRAMFS_TOOLS)
+			snprintf(cmd, sizeof(cmd), "lsinitramfs '%s' | grep -q '^scripts/local-top/vmcrypt$'", path);
+		else
+			/* lsinitrd lists like ls -l: the path ends the line. */
+			snprintf(cmd, sizeof(cmd), "lsinitrd '%s' | grep -q ' usr/lib/vmcrypt/dracut-unlock$'", path);
 		r = process_run_timeout(argv, NULL, 0, 120);
 		if (r != 0)
-			return refusal(err, errlen, "%s does not hold vmcrypt's boot script: run 'update-initramfs -u -k all'",
-				       path);
+			return refusal(err, errlen, "%s does not hold vmcrypt's boot script%s: run '%s'", path,
+				       tool == OS_INITRAMFS_DRACUT ? " (is dracut-network installed? vmcrypt's module "
+								     "needs dracut's network module)" : "",
+				       rebuild);
 		seen++;
 	}
 	if (seen == 0)
-		return refusal(err, errlen, "no /boot/initrd.img-*: the OS volume can only be opened by an initramfs");
+		return refusal(err, errlen, "no initramfs image in /boot (initrd.img-*, initramfs-*.img): the OS volume "
+			       "can only be opened by an initramfs");
 	return 0;
 }
 
@@ -671,16 +727,43 @@ static int grub_cfg_has(const char *word)
 	return strstr(text, word) != NULL;
 }
 
+/* Whether the running kernel's command line has an ip= of its own (a static address for the
+ * initramfs, docs/check.md "initramfs-network"). */
+static bool cmdline_has_ip(void)
+{
+	_cleanup_free_ char *line = NULL;
+	char *save = NULL;
+	int r;
+
+	r = read_full_file("/proc/cmdline", 64 << 10, &line, NULL);
+	if (r < 0)
+		return false;
+	for (char *w = strtok_r(line, " \t\n", &save); w; w = strtok_r(NULL, " \t\n", &save))
+		if (startswith(w, "ip="))
+			return true;
+	return false;
+}
+
 int agent_os_grub_enable(const struct agent_os *os, char *err, size_t errlen)
 {
-	char text[512], word[128];
+	char text[PATH_MAX + 512], word[128], words[PATH_MAX + 256], mapper[PATH_MAX], root_word[PATH_MAX + 8] = "";
 	int r;
 
 	snprintf(word, sizeof(word), "vmcrypt.boot=UUID=%s", os->boot_uuid);
+	snprintf(words, sizeof(words), "%s", word);
+	if (agent_os_uses_dracut()) {
+		/* dracut's systemd mounts the root= it is given, and before the first conversion the
+		 * device under the mapping still holds the plain filesystem with the same UUID: naming
+		 * the mapping (after GRUB's own root=UUID=, the last one wins) means the root is never
+		 * mounted from the device itself. dracut brings up the network only when asked. */
+		(void)agent_volume_mapper_path(AGENT_OS_NAME, mapper, sizeof(mapper));
+		snprintf(root_word, sizeof(root_word), "root=%s", mapper);
+		snprintf(words, sizeof(words), "%s %s rd.neednet=1%s", word, root_word, cmdline_has_ip() ? "" : " ip=dhcp");
+	}
 	snprintf(text, sizeof(text),
 		 "# Written by vmcrypt agent (docs/os-volume.md): the initramfs opens the OS volume\n"
 		 "# named by /boot/vmcrypt/os.conf. Removed when the OS volume is decrypted.\n"
-		 "GRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX %s\"\n", word);
+		 "GRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX %s\"\n", words);
 	r = mkdir_p("/etc/default/grub.d", 0755);
 	if (r >= 0)
 		r = write_file_atomic(AGENT_OS_GRUB_DROPIN, text, strlen(text), 0644);
@@ -692,8 +775,10 @@ int agent_os_grub_enable(const struct agent_os *os, char *err, size_t errlen)
 	if (r < 0)
 		return r;
 	r = grub_cfg_has(word);
+	if (r > 0 && root_word[0])
+		r = grub_cfg_has(root_word);
 	if (r <= 0) {
-		snprintf(err, errlen, "/boot/grub/grub.cfg has no %s after regenerating it%s%s", word,
+		snprintf(err, errlen, "/boot/grub/grub.cfg has no %s after regenerating it%s%s", r == 0 && root_word[0] ? words : word,
 			 r < 0 ? ": " : " (does GRUB_CMDLINE_LINUX get overridden?)", r < 0 ? strerror(-r) : "");
 		return r < 0 ? r : -EIO;
 	}

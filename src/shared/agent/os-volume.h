@@ -67,8 +67,13 @@ int agent_os_copy_credentials(const struct agent_conf *conf, char *err, size_t e
 int agent_os_write_boot_conf(const char *device, const char *mapping, const char *volume, char *err,
 			     size_t errlen);
 
-/* Puts vmcrypt.boot=UUID=<the /boot filesystem> on the kernel command line and regenerates
- * grub.cfg, then reads grub.cfg back: the bootloader's configuration is the proof. */
+/* Whether the initramfs is dracut's (else initramfs-tools'): dracut needs the root and its
+ * network named on the kernel command line (agent_os_grub_enable()). */
+bool agent_os_uses_dracut(void);
+
+/* Puts vmcrypt.boot=UUID=<the /boot filesystem> on the kernel command line (with dracut also
+ * root=/dev/mapper/vmcrypt-os, rd.neednet=1 and, without an ip= of the VM's own, ip=dhcp) and
+ * regenerates grub.cfg, then reads grub.cfg back: the bootloader's configuration is the proof. */
 int agent_os_grub_enable(const struct agent_os *os, char *err, size_t errlen);
 
 /* The reverse, for a decrypted OS volume: the drop-in removed, grub.cfg regenerated and read

@@ -25,12 +25,6 @@ void units_set_systemctl(const char *path)
 	systemctl_path = path ? path : "systemctl";
 }
 
-static bool endswith(const char *s, const char *suffix)
-{
-	size_t a = strlen(s), b = strlen(suffix);
-	return a >= b && streq(s + a - b, suffix);
-}
-
 /* systemd's unit name rule (unit_name_is_valid()): [A-Za-z0-9:_.\@-], at most 255 bytes, with a
  * known type suffix. The cgroup tree and StopUnits= are outside input for systemctl's argv. */
 static bool unit_name_valid(const char *s)
