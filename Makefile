@@ -294,4 +294,5 @@ deb: $(PROGS) $(INSTALL_PLUGIN)
 clean:
 	rm -rf build build-asan build-gcc build-clang
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# -type f: a staged install tree under $(BUILD) holds directories named *.d (dracut's modules.d).
+-include $(shell find $(BUILD) -name '*.d' -type f 2>/dev/null)
