@@ -108,12 +108,13 @@ int agent_os_header_path(char *buf, size_t len)
 	return snprintf(buf, len, "%s/%s", agent_os_boot_dir(), OS_BOOT_HEADER_NAME) >= (int)len ? -ENAMETOOLONG : 0;
 }
 
-/* The initramfs builder: initramfs-tools (Debian's default) when mkinitramfs is there, else
- * dracut (the RHEL family; installable on Debian, where it replaces initramfs-tools). vmcrypt's
- * package ships both the hook and the module, so the builder, not the hook, decides. */
+/* The initramfs builder: initramfs-tools (Debian's default) when update-initramfs is there, else
+ * dracut (the RHEL family; installable on Debian, where it replaces initramfs-tools but leaves
+ * initramfs-tools-core and its mkinitramfs behind). vmcrypt's package ships both the hook and
+ * the module, so the builder, not the hook, decides. */
 static enum os_initramfs initramfs_tool(void)
 {
-	static const char *const itools[] = { "/usr/sbin/mkinitramfs", "/sbin/mkinitramfs" };
+	static const char *const itools[] = { "/usr/sbin/update-initramfs", "/sbin/update-initramfs" };
 	static const char *const dracut[] = { "/usr/bin/dracut", "/usr/sbin/dracut", "/sbin/dracut" };
 
 	for (size_t i = 0; i < ELEMENTSOF(itools); i++)
