@@ -17,7 +17,7 @@ static void check_accepted(enum token_kind kind, const char *id)
 {
 	size_t n = strlen(id);
 
-	assert(kind == TOKEN_ADMIN || kind == TOKEN_ENROLL || kind == TOKEN_VM);
+	assert(kind == TOKEN_ADMIN || kind == TOKEN_ENROLL || kind == TOKEN_VM || kind == TOKEN_NAMED);
 	assert(kind == TOKEN_ADMIN ? n == 0 : n == TOKEN_ID_LEN);
 	for (size_t i = 0; i < n; i++)
 		assert((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f'));

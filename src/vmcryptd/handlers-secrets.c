@@ -63,7 +63,9 @@ int handle_admin_secret_show(struct request *rq, struct reply *rep)
 {
 	struct server *srv = rq->srv;
 	const char *reveal_text = query(rq, "reveal"), *version_text = query(rq, "version");
-	bool reveal = reveal_text && (streq(reveal_text, "true") || streq(reveal_text, "1"));
+	/* The same test as the route table's raise_arg: a caller who gets here with reveal on was
+	 * authorized for it (auth_check()). */
+	bool reveal = api_flag_true(reveal_text);
 	_cleanup_secret_ void *value = NULL;
 	struct store_secret sec = {};
 	uint64_t version = 0;

@@ -46,6 +46,9 @@ static const handler_fn handlers[_API_ROUTE_MAX] = {
 	[API_VM_HEADER_GET] = handle_vm_header_get,
 	[API_ADMIN_HEADER_LIST] = handle_admin_header_list,
 	[API_ADMIN_HEADER_GET] = handle_admin_header_get,
+	[API_ADMIN_TOKEN_CREATE] = handle_admin_token_create,
+	[API_ADMIN_TOKEN_LIST] = handle_admin_token_list,
+	[API_ADMIN_TOKEN_REVOKE] = handle_admin_token_revoke,
 };
 
 /* Transfers of raw bodies or answers (header backups, up to API_HEADER_MAX each) under way at
@@ -425,6 +428,8 @@ static void object_for(const struct api_request *api, const char *url, char *out
 		snprintf(out, len, "vm/%s", api->vm);
 	else if (api->key[0])
 		snprintf(out, len, "key/%s", api->key);
+	else if (api->token[0])
+		snprintf(out, len, "token/%s", api->token);
 	else
 		sanitize(url, out, len);
 }
@@ -478,10 +483,16 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *c, co
 		who = cs->who;
 		memset(&cs->who, 0, sizeof(cs->who));
 		auth = 0;
-	} else
+	} else {
+		/* The one query argument that raises what a route needs (?reveal=true): read here, as
+		 * the handler reads it, so the role is checked before the handler runs. */
+		bool raise = api.def->raise_arg &&
+			     api_flag_true(MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, api.def->raise_arg));
+
 		auth = auth_check(srv, &src,
 				  MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION), api.def,
-				  rq.object, &who, &rep);
+				  raise, rq.object, &who, &rep);
+	}
 	if (auth < 0) {
 		r = auth;
 		snprintf(err, sizeof(err), "%s", rep.message);
@@ -635,7 +646,7 @@ static int admit_raw_body(struct server *srv, struct MHD_Connection *c, struct c
 	}
 	object_for(&api, url, object, sizeof(object));
 	r = auth_check(srv, &src, MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
-		       api.def, object, &cs->who, &rep);
+		       api.def, false, object, &cs->who, &rep);
 	if (r < 0) {
 		*ret = send_error(c, r, rep.message);
 		return 1;

@@ -58,7 +58,26 @@ static void help(void)
 	       "  --auth-log-interval SECONDS  at most one warning line per source per interval\n"
 	       "                         about its failed authentications (default 60)\n"
 	       "  --verbose              debug messages\n"
+	       "  --list-routes          print every route and who may call it (the authorization\n"
+	       "                         matrix: enroll, vm, or the least role: reader, operator,\n"
+	       "                         admin), then exit\n"
 	       "  --version, --help\n");
+}
+
+/* "METHOD PATH AUTH" per route, from the route table itself, and a line "METHOD PATH?ARG=true
+ * AUTH" for a query argument that raises what the route needs: what the authorization matrix
+ * test walks and docs/vmcryptd.md shows, so neither can miss a route. */
+static void list_routes(void)
+{
+	size_t n;
+	const struct api_route_def *routes = api_routes(&n);
+
+	for (size_t i = 0; i < n; i++) {
+		printf("%s %s %s\n", routes[i].method, routes[i].pattern, api_auth_to_string(routes[i].auth));
+		if (routes[i].raise_arg)
+			printf("%s %s?%s=true %s\n", routes[i].method, routes[i].pattern, routes[i].raise_arg,
+			       api_auth_to_string(routes[i].raise_auth));
+	}
 }
 
 /* Descriptors beyond the connections: listen and epoll sockets, SQLite files, the lock, logs. */
@@ -196,7 +215,7 @@ int main(int argc, char **argv)
 	enum { ARG_DATA_DIR = 0x100, ARG_LISTEN, ARG_TLS_CERT, ARG_TLS_KEY, ARG_STORE, ARG_THREADS, ARG_STALE,
 	       ARG_VERBOSE, ARG_VERSION, ARG_HELP, ARG_DURABLE_READ_AUDIT, ARG_AUDIT_MAX_AGE, ARG_AUDIT_MAX_ROWS,
 	       ARG_AUTH_FREE, ARG_AUTH_LOCKOUT, ARG_AUTH_LOG, ARG_MAX_CONNS, ARG_MAX_CONNS_PER_ADDRESS,
-	       ARG_HEADER_TIMEOUT, ARG_REQUEST_TIMEOUT, ARG_IDLE_TIMEOUT };
+	       ARG_HEADER_TIMEOUT, ARG_REQUEST_TIMEOUT, ARG_IDLE_TIMEOUT, ARG_LIST_ROUTES };
 	static const struct option options[] = {
 		{ "data-dir", required_argument, NULL, ARG_DATA_DIR },
 		{ "listen", required_argument, NULL, ARG_LISTEN },
@@ -217,6 +236,7 @@ int main(int argc, char **argv)
 		{ "request-timeout", required_argument, NULL, ARG_REQUEST_TIMEOUT },
 		{ "idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT },
 		{ "verbose", no_argument, NULL, ARG_VERBOSE },
+		{ "list-routes", no_argument, NULL, ARG_LIST_ROUTES },
 		{ "version", no_argument, NULL, ARG_VERSION },
 		{ "help", no_argument, NULL, ARG_HELP },
 		{},
@@ -351,6 +371,9 @@ int main(int argc, char **argv)
 			break;
 		case ARG_VERSION:
 			printf("vmcryptd %s\n", VMCRYPT_VERSION);
+			return EXIT_OK;
+		case ARG_LIST_ROUTES:
+			list_routes();
 			return EXIT_OK;
 		case 'h':
 		case ARG_HELP:

@@ -122,6 +122,24 @@ json_t *model_header(const struct store_header *h)
 	return j;
 }
 
+/* Never the token's text (vmcryptd does not have it) nor its hash. */
+json_t *model_token(const struct store_token *t)
+{
+	const char *role = api_role_to_string(t->role);
+	char when[32];
+	json_t *j;
+
+	j = json_pack("{s:s,s:s,s:s}", "name", t->name, "role", role ? role : "unknown", "created",
+		      api_format_time(t->created, when, sizeof(when)));
+	if (!j)
+		return NULL;
+	json_object_set_new(j, "lastUsed",
+			    t->last_used ? json_string(api_format_time(t->last_used, when, sizeof(when))) : json_null());
+	json_object_set_new(j, "revoked",
+			    t->revoked ? json_string(api_format_time(t->revoked, when, sizeof(when))) : json_null());
+	return j;
+}
+
 json_t *model_audit(const struct store_audit *e)
 {
 	char t[32];

@@ -56,8 +56,10 @@ struct server {
 
 /* Who made the request, after authentication. */
 struct caller {
-	enum api_auth kind;
-	char actor[API_NAME_MAX + 8]; /* "admin", "vm:NAME" or "anonymous"; for audit events */
+	enum api_auth kind;           /* what the request needed */
+	char actor[API_NAME_MAX + 8]; /* "admin", "token:NAME", "vm:NAME" or "anonymous"; for audit events */
+	char token[API_NAME_MAX + 1]; /* a named token's name; "" otherwise */
+	enum api_role role;           /* the admin token's or a named token's; _API_ROLE_INVALID otherwise */
 	char source[STORE_SOURCE_MAX]; /* the client's address, for audit events */
 	struct store_vm vm;           /* the caller's VM for API_AUTH_VM and API_AUTH_ENROLL */
 };
@@ -122,6 +124,9 @@ int handle_vm_header_put(struct request *rq, struct reply *rep);
 int handle_vm_header_get(struct request *rq, struct reply *rep);
 int handle_admin_header_list(struct request *rq, struct reply *rep);
 int handle_admin_header_get(struct request *rq, struct reply *rep);
+int handle_admin_token_create(struct request *rq, struct reply *rep);
+int handle_admin_token_list(struct request *rq, struct reply *rep);
+int handle_admin_token_revoke(struct request *rq, struct reply *rep);
 
 /* reply.c: sets rep->message and returns error. */
 int reply_error(struct reply *rep, int error, const char *fmt, ...) _printf_(3, 4);
@@ -135,12 +140,14 @@ void reply_field(struct reply *rep, const char *name, const char *fmt, ...) _pri
  * lookup: nothing of its request is parsed, looked up or audited (the lockout itself was
  * audited; the log counts these refusals). */
 int auth_locked_out(struct server *srv, const struct client_addr *src, struct reply *rep);
-/* Checks the Authorization header from src against what the route needs. Returns 0, -ENOKEY
- * (no credential: 401), -EKEYREJECTED (wrong credential: 401), -EACCES (right kind of
- * credential missing, or revoked: 403). Failures are audited, counted by the throttle and
- * logged (aggregated) here. */
+/* Checks the Authorization header from src against what the route needs: def->auth, or
+ * def->raise_auth when raise (the route's raise_arg is true in the query). Returns 0, -ENOKEY (no
+ * credential: 401), -EKEYREJECTED (wrong, unknown or revoked named token: 401), -EACCES (the
+ * wrong kind of credential, a named token whose role is below the route's, a revoked VM: 403).
+ * Failures are audited, counted by the throttle and logged (aggregated) here. */
 int auth_check(struct server *srv, const struct client_addr *src, const char *authorization,
-	       const struct api_route_def *def, const char *object, struct caller *ret, struct reply *rep);
+	       const struct api_route_def *def, bool raise, const char *object, struct caller *ret,
+	       struct reply *rep);
 
 /* throttle.c. The table has a fixed size; all functions are thread-safe. */
 int throttle_new(const struct throttle_config *cfg, struct throttle **ret);
@@ -198,6 +205,7 @@ json_t *model_key(const struct store_key *k);
 json_t *model_secret(const struct store_secret *s);
 json_t *model_audit(const struct store_audit *e);
 json_t *model_header(const struct store_header *h);
+json_t *model_token(const struct store_token *t);
 const char *model_operation(const struct store_settings *s);
 /* "vmcryptd:keys/NAME" or, with version > 0, "vmcryptd:keys/NAME/VERSION". */
 void model_key_url(const char *name, uint32_t version, char *buf, size_t len);

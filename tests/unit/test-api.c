@@ -43,7 +43,15 @@ static void test_routes(void **state)
 	assert_int_equal(req.def->route, API_ADMIN_SECRET_SHOW);
 	assert_string_equal(req.vm, "vm-1");
 	assert_string_equal(req.volume, "data.0");
+	/* Metadata for a reader; ?reveal=true raises it to the admin. */
+	assert_int_equal(req.def->auth, API_AUTH_READER);
+	assert_string_equal(req.def->raise_arg, "reveal");
+	assert_int_equal(req.def->raise_auth, API_AUTH_ADMIN);
+	assert_int_equal(parse("POST", "/v1/admin/tokens/alice/revoke", "", &req, err), 0);
+	assert_int_equal(req.def->route, API_ADMIN_TOKEN_REVOKE);
+	assert_string_equal(req.token, "alice");
 	assert_int_equal(req.def->auth, API_AUTH_ADMIN);
+	assert_int_equal(parse("POST", "/v1/admin/tokens/-x/revoke", "", &req, err), -EINVAL);
 	assert_int_equal(parse("POST", "/v1/admin/keys/k_1/rotate", "", &req, err), 0);
 	assert_string_equal(req.key, "k_1");
 	assert_int_equal(parse("DELETE", "/v1/admin/vms/a", "", &req, err), 0);
@@ -60,6 +68,56 @@ static void test_routes(void **state)
 	char longname[200];
 	snprintf(longname, sizeof(longname), "/v1/vm/secrets/%0100d", 7);
 	assert_int_equal(parse("GET", longname, "", &req, err), -EINVAL);
+}
+
+static void test_roles(void **state)
+{
+	struct api_request req;
+	char err[512];
+	size_t n;
+	const struct api_route_def *routes = api_routes(&n);
+
+	/* One string table each, both ways. */
+	for (enum api_role r = 0; r < _API_ROLE_MAX; r++)
+		assert_int_equal(api_role_from_string(api_role_to_string(r)), r);
+	for (enum api_auth a = 0; a < _API_AUTH_MAX; a++)
+		assert_int_equal(api_auth_from_string(api_auth_to_string(a)), a);
+	assert_int_equal(api_role_from_string("Admin"), _API_ROLE_INVALID);
+	assert_int_equal(api_role_from_string(NULL), _API_ROLE_INVALID);
+	assert_null(api_role_to_string(_API_ROLE_MAX));
+	assert_int_equal(api_auth_role(API_AUTH_READER), API_ROLE_READER);
+	assert_int_equal(api_auth_role(API_AUTH_OPERATOR), API_ROLE_OPERATOR);
+	assert_int_equal(api_auth_role(API_AUTH_ADMIN), API_ROLE_ADMIN);
+	assert_int_equal(api_auth_role(API_AUTH_VM), _API_ROLE_INVALID);
+	assert_int_equal(api_auth_role(API_AUTH_ENROLL), _API_ROLE_INVALID);
+	assert_true(api_flag_true("true") && api_flag_true("1"));
+	assert_false(api_flag_true(NULL) || api_flag_true("yes") || api_flag_true("TRUE") || api_flag_true(""));
+
+	/* Every route says who may call it; /v1/vm and /v1/enroll never take a role, /v1/admin
+	 * always does; only reads are open to readers, and every raise asks for more. */
+	for (size_t i = 0; i < n; i++) {
+		const struct api_route_def *d = &routes[i];
+		bool admin_path = strncmp(d->pattern, "/v1/admin/", 10) == 0;
+
+		assert_non_null(api_auth_to_string(d->auth));
+		assert_true(admin_path == (api_auth_role(d->auth) >= 0));
+		if (d->auth == API_AUTH_READER)
+			assert_string_equal(d->method, "GET");
+		if (d->raise_arg)
+			assert_true(d->raise_auth > d->auth && api_auth_role(d->raise_auth) >= 0);
+	}
+
+	/* The token routes: create and revoke for the admin, list for readers. */
+	assert_int_equal(parse("POST", "/v1/admin/tokens", "{\"name\":\"alice\",\"role\":\"reader\"}", &req, err), 0);
+	assert_int_equal(req.def->route, API_ADMIN_TOKEN_CREATE);
+	assert_int_equal(req.def->auth, API_AUTH_ADMIN);
+	api_request_done(&req);
+	assert_int_equal(parse("POST", "/v1/admin/tokens", "{\"name\":\"alice\",\"role\":\"root\"}", &req, err),
+			 -EINVAL);
+	assert_non_null(strstr(err, "reader, operator or admin"));
+	assert_int_equal(parse("POST", "/v1/admin/tokens", "{\"name\":\"alice\"}", &req, err), -EINVAL);
+	assert_int_equal(parse("GET", "/v1/admin/tokens", "", &req, err), 0);
+	assert_int_equal(req.def->auth, API_AUTH_READER);
 }
 
 static int target(const char *raw, size_t n, char *err)
@@ -422,7 +480,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_routes), cmocka_unit_test(test_target),          cmocka_unit_test(test_bodies),
 		cmocka_unit_test(test_body_nul), cmocka_unit_test(test_limits), cmocka_unit_test(test_header_routes),
-		cmocka_unit_test(test_header_check),
+		cmocka_unit_test(test_header_check), cmocka_unit_test(test_roles),
 		cmocka_unit_test(test_names_and_types), cmocka_unit_test(test_drift), cmocka_unit_test(test_times),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -526,6 +526,118 @@ static void test_headers(void **state)
 	assert_string_equal(list, "");
 }
 
+static int note_token(const struct store_token *t, void *userdata)
+{
+	char *list = userdata;
+	size_t n = strlen(list);
+
+	snprintf(list + n, 256 - n, "%s:%s:%lld:%lld ", t->name, api_role_to_string(t->role), (long long)t->last_used,
+		 (long long)t->revoked);
+	return 0;
+}
+
+static struct store_token make_token(const char *name, const char *id, enum api_role role)
+{
+	struct store_token t = {};
+
+	snprintf(t.name, sizeof(t.name), "%s", name);
+	snprintf(t.id, sizeof(t.id), "%s", id);
+	t.role = role;
+	memset(t.hash, name[0], sizeof(t.hash));
+	t.created = 2000;
+	return t;
+}
+
+static void test_tokens(void **state)
+{
+	struct fixture *f = *state;
+	struct store_token a = make_token("alice", "000000000000000000000000000000a1", API_ROLE_READER);
+	struct store_token b = make_token("bob", "000000000000000000000000000000b2", API_ROLE_OPERATOR);
+	struct store_token got, dup;
+	char list[256] = "";
+
+	assert_int_equal(store_token_insert(f->s, &a), 0);
+	assert_int_equal(store_token_insert(f->s, &b), 0);
+	/* A name or an id is one token's. */
+	dup = make_token("alice", "000000000000000000000000000000c3", API_ROLE_ADMIN);
+	assert_int_equal(store_token_insert(f->s, &dup), -EEXIST);
+	dup = make_token("carol", "000000000000000000000000000000a1", API_ROLE_ADMIN);
+	assert_int_equal(store_token_insert(f->s, &dup), -EEXIST);
+	dup.role = _API_ROLE_INVALID;
+	snprintf(dup.id, sizeof(dup.id), "000000000000000000000000000000c3");
+	assert_int_equal(store_token_insert(f->s, &dup), -EINVAL);
+
+	assert_int_equal(store_token_get_by_id(f->s, a.id, &got), 0);
+	assert_string_equal(got.name, "alice");
+	assert_int_equal(got.role, API_ROLE_READER);
+	assert_memory_equal(got.hash, a.hash, TOKEN_HASH_SIZE);
+	assert_int_equal(got.created, 2000);
+	assert_int_equal(got.last_used, 0);
+	assert_int_equal(got.revoked, 0);
+	assert_int_equal(store_token_get(f->s, "bob", &got), 0);
+	assert_int_equal(got.role, API_ROLE_OPERATOR);
+	assert_int_equal(store_token_get(f->s, "nobody", &got), -ENOENT);
+	assert_int_equal(store_token_get_by_id(f->s, "000000000000000000000000000000ff", &got), -ENOENT);
+
+	assert_int_equal(store_token_touch(f->s, a.id, 2100), 0);
+	assert_int_equal(store_token_touch(f->s, "000000000000000000000000000000ff", 2100), -ENOENT);
+	assert_int_equal(store_token_revoke(f->s, "bob", 2200), 0);
+	assert_int_equal(store_token_revoke(f->s, "bob", 2300), -EALREADY);
+	assert_int_equal(store_token_revoke(f->s, "nobody", 2300), -ENOENT);
+	assert_int_equal(store_token_list(f->s, note_token, list), 0);
+	assert_string_equal(list, "alice:reader:2100:0 bob:operator:0:2200 ");
+
+	/* A role word this program does not know reads as _API_ROLE_INVALID, never as a role. */
+	{
+		sqlite3 *db;
+		assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+		sqlite3_busy_timeout(db, 5000);
+		assert_int_equal(sqlite3_exec(db, "UPDATE tokens SET role = 'root' WHERE name = 'alice'", NULL, NULL, NULL),
+				 SQLITE_OK);
+		sqlite3_close(db);
+	}
+	assert_int_equal(store_token_get(f->s, "alice", &got), 0);
+	assert_int_equal(got.role, _API_ROLE_INVALID);
+}
+
+/* A store of schema version 3 (header backups, no tokens) takes named tokens after the
+ * migration and keeps what it held. */
+static void test_schema_v3_migrates(void **state)
+{
+	struct fixture *f = *state;
+	struct store_vm vm = make_vm("old", "000000000000000000000000000000d4"), got_vm;
+	struct store_token t = make_token("alice", "000000000000000000000000000000a1", API_ROLE_ADMIN);
+	char path[160];
+	struct store *s = NULL;
+	sqlite3 *db;
+
+	snprintf(path, sizeof(path), "%s/v3.db", f->dir);
+	assert_int_equal(store_open(path, &s), 0);
+	assert_int_equal(store_vm_insert(s, &vm), 0);
+	store_close(s);
+	/* Back to version 3, as vmcryptd before named tokens left it. */
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "DROP TABLE tokens; DELETE FROM schema_version WHERE version > 3", NULL, NULL,
+				      NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_int_equal(store_open(path, &s), 0);
+	assert_int_equal(store_vm_get(s, "old", &got_vm), 0);
+	store_vm_done(&got_vm);
+	assert_int_equal(store_token_insert(s, &t), 0);
+	store_close(s);
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	{
+		sqlite3_stmt *q;
+		assert_int_equal(sqlite3_prepare_v2(db, "SELECT MAX(version) FROM schema_version", -1, &q, NULL), SQLITE_OK);
+		assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+		assert_int_equal(sqlite3_column_int(q, 0), 4);
+		sqlite3_finalize(q);
+	}
+	sqlite3_close(db);
+}
+
 static void test_schema_v1_migrates(void **state)
 {
 	struct fixture *f = *state;
@@ -786,6 +898,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_audit_prune_in_chunks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_headers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_schema_v1_migrates, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tokens, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_schema_v3_migrates, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transaction_rollback, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_group_commit_concurrency, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_persistence_and_schema, setup, teardown),

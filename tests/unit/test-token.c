@@ -34,12 +34,12 @@ static void test_known_hash(void **state)
 
 static void test_generate_parse(void **state)
 {
-	static const enum token_kind kinds[] = { TOKEN_ADMIN, TOKEN_ENROLL, TOKEN_VM };
+	static const enum token_kind kinds[] = { TOKEN_ADMIN, TOKEN_ENROLL, TOKEN_VM, TOKEN_NAMED };
 	char gid[TOKEN_ID_LEN + 1];
 
 	assert_int_equal(token_id_generate(gid), 0);
 	assert_int_equal(strlen(gid), TOKEN_ID_LEN);
-	for (size_t i = 0; i < 3; i++) {
+	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
 		uint8_t h1[TOKEN_HASH_SIZE], h2[TOKEN_HASH_SIZE], h3[TOKEN_HASH_SIZE];
 		char *t1 = NULL, *t2 = NULL, id[TOKEN_ID_LEN + 1];
 		enum token_kind kind;
@@ -59,6 +59,15 @@ static void test_generate_parse(void **state)
 			snprintf(other, sizeof(other), "vmc-enroll-%s", t1 + strlen("vmc-vm-"));
 			assert_int_equal(token_parse(other, strlen(other), &kind, id, h2), 0);
 			assert_int_equal(kind, TOKEN_ENROLL);
+			assert_false(token_hash_equal(h1, h2));
+		}
+		/* A named token's text starts with its own prefix; as a VM credential it is another hash. */
+		if (kinds[i] == TOKEN_NAMED) {
+			char other[TOKEN_MAX_LEN + 1];
+			assert_true(strncmp(t1, "vmc-named-", 10) == 0);
+			snprintf(other, sizeof(other), "vmc-vm-%s", t1 + strlen("vmc-named-"));
+			assert_int_equal(token_parse(other, strlen(other), &kind, id, h2), 0);
+			assert_int_equal(kind, TOKEN_VM);
 			assert_false(token_hash_equal(h1, h2));
 		}
 		secret_free(t1);

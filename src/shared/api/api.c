@@ -111,46 +111,120 @@ static const struct api_field body_key_create[] = {
 	{},
 };
 
+static bool check_role(const char *s)
+{
+	return api_role_from_string(s) >= 0;
+}
+
+static const struct api_field body_token_create[] = {
+	{ "name", API_STRING, true, API_NAME_MAX, check_name, NAME_EXPECT },
+	{ "role", API_STRING, true, 16, check_role, "reader, operator or admin" },
+	{},
+};
+
+/* The authorization matrix (docs/vmcryptd.md "Roles"): each route's auth says who may call it.
+ * Readers read what the fleet looks like, never a secret value, a header's bytes (its keyslots)
+ * or a private key; operators also change what VMs are told to do; key operations, secret
+ * values, header bytes, deleting a VM (which deletes its secrets) and tokens are the admin's. */
 static const struct api_route_def routes[] = {
 	{ API_ENROLL, "POST", "/v1/enroll", API_AUTH_ENROLL, body_enroll, "vm.enroll" },
 	{ API_VM_GOAL, "GET", "/v1/vm/goal", API_AUTH_VM, NULL, "vm.goal" },
 	{ API_VM_SECRET_PUT, "PUT", "/v1/vm/secrets/{volume}", API_AUTH_VM, body_secret_put, "secret.write" },
 	{ API_VM_SECRET_GET, "GET", "/v1/vm/secrets/{volume}", API_AUTH_VM, NULL, "secret.read" },
 	{ API_VM_STATUS, "POST", "/v1/vm/status", API_AUTH_VM, body_status, "vm.status" },
-	{ API_ADMIN_VM_REGISTER, "POST", "/v1/admin/vms", API_AUTH_ADMIN, body_register, "vm.register" },
-	{ API_ADMIN_VM_LIST, "GET", "/v1/admin/vms", API_AUTH_ADMIN, NULL, "vm.list" },
-	{ API_ADMIN_VM_SHOW, "GET", "/v1/admin/vms/{vm}", API_AUTH_ADMIN, NULL, "vm.show" },
-	{ API_ADMIN_VM_REVOKE, "POST", "/v1/admin/vms/{vm}/revoke", API_AUTH_ADMIN, NULL, "vm.revoke" },
+	{ API_ADMIN_VM_REGISTER, "POST", "/v1/admin/vms", API_AUTH_OPERATOR, body_register, "vm.register" },
+	{ API_ADMIN_VM_LIST, "GET", "/v1/admin/vms", API_AUTH_READER, NULL, "vm.list" },
+	{ API_ADMIN_VM_SHOW, "GET", "/v1/admin/vms/{vm}", API_AUTH_READER, NULL, "vm.show" },
+	{ API_ADMIN_VM_REVOKE, "POST", "/v1/admin/vms/{vm}/revoke", API_AUTH_OPERATOR, NULL, "vm.revoke" },
 	{ API_ADMIN_VM_DELETE, "DELETE", "/v1/admin/vms/{vm}", API_AUTH_ADMIN, NULL, "vm.delete" },
-	{ API_ADMIN_ENCRYPTION_ENABLE, "POST", "/v1/admin/vms/{vm}/encryption/enable", API_AUTH_ADMIN, body_enable,
+	{ API_ADMIN_ENCRYPTION_ENABLE, "POST", "/v1/admin/vms/{vm}/encryption/enable", API_AUTH_OPERATOR, body_enable,
 	  "encryption.enable" },
-	{ API_ADMIN_ENCRYPTION_DISABLE, "POST", "/v1/admin/vms/{vm}/encryption/disable", API_AUTH_ADMIN,
+	{ API_ADMIN_ENCRYPTION_DISABLE, "POST", "/v1/admin/vms/{vm}/encryption/disable", API_AUTH_OPERATOR,
 	  body_disable, "encryption.disable" },
-	{ API_ADMIN_ENCRYPTION_SHOW, "GET", "/v1/admin/vms/{vm}/encryption", API_AUTH_ADMIN, NULL,
+	{ API_ADMIN_ENCRYPTION_SHOW, "GET", "/v1/admin/vms/{vm}/encryption", API_AUTH_READER, NULL,
 	  "encryption.show" },
-	{ API_ADMIN_EXTENSION_REMOVE, "POST", "/v1/admin/vms/{vm}/extension/remove", API_AUTH_ADMIN, NULL,
+	{ API_ADMIN_EXTENSION_REMOVE, "POST", "/v1/admin/vms/{vm}/extension/remove", API_AUTH_OPERATOR, NULL,
 	  "extension.remove" },
 	{ API_ADMIN_KEY_CREATE, "POST", "/v1/admin/keys", API_AUTH_ADMIN, body_key_create, "key.create" },
-	{ API_ADMIN_KEY_LIST, "GET", "/v1/admin/keys", API_AUTH_ADMIN, NULL, "key.list" },
-	{ API_ADMIN_KEY_SHOW, "GET", "/v1/admin/keys/{key}", API_AUTH_ADMIN, NULL, "key.show" },
+	{ API_ADMIN_KEY_LIST, "GET", "/v1/admin/keys", API_AUTH_READER, NULL, "key.list" },
+	{ API_ADMIN_KEY_SHOW, "GET", "/v1/admin/keys/{key}", API_AUTH_READER, NULL, "key.show" },
 	{ API_ADMIN_KEY_ROTATE, "POST", "/v1/admin/keys/{key}/rotate", API_AUTH_ADMIN, NULL, "key.rotate" },
 	{ API_ADMIN_KEY_DISABLE, "POST", "/v1/admin/keys/{key}/disable", API_AUTH_ADMIN, NULL, "key.disable" },
 	{ API_ADMIN_KEY_ENABLE, "POST", "/v1/admin/keys/{key}/enable", API_AUTH_ADMIN, NULL, "key.enable" },
-	{ API_ADMIN_SECRET_LIST, "GET", "/v1/admin/secrets", API_AUTH_ADMIN, NULL, "secret.list" },
-	{ API_ADMIN_SECRET_SHOW, "GET", "/v1/admin/secrets/{vm}/{volume}", API_AUTH_ADMIN, NULL, "secret.show" },
-	{ API_ADMIN_AUDIT, "GET", "/v1/admin/audit", API_AUTH_ADMIN, NULL, "audit.list" },
-	/* A header backup is written by its VM alone and read by it or the admin. */
+	{ API_ADMIN_SECRET_LIST, "GET", "/v1/admin/secrets", API_AUTH_READER, NULL, "secret.list" },
+	/* Metadata for readers; the value (?reveal=true) for the admin alone. */
+	{ API_ADMIN_SECRET_SHOW, "GET", "/v1/admin/secrets/{vm}/{volume}", API_AUTH_READER, NULL, "secret.show", 0, 0,
+	  "reveal", API_AUTH_ADMIN },
+	{ API_ADMIN_AUDIT, "GET", "/v1/admin/audit", API_AUTH_READER, NULL, "audit.list" },
+	/* A header backup is written by its VM alone and read by it or the admin: its keyslots
+	 * open the volume with a leaked passphrase. */
 	{ API_VM_HEADER_PUT, "PUT", "/v1/vm/headers/{volume}", API_AUTH_VM, NULL, "header.write", API_HEADER_MAX },
 	{ API_VM_HEADER_GET, "GET", "/v1/vm/headers/{volume}", API_AUTH_VM, NULL, "header.read", 0, API_HEADER_MAX },
-	{ API_ADMIN_HEADER_LIST, "GET", "/v1/admin/headers", API_AUTH_ADMIN, NULL, "header.list" },
+	{ API_ADMIN_HEADER_LIST, "GET", "/v1/admin/headers", API_AUTH_READER, NULL, "header.list" },
 	{ API_ADMIN_HEADER_GET, "GET", "/v1/admin/headers/{vm}/{volume}", API_AUTH_ADMIN, NULL, "header.read", 0,
 	  API_HEADER_MAX },
+	{ API_ADMIN_TOKEN_CREATE, "POST", "/v1/admin/tokens", API_AUTH_ADMIN, body_token_create, "token.create" },
+	{ API_ADMIN_TOKEN_LIST, "GET", "/v1/admin/tokens", API_AUTH_READER, NULL, "token.list" },
+	{ API_ADMIN_TOKEN_REVOKE, "POST", "/v1/admin/tokens/{token}/revoke", API_AUTH_ADMIN, NULL, "token.revoke" },
 };
 
 const struct api_route_def *api_routes(size_t *ret_n)
 {
 	*ret_n = ELEMENTSOF(routes);
 	return routes;
+}
+
+static const char *const role_names[_API_ROLE_MAX] = {
+	[API_ROLE_READER] = "reader",
+	[API_ROLE_OPERATOR] = "operator",
+	[API_ROLE_ADMIN] = "admin",
+};
+
+const char *api_role_to_string(enum api_role r)
+{
+	return r >= 0 && r < _API_ROLE_MAX ? role_names[r] : NULL;
+}
+
+enum api_role api_role_from_string(const char *s)
+{
+	for (enum api_role r = 0; s && r < _API_ROLE_MAX; r++)
+		if (streq(s, role_names[r]))
+			return r;
+	return _API_ROLE_INVALID;
+}
+
+static const char *const auth_names[_API_AUTH_MAX] = {
+	[API_AUTH_ENROLL] = "enroll",
+	[API_AUTH_VM] = "vm",
+	[API_AUTH_READER] = "reader",
+	[API_AUTH_OPERATOR] = "operator",
+	[API_AUTH_ADMIN] = "admin",
+};
+
+const char *api_auth_to_string(enum api_auth a)
+{
+	return a >= 0 && a < _API_AUTH_MAX ? auth_names[a] : NULL;
+}
+
+enum api_auth api_auth_from_string(const char *s)
+{
+	for (enum api_auth a = 0; s && a < _API_AUTH_MAX; a++)
+		if (streq(s, auth_names[a]))
+			return a;
+	return _API_AUTH_INVALID;
+}
+
+enum api_role api_auth_role(enum api_auth a)
+{
+	/* The role values follow API_AUTH_READER in the same order. */
+	if (a < API_AUTH_READER || a >= _API_AUTH_MAX)
+		return _API_ROLE_INVALID;
+	return (enum api_role)(a - API_AUTH_READER);
+}
+
+bool api_flag_true(const char *value)
+{
+	return value && (streq(value, "true") || streq(value, "1"));
 }
 
 bool api_name_valid(const char *s)
@@ -379,6 +453,8 @@ static bool match_path(const char *pattern, const char *path, struct api_request
 				dest = req->vm;
 			else if (strncmp(p, "{volume}", 8) == 0)
 				dest = req->volume;
+			else if (strncmp(p, "{token}", 7) == 0)
+				dest = req->token;
 			else
 				dest = req->key;
 			if (n == 0)

@@ -27,11 +27,36 @@
 #define API_MESSAGE_MAX 1024      /* ProgressMessage */
 #define API_REPORT_VOLUMES_MAX 64
 
-enum api_auth {
-	API_AUTH_ENROLL, /* a one-time enrollment token */
-	API_AUTH_VM,     /* a VM credential */
-	API_AUTH_ADMIN,  /* the admin token */
+/* The roles of named tokens (`vmcrypt-admin token create NAME --role R`, docs/vmcryptd.md
+ * "Roles"). Each holds every right of the roles before it; the admin token holds every right. */
+enum api_role {
+	API_ROLE_READER,   /* reads everything but secret values, header bytes and private keys */
+	API_ROLE_OPERATOR, /* and changes what VMs are told: register, revoke, enable, disable, extension */
+	API_ROLE_ADMIN,    /* and everything else: keys, secret values, header bytes, delete, tokens */
+	_API_ROLE_MAX,
+	_API_ROLE_INVALID = -EINVAL,
 };
+/* "reader", "operator", "admin" both ways; from_string returns _API_ROLE_INVALID for others. */
+const char *api_role_to_string(enum api_role r);
+enum api_role api_role_from_string(const char *s);
+
+/* Who may call a route: the one authorization decision, made per route in api.c's table. */
+enum api_auth {
+	API_AUTH_ENROLL,   /* a one-time enrollment token */
+	API_AUTH_VM,       /* a VM credential */
+	/* The admin token, or a named token whose role is at least this one; in role order. */
+	API_AUTH_READER,
+	API_AUTH_OPERATOR,
+	API_AUTH_ADMIN,
+	_API_AUTH_MAX,
+	_API_AUTH_INVALID = -EINVAL,
+};
+/* "enroll", "vm", "reader", "operator", "admin" both ways. */
+const char *api_auth_to_string(enum api_auth a);
+enum api_auth api_auth_from_string(const char *s);
+/* The least role a route of auth needs, or _API_ROLE_INVALID for API_AUTH_ENROLL and API_AUTH_VM
+ * (no named token may call those). */
+enum api_role api_auth_role(enum api_auth a);
 
 enum api_route {
 	API_ENROLL,
@@ -61,14 +86,17 @@ enum api_route {
 	API_VM_HEADER_GET,
 	API_ADMIN_HEADER_LIST,
 	API_ADMIN_HEADER_GET,
+	API_ADMIN_TOKEN_CREATE,
+	API_ADMIN_TOKEN_LIST,
+	API_ADMIN_TOKEN_REVOKE,
 	_API_ROUTE_MAX,
 };
 
 struct api_route_def {
 	enum api_route route;
 	const char *method;
-	const char *pattern; /* segments; "{vm}", "{volume}", "{key}" capture */
-	enum api_auth auth;
+	const char *pattern; /* segments; "{vm}", "{volume}", "{key}", "{token}" capture */
+	enum api_auth auth;  /* who may call it */
 	const struct api_field *body; /* NULL: the route takes no JSON body */
 	const char *action;           /* audit action name */
 	/* > 0: the body is raw bytes (application/octet-stream), 1 to raw_max of them, which the
@@ -78,6 +106,10 @@ struct api_route_def {
 	/* > 0: a successful answer is raw bytes (application/octet-stream), at most this many, not
 	 * JSON; errors are JSON as everywhere. */
 	size_t raw_reply_max;
+	/* A query argument that, when true (api_flag_true()), makes the route need raise_auth
+	 * instead of auth: ?reveal=true of a secret. NULL: none. */
+	const char *raise_arg;
+	enum api_auth raise_auth;
 };
 
 struct api_request {
@@ -85,6 +117,7 @@ struct api_request {
 	char vm[API_NAME_MAX + 1];
 	char volume[API_NAME_MAX + 1];
 	char key[API_NAME_MAX + 1];
+	char token[API_NAME_MAX + 1];
 	json_t *body; /* a validated object, or NULL for routes without a body */
 };
 
@@ -130,6 +163,9 @@ int api_request_route(const char *method, const char *path, struct api_request *
 int api_request_parse(const char *method, const char *path, const char *body, size_t size,
 		      struct api_request *ret, char *err, size_t errlen);
 void api_request_done(struct api_request *r);
+
+/* Whether a query argument's value turns a switch on: "true" or "1" (NULL: off). */
+bool api_flag_true(const char *value);
 
 /* Whether s is a valid VM, volume or key name: 1 to 64 of [A-Za-z0-9._-], starting alphanumeric. */
 bool api_name_valid(const char *s);

@@ -6,8 +6,9 @@
  * transaction, commits once (one fsync of the WAL for the batch) and wakes the others. A caller
  * returns only after the commit that contains its changes, so acknowledged writes survive
  * kill -9 and power loss (synchronous=FULL). A batch made only of read-audit events
- * (audit_append_read) commits with synchronous=NORMAL: the WAL is written before the callers
- * return, so a killed process loses nothing, and the next FULL commit flushes those frames too.
+ * (audit_append_read) and token uses (token_touch) commits with synchronous=NORMAL: the WAL
+ * is written before the callers return, so a killed process loses nothing, and the next FULL
+ * commit flushes those frames too.
  *
  * Checkpoints run in a background thread on their own connection (PASSIVE, every 100 ms), never
  * inside a commit: an automatic checkpoint would make the unlucky committer copy the WAL into the
@@ -70,6 +71,12 @@ enum stmt_id {
 	S_HEADER_GET_LATEST,
 	S_HEADER_LIST,
 	S_HEADER_LIST_VM,
+	S_TOKEN_INSERT,
+	S_TOKEN_GET,
+	S_TOKEN_GET_BY_ID,
+	S_TOKEN_REVOKE,
+	S_TOKEN_TOUCH,
+	S_TOKEN_LIST,
 	S_AUDIT_APPEND,
 	S_AUDIT_LIST,
 	S_AUDIT_SPAN,
@@ -87,6 +94,7 @@ enum stmt_id {
 /* Listings read the metadata only: a header's data is up to 32 MiB. */
 #define HEADER_META_COLUMNS "vm, volume, version, size, sha256, created, kek, kek_version, kek_algorithm"
 #define HEADER_COLUMNS HEADER_META_COLUMNS ", sealed_key, data"
+#define TOKEN_COLUMNS "name, id, role, hash, created, last_used, revoked"
 
 static const char *const stmt_sql[_S_MAX] = {
 	[S_BEGIN] = "BEGIN IMMEDIATE",
@@ -142,6 +150,12 @@ static const char *const stmt_sql[_S_MAX] = {
 				"ORDER BY version DESC LIMIT 1",
 	[S_HEADER_LIST] = "SELECT " HEADER_META_COLUMNS " FROM headers ORDER BY vm, volume, version",
 	[S_HEADER_LIST_VM] = "SELECT " HEADER_META_COLUMNS " FROM headers WHERE vm = ?1 ORDER BY volume, version",
+	[S_TOKEN_INSERT] = "INSERT INTO tokens(" TOKEN_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+	[S_TOKEN_GET] = "SELECT " TOKEN_COLUMNS " FROM tokens WHERE name = ?1",
+	[S_TOKEN_GET_BY_ID] = "SELECT " TOKEN_COLUMNS " FROM tokens WHERE id = ?1",
+	[S_TOKEN_REVOKE] = "UPDATE tokens SET revoked = ?2 WHERE name = ?1 AND revoked = 0",
+	[S_TOKEN_TOUCH] = "UPDATE tokens SET last_used = ?2 WHERE id = ?1",
+	[S_TOKEN_LIST] = "SELECT " TOKEN_COLUMNS " FROM tokens ORDER BY name",
 	[S_AUDIT_APPEND] = "INSERT INTO audit(time, actor, action, object, result, source) "
 			   "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
 	/* The newest 10000 matching events, oldest first: the response has a hard cap. ?3: NULL any
@@ -195,8 +209,16 @@ static const char schema_v3[] =
 	"  kek_version INTEGER NOT NULL, kek_algorithm TEXT NOT NULL, sealed_key BLOB NOT NULL, "
 	"  data BLOB NOT NULL, PRIMARY KEY(vm, volume, version));";
 
+/* Version 4: named tokens with a role (store_token in store.h). The role is its word
+ * (api_role_to_string()), so the numbering of the enum may change; revoked rows stay, so a name
+ * is never given to a second token and `token list` shows what was revoked and when. */
+static const char schema_v4[] =
+	"CREATE TABLE tokens(name TEXT PRIMARY KEY, id TEXT NOT NULL UNIQUE, role TEXT NOT NULL, "
+	"  hash BLOB NOT NULL, created INTEGER NOT NULL, last_used INTEGER NOT NULL, "
+	"  revoked INTEGER NOT NULL);";
+
 /* schema_steps[i] takes the schema from version i to i + 1. */
-static const char *const schema_steps[STORE_SCHEMA_VERSION] = { schema_v1, schema_v2, schema_v3 };
+static const char *const schema_steps[STORE_SCHEMA_VERSION] = { schema_v1, schema_v2, schema_v3, schema_v4 };
 
 struct conn {
 	sqlite3 *db;
@@ -887,17 +909,22 @@ static int store_sqlite_vm_update(void *impl, const struct store_vm *vm)
 	return run_write(impl, do_vm_write, vm, NULL, NULL);
 }
 
+/* Steps statement id, which takes one text parameter (a name or an id) and returns one row:
+ * 0 with the row ready in *q, -ENOENT, or -errno. */
+static int step_by_key(struct conn *c, enum stmt_id id, const char *key, sqlite3_stmt **q)
+{
+	int r = stmt_get(c, id, q);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(*q, 1, key, -1, SQLITE_STATIC);
+	return step_one(c, *q);
+}
+
 static int do_vm_get(struct conn *c, enum stmt_id id, const char *key, struct store_vm *ret)
 {
 	_cleanup_stmt_ sqlite3_stmt *q = NULL;
-	int r = stmt_get(c, id, &q);
-	if (r < 0)
-		return r;
-	sqlite3_bind_text(q, 1, key, -1, SQLITE_STATIC);
-	r = step_one(c, q);
-	if (r < 0)
-		return r;
-	return row_vm(q, ret);
+	int r = step_by_key(c, id, key, &q);
+	return r < 0 ? r : row_vm(q, ret);
 }
 
 static int store_sqlite_vm_get(void *impl, const char *name, struct store_vm *ret)
@@ -1302,6 +1329,118 @@ static int store_sqlite_header_list(void *impl, const char *vm, store_header_cb 
 	return WITH_READ_CONN(impl, c, do_list_by_vm(c, S_HEADER_LIST, S_HEADER_LIST_VM, vm, header_row_cb, &l));
 }
 
+static int row_token(sqlite3_stmt *q, struct store_token *t)
+{
+	const unsigned char *role = sqlite3_column_text(q, 2);
+
+	memset(t, 0, sizeof(*t));
+	copy_text(t->name, sizeof(t->name), q, 0);
+	copy_text(t->id, sizeof(t->id), q, 1);
+	t->role = api_role_from_string(role ? (const char *)role : "");
+	/* A hash of another length (a damaged row) stays zeros, which no token text hashes to. */
+	copy_hash(t->hash, q, 3);
+	t->created = sqlite3_column_int64(q, 4);
+	t->last_used = sqlite3_column_int64(q, 5);
+	t->revoked = sqlite3_column_int64(q, 6);
+	return 0;
+}
+
+static int do_token_insert(struct conn *c, const void *a, const void *b, void *out)
+{
+	const struct store_token *t = a;
+	const char *role = api_role_to_string(t->role);
+	_cleanup_stmt_ sqlite3_stmt *q = NULL;
+	int r;
+
+	if (!role)
+		return -EINVAL;
+	r = stmt_get(c, S_TOKEN_INSERT, &q);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(q, 1, t->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 2, t->id, -1, SQLITE_STATIC);
+	sqlite3_bind_text(q, 3, role, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(q, 4, t->hash, TOKEN_HASH_SIZE, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 5, t->created);
+	sqlite3_bind_int64(q, 6, t->last_used);
+	sqlite3_bind_int64(q, 7, t->revoked);
+	return exec_stmt(c, q);
+}
+
+static int store_sqlite_token_insert(void *impl, const struct store_token *token)
+{
+	return run_write(impl, do_token_insert, token, NULL, NULL);
+}
+
+static int do_token_get(struct conn *c, enum stmt_id id, const char *key, struct store_token *ret)
+{
+	_cleanup_stmt_ sqlite3_stmt *q = NULL;
+	int r = step_by_key(c, id, key, &q);
+	return r < 0 ? r : row_token(q, ret);
+}
+
+static int store_sqlite_token_get(void *impl, const char *name, struct store_token *ret)
+{
+	return WITH_READ_CONN(impl, c, do_token_get(c, S_TOKEN_GET, name, ret));
+}
+
+static int store_sqlite_token_get_by_id(void *impl, const char *id, struct store_token *ret)
+{
+	return WITH_READ_CONN(impl, c, do_token_get(c, S_TOKEN_GET_BY_ID, id, ret));
+}
+
+/* a: the name or id, b: the time; out: the statement id (S_TOKEN_REVOKE or S_TOKEN_TOUCH). */
+static int do_token_set(struct conn *c, const void *a, const void *b, void *out)
+{
+	const enum stmt_id id = *(const enum stmt_id *)out;
+	_cleanup_stmt_ sqlite3_stmt *q = NULL;
+	struct store_token t;
+	int r = stmt_get(c, id, &q);
+	if (r < 0)
+		return r;
+	sqlite3_bind_text(q, 1, a, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(q, 2, *(const int64_t *)b);
+	r = exec_stmt(c, q);
+	if (r < 0 || sqlite3_changes(c->db) > 0)
+		return r;
+	if (id == S_TOKEN_TOUCH)
+		return -ENOENT;
+	/* Nothing revoked: no such token, or one revoked before (kept as it was). */
+	r = do_token_get(c, S_TOKEN_GET, a, &t);
+	return r < 0 ? r : -EALREADY;
+}
+
+static int store_sqlite_token_revoke(void *impl, const char *name, int64_t when)
+{
+	enum stmt_id id = S_TOKEN_REVOKE;
+	return run_write(impl, do_token_set, name, &when, &id);
+}
+
+static int store_sqlite_token_touch(void *impl, const char *id, int64_t when)
+{
+	enum stmt_id sid = S_TOKEN_TOUCH;
+	struct write_call w = { do_token_set, id, &when, &sid };
+
+	if (txn_conn)
+		return do_token_set(txn_conn, id, &when, &sid);
+	/* Relaxed, as a read-audit event: survives kill -9, flushed by the next durable write. */
+	return transaction_run(impl, NULL, write_call_run, &w, true);
+}
+
+static int token_row_cb(sqlite3_stmt *q, void *ud)
+{
+	struct list_ctx *l = ud;
+	struct store_token t;
+	int r = row_token(q, &t);
+	return r < 0 ? r : ((store_token_cb)l->cb)(&t, l->userdata);
+}
+
+static int store_sqlite_token_list(void *impl, store_token_cb cb, void *userdata)
+{
+	struct list_ctx l = { (void *)cb, userdata };
+	return WITH_READ_CONN(impl, c, do_list_all(c, S_TOKEN_LIST, token_row_cb, &l));
+}
+
 static int do_audit_append(struct conn *c, const void *a, const void *b, void *out)
 {
 	const struct store_audit *e = a;
@@ -1447,6 +1586,12 @@ const struct store_ops store_sqlite_ops = {
 	.header_insert = store_sqlite_header_insert,
 	.header_get = store_sqlite_header_get,
 	.header_list = store_sqlite_header_list,
+	.token_insert = store_sqlite_token_insert,
+	.token_get = store_sqlite_token_get,
+	.token_get_by_id = store_sqlite_token_get_by_id,
+	.token_revoke = store_sqlite_token_revoke,
+	.token_touch = store_sqlite_token_touch,
+	.token_list = store_sqlite_token_list,
 	.audit_append = store_sqlite_audit_append,
 	.audit_append_read = store_sqlite_audit_append_read,
 	.audit_list = store_sqlite_audit_list,

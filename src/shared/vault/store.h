@@ -1,5 +1,5 @@
-/* The vault's persistent store: VMs, encryption settings, keys, secrets, header backups, audit
- * events.
+/* The vault's persistent store: VMs, encryption settings, keys, secrets, header backups, named
+ * tokens, audit events.
  *
  * Handlers see only this interface; a backend (store-sqlite.c; a PostgreSQL one would be
  * store-pg.c) fills a struct store_ops. Contract for every backend:
@@ -21,7 +21,7 @@
 #include "shared/digest.h"
 #include "shared/vault/token.h"
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 #define STORE_TEXT_MAX 256
 #define STORE_AUDIT_PRUNE_MAX 10000 /* most events one store_audit_prune() call drops */
 #define STORE_SOURCE_MAX 48 /* an IPv6 address in text (INET6_ADDRSTRLEN) and a NUL */
@@ -103,6 +103,17 @@ struct store_header {
 	size_t data_size;
 };
 
+/* A named token with a role (docs/vmcryptd.md "Roles"); its text is never stored, only its hash. */
+struct store_token {
+	char name[API_NAME_MAX + 1];
+	char id[TOKEN_ID_LEN + 1];
+	enum api_role role; /* _API_ROLE_INVALID for a word this program does not know */
+	uint8_t hash[TOKEN_HASH_SIZE];
+	int64_t created;
+	int64_t last_used; /* 0: never */
+	int64_t revoked;   /* when; 0: not revoked */
+};
+
 struct store_audit {
 	int64_t id;
 	int64_t time;
@@ -126,6 +137,7 @@ typedef int (*store_key_cb)(const struct store_key *key, void *userdata);
 typedef int (*store_secret_cb)(const struct store_secret *secret, void *userdata);
 typedef int (*store_audit_cb)(const struct store_audit *event, void *userdata);
 typedef int (*store_header_cb)(const struct store_header *header, void *userdata);
+typedef int (*store_token_cb)(const struct store_token *token, void *userdata);
 
 struct store;
 typedef int (*store_txn_fn)(struct store *s, void *userdata);
@@ -174,6 +186,17 @@ struct store_ops {
 	/* Every stored version, by vm, volume and version; metadata only (no data, no sealed_key).
 	 * vm NULL: all VMs. */
 	int (*header_list)(void *impl, const char *vm, store_header_cb cb, void *userdata);
+
+	/* -EEXIST when the name or the id is taken (a revoked token keeps its name). */
+	int (*token_insert)(void *impl, const struct store_token *token);
+	int (*token_get)(void *impl, const char *name, struct store_token *ret);
+	int (*token_get_by_id)(void *impl, const char *id, struct store_token *ret);
+	/* Sets revoked to when. -ENOENT (no such token), -EALREADY (revoked already: unchanged). */
+	int (*token_revoke)(void *impl, const char *name, int64_t when);
+	/* Sets last_used to when, durable like audit_append_read: a use is not worth a disk flush
+	 * of its own. -ENOENT when no token has the id. */
+	int (*token_touch)(void *impl, const char *id, int64_t when);
+	int (*token_list)(void *impl, store_token_cb cb, void *userdata); /* by name, revoked ones too */
 
 	int (*audit_append)(void *impl, const struct store_audit *event);
 	/* For events that record a read, not a change: committed before it returns, so it survives
@@ -297,6 +320,30 @@ static inline int store_header_get(struct store *s, const char *vm, const char *
 static inline int store_header_list(struct store *s, const char *vm, store_header_cb cb, void *userdata)
 {
 	return s->ops->header_list(s->impl, vm, cb, userdata);
+}
+static inline int store_token_insert(struct store *s, const struct store_token *t)
+{
+	return s->ops->token_insert(s->impl, t);
+}
+static inline int store_token_get(struct store *s, const char *name, struct store_token *ret)
+{
+	return s->ops->token_get(s->impl, name, ret);
+}
+static inline int store_token_get_by_id(struct store *s, const char *id, struct store_token *ret)
+{
+	return s->ops->token_get_by_id(s->impl, id, ret);
+}
+static inline int store_token_revoke(struct store *s, const char *name, int64_t when)
+{
+	return s->ops->token_revoke(s->impl, name, when);
+}
+static inline int store_token_touch(struct store *s, const char *id, int64_t when)
+{
+	return s->ops->token_touch(s->impl, id, when);
+}
+static inline int store_token_list(struct store *s, store_token_cb cb, void *userdata)
+{
+	return s->ops->token_list(s->impl, cb, userdata);
 }
 static inline int store_audit_append(struct store *s, const struct store_audit *e)
 {

@@ -13,6 +13,7 @@ static const char *const kind_prefix[] = {
 	[TOKEN_ADMIN] = "vmc-admin-",
 	[TOKEN_ENROLL] = "vmc-enroll-",
 	[TOKEN_VM] = "vmc-vm-",
+	[TOKEN_NAMED] = "vmc-named-",
 };
 
 void token_hex(const uint8_t *data, size_t size, char *out)

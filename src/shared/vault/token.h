@@ -5,8 +5,9 @@
  *   vmc-admin-<64 hex>            the operator's token
  *   vmc-enroll-<id>-<64 hex>      one-time enrollment token of VM <id>
  *   vmc-vm-<id>-<64 hex>          a VM's credential
- * <id> is the VM's id, 32 lowercase hex digits; it selects the stored hash, and the hashes are
- * then compared in constant time. */
+ *   vmc-named-<id>-<64 hex>       a named token with a role (`vmcrypt-admin token create`)
+ * <id> is the VM's or the named token's id, 32 lowercase hex digits; it selects the stored hash,
+ * and the hashes are then compared in constant time. */
 #pragma once
 
 #include <stdbool.h>
@@ -24,6 +25,7 @@ enum token_kind {
 	TOKEN_ADMIN,
 	TOKEN_ENROLL,
 	TOKEN_VM,
+	TOKEN_NAMED,
 };
 
 /* A fresh random id (TOKEN_ID_LEN hex digits and a NUL). Returns 0 or -EIO. */
