@@ -24,6 +24,7 @@ static const struct verb verbs[] = {
 	{ "secret", verb_secret, "list and show volume secrets (show --reveal is audited)" },
 	{ "header", verb_header, "list and get the LUKS2 header backups VMs store (get is audited)" },
 	{ "audit", verb_audit, "the audit trail [--vm NAME] [--since TIME] [--result ok|denied]" },
+	{ "token", verb_token, "create, list, revoke named tokens with a role (reader, operator, admin)" },
 	{},
 };
 
@@ -40,10 +41,12 @@ static void help(void)
 	       "  key create NAME [--kty RSA|AES] [--size N] | list | show NAME | rotate NAME | disable NAME | enable NAME\n"
 	       "  secret list [--vm NAME] | show VM/VOLUME [--reveal]\n"
 	       "  header list [--vm NAME] | get --vm NAME --volume VOLUME [--version N] --output FILE [--force]\n"
-	       "  audit [--vm NAME] [--since TIME] [--result ok|denied]\n\n"
+	       "  audit [--vm NAME] [--since TIME] [--result ok|denied]\n"
+	       "  token create NAME --role reader|operator|admin | list | revoke NAME\n\n"
 	       "Defaults come from --config, $VMCRYPT_ADMIN_CONFIG, ~/.config/vmcrypt/admin.conf or\n"
 	       "/etc/vmcrypt/admin.conf (first found): lines \"server = URL\", \"token-file = FILE\",\n"
-	       "\"ca-file = FILE\". The token is read from a file only, never from the command line.\n");
+	       "\"ca-file = FILE\". The token (the admin token, or a named token from `token create`) is\n"
+	       "read from a file only, never from the command line.\n");
 }
 
 int admin_dispatch(struct admin *a, const char *group, const struct verb *table, int argc, char **argv)
@@ -130,8 +133,9 @@ static int connect_client(struct admin *a)
 	if (a->client)
 		return 0;
 	if (!a->token_file) {
-		log_error("No admin token: give --token-file FILE (vmcryptd wrote DIR/admin.token on first start) "
-			  "or set token-file in the configuration.");
+		log_error("No token: give --token-file FILE (vmcryptd wrote the admin token to DIR/admin.token on "
+			  "first start; `vmcrypt-admin token create` makes named ones) or set token-file in the "
+			  "configuration.");
 		return EXIT_USAGE;
 	}
 	r = secret_read_file(a->token_file, (void **)&token, &size, &world);

@@ -71,3 +71,4 @@ int verb_key(struct admin *a, int argc, char **argv);
 int verb_secret(struct admin *a, int argc, char **argv);
 int verb_audit(struct admin *a, int argc, char **argv);
 int verb_header(struct admin *a, int argc, char **argv);
+int verb_token(struct admin *a, int argc, char **argv);
