@@ -24,7 +24,7 @@ static const struct verb verbs[] = {
 	{ "secret", verb_secret, "list and show volume secrets (show --reveal is audited)" },
 	{ "header", verb_header, "list and get the LUKS2 header backups VMs store (get is audited)" },
 	{ "audit", verb_audit, "the audit trail [--vm NAME] [--since TIME] [--result ok|denied]" },
-	{ "token", verb_token, "create, list, revoke named tokens with a role (reader, operator, admin)" },
+	{ "token", verb_token, "create, list, revoke named tokens with a role (metrics, reader, operator, admin)" },
 	{},
 };
 
@@ -42,7 +42,7 @@ static void help(void)
 	       "  secret list [--vm NAME] | show VM/VOLUME [--reveal]\n"
 	       "  header list [--vm NAME] | get --vm NAME --volume VOLUME [--version N] --output FILE [--force]\n"
 	       "  audit [--vm NAME] [--since TIME] [--result ok|denied]\n"
-	       "  token create NAME --role reader|operator|admin | list | revoke NAME\n\n"
+	       "  token create NAME --role metrics|reader|operator|admin | list | revoke NAME\n\n"
 	       "Defaults come from --config, $VMCRYPT_ADMIN_CONFIG, ~/.config/vmcrypt/admin.conf or\n"
 	       "/etc/vmcrypt/admin.conf (first found): lines \"server = URL\", \"token-file = FILE\",\n"
 	       "\"ca-file = FILE\". The token (the admin token, or a named token from `token create`) is\n"

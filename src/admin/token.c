@@ -1,4 +1,4 @@
-/* vmcrypt-admin token ...: named tokens with a role (reader, operator, admin), for the people
+/* vmcrypt-admin token ...: named tokens with a role (metrics, reader, operator, admin), for the people
  * and tools that should not hold the admin token. vmcryptd answers a new token's text once; it
  * goes to stdout only, so `token create NAME --role R > FILE` keeps it out of any log. */
 #include <getopt.h>
@@ -32,11 +32,11 @@ static int token_create(struct admin *a, int argc, char **argv)
 		role = optarg;
 	}
 	if (optind != argc - 1 || !api_name_valid(argv[optind]) || !role) {
-		log_error("Usage: vmcrypt-admin token create NAME --role reader|operator|admin");
+		log_error("Usage: vmcrypt-admin token create NAME --role metrics|reader|operator|admin");
 		return EXIT_USAGE;
 	}
 	if (api_role_from_string(role) < 0) {
-		log_error("--role must be reader, operator or admin, not '%s'", role);
+		log_error("--role must be metrics, reader, operator or admin, not '%s'", role);
 		return EXIT_USAGE;
 	}
 	return admin_call_print(a, "POST", "/v1/admin/tokens", json_pack("{s:s,s:s}", "name", argv[optind], "role", role),
@@ -90,7 +90,7 @@ static int token_revoke(struct admin *a, int argc, char **argv)
 }
 
 static const struct verb token_verbs[] = {
-	{ "create", token_create, "NAME --role reader|operator|admin: prints the token once (admin only)" },
+	{ "create", token_create, "NAME --role metrics|reader|operator|admin: prints the token once (admin only)" },
 	{ "list", token_list, "names, roles, created, last used, revoked; never a token" },
 	{ "revoke", token_revoke, "NAME: the token stops working at once (admin only)" },
 	{},

@@ -42,6 +42,7 @@ static int deny_noted(struct server *srv, const struct client_addr *src, const s
 
 	snprintf(who->actor, sizeof(who->actor), "%s", actor);
 	lockout = throttle_failure(srv->throttle, src, guessed_id, why);
+	stats_auth_failure(def, error, lockout > 0);
 	if (lockout > 0)
 		snprintf(result, sizeof(result), "denied: %.120s%.60s; source locked out for %u s", why, note, lockout);
 	else
@@ -118,6 +119,7 @@ int auth_locked_out(struct server *srv, const struct client_addr *src, struct re
 
 	if (wait == 0)
 		return 0;
+	stats_auth_locked_out();
 	rep->retry_after = wait;
 	return reply_error(rep, -EUSERS, "too many failed authentications from %s; retry in %u s",
 				src->text[0] ? src->text : "this address", wait);

@@ -189,6 +189,8 @@ int handle_vm_header_put(struct request *rq, struct reply *rep)
 	}
 	log_info("VM '%s' stored header backup %s version %u (%zu bytes)%s.", vmname, volume, t.header.version,
 		 rq->raw_size, t.unchanged ? ", unchanged" : "");
+	if (!t.unchanged)
+		stats_secret(STATS_HEADER_WRITE);
 	rep->status = t.unchanged ? MHD_HTTP_OK : MHD_HTTP_CREATED;
 	rep->body = model_header(&t.header);
 	if (!rep->body || json_object_set_new(rep->body, "unchanged", json_boolean(t.unchanged)) < 0)
@@ -290,6 +292,7 @@ static int header_read(struct request *rq, struct reply *rep, const char *vm, co
 	}
 	rep->raw = TAKE_PTR(plain);
 	rep->raw_size = (size_t)h.size;
+	stats_secret(STATS_HEADER_READ);
 	reply_field(rep, API_FIELD_SHA256, "%s", digest_sha256_to_hex(h.sha256, hex));
 	reply_field(rep, API_FIELD_VERSION, "%u", h.version);
 	reply_field(rep, API_FIELD_CREATED, "%s", api_format_time(h.created, t, sizeof(t)));

@@ -225,6 +225,8 @@ static int rewrap_one(struct request *rq, const struct secret_ref *ref, struct v
 	snprintf(t.object, sizeof(t.object), "vm/%s/secret/%s", old.vm, old.volume);
 	r = store_transaction(srv->store, rewrap_txn_run, &t);
 	store_secret_done(&old);
+	if (r >= 0)
+		stats_secret(STATS_SECRET_REWRAP);
 	return r == -ESTALE ? 1 : r;
 }
 

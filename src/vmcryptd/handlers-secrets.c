@@ -95,6 +95,8 @@ int handle_admin_secret_show(struct request *rq, struct reply *rep)
 		r = handler_secret_reply(&sec, value, size, rep);
 	else
 		reply_error(rep, r, "could not record the reveal");
+	if (r >= 0)
+		stats_secret(STATS_SECRET_REVEAL);
 	store_secret_done(&sec);
 	return r;
 }

@@ -168,6 +168,7 @@ int handle_vm_secret_put(struct request *rq, struct reply *rep)
 	t.secret.sealed = NULL;
 	if (r < 0)
 		return reply_error(rep, r, "could not store the secret");
+	stats_secret(STATS_SECRET_WRITE);
 	t.secret.version = t.version;
 	rep->status = MHD_HTTP_CREATED;
 	rep->body = model_secret(&t.secret);
@@ -226,6 +227,8 @@ int handle_vm_secret_get(struct request *rq, struct reply *rep)
 	}
 	r = handler_secret_reply(&sec, value, size, rep);
 	store_secret_done(&sec);
+	if (r >= 0)
+		stats_secret(STATS_SECRET_READ);
 	return r;
 }
 

@@ -9,12 +9,14 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
 
 #include "basic/log.h"
 #include "basic/string-util.h"
+#include "shared/metrics.h"
 #include "shared/secret.h"
 #include "vmcryptd.h"
 
@@ -49,6 +51,7 @@ static const handler_fn handlers[_API_ROUTE_MAX] = {
 	[API_ADMIN_TOKEN_CREATE] = handle_admin_token_create,
 	[API_ADMIN_TOKEN_LIST] = handle_admin_token_list,
 	[API_ADMIN_TOKEN_REVOKE] = handle_admin_token_revoke,
+	[API_METRICS] = handle_metrics,
 };
 
 /* Transfers of raw bodies or answers (header backups, up to API_HEADER_MAX each) under way at
@@ -74,6 +77,9 @@ struct conn_state {
 	int target_error; /* api_target_check() on the raw request target */
 	char target_message[192];
 	const char *target_end; /* where the raw request target's string ends (its NUL) */
+	uint64_t start_ns;      /* the request line's arrival, for the latency histogram */
+	int route;              /* enum api_route of the request, -1: none matched */
+	char method[8];         /* the request's method, for a request no route matched */
 };
 
 /* Deadlines for the phases of a connection. libmicrohttpd 0.9.75 has only an idle timeout, which
@@ -397,6 +403,23 @@ static enum MHD_Result send_raw(struct MHD_Connection *c, unsigned status, struc
 	return ret;
 }
 
+/* A text answer (/metrics): malloc'd text, no secret in it, freed by libmicrohttpd once sent. */
+static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, struct reply *rep)
+{
+	struct MHD_Response *resp;
+	enum MHD_Result ret;
+
+	resp = MHD_create_response_from_buffer_with_free_callback(rep->text_size, rep->text, free);
+	if (!resp)
+		return MHD_NO;
+	rep->text = NULL;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, rep->content_type);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	ret = MHD_queue_response(c, status, resp);
+	MHD_destroy_response(resp);
+	return ret;
+}
+
 /* Makes a path printable and short for audit events and logs. */
 static void sanitize(const char *in, char *out, size_t len)
 {
@@ -527,12 +550,15 @@ static enum MHD_Result dispatch(struct server *srv, struct MHD_Connection *c, co
 		ret = send_error(c, r, rep.message);
 	} else if (rep.raw) {
 		ret = send_raw(c, rep.status ? rep.status : MHD_HTTP_OK, &rep);
+	} else if (rep.text) {
+		ret = send_text(c, rep.status ? rep.status : MHD_HTTP_OK, &rep);
 	} else {
 		if (!rep.body)
 			rep.body = json_object();
 		ret = rep.body ? send_json(c, rep.status ? rep.status : MHD_HTTP_OK, rep.body, NULL, NULL) : MHD_NO;
 	}
 	secret_free(rep.raw);
+	free(rep.text);
 	json_decref(rep.body);
 	api_request_done(&api);
 	store_vm_done(&who.vm);
@@ -554,6 +580,8 @@ static void *on_target(void *cls, const char *uri, struct MHD_Connection *c)
 		cs->target_end = uri ? uri + n : NULL;
 		cs->max = API_BODY_MAX;
 		cs->bulk = -1;
+		cs->route = -1;
+		cs->start_ns = metrics_now_ns();
 	}
 	return cs;
 }
@@ -678,6 +706,19 @@ static int admit_raw_body(struct server *srv, struct MHD_Connection *c, struct c
 	return 0;
 }
 
+/* The route a request is counted under in the metrics, found once from its headers: the route
+ * table's entry (also for a name in the path that is then refused), or none. */
+static void classify(struct conn_state *cs, const char *url, const char *method)
+{
+	struct api_request api = {};
+	char err[192];
+
+	(void)api_request_route(method, url, &api, err, sizeof(err));
+	cs->route = api.def ? (int)api.def->route : -1;
+	snprintf(cs->method, sizeof(cs->method), "%s", method ? method : "");
+	api_request_done(&api);
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
 				  const char *version, const char *upload_data, size_t *upload_data_size,
 				  void **con_cls)
@@ -696,6 +737,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 
 		cs->started = true;
 		conn_mark(srv, c, CONN_HEADERS_IN);
+		classify(cs, url, method);
 		/* Refused before authentication: these say nothing about the server's state. */
 		if (cs->target_error == 0 && target_was_cut(cs, version)) {
 			cs->target_error = -EINVAL;
@@ -768,6 +810,13 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 	conn_mark(cls, c, CONN_ANSWERED);
 	if (!cs)
 		return;
+	/* Only requests that were answered: a client gone before its answer has no status. */
+	if (cs->started) {
+		const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_HTTP_STATUS);
+
+		if (ci && ci->http_status)
+			stats_http_observe(cs->route, cs->method, ci->http_status, metrics_now_ns() - cs->start_ns);
+	}
 	bulk_release(cls, cs);
 	store_vm_done(&cs->who.vm);
 	secret_free(cs->body);

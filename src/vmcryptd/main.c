@@ -46,6 +46,9 @@ static void help(void)
 	       "                         it is ready (default 30)\n"
 	       "  --idle-timeout SECONDS close a connection silent this long (default 10)\n"
 	       "  --stale-after SECONDS  a VM without a report for this long is shown stale (default 900)\n"
+	       "  --metrics-fleet-interval SECONDS\n"
+	       "                         GET /metrics counts the fleet from the store at most once per\n"
+	       "                         interval (default 10; 0 = at every scrape)\n"
 	       "  --durable-read-audit   flush each secret-read audit event to disk before answering\n"
 	       "                         (default: committed first, flushed with the next change)\n"
 	       "  --audit-max-age DAYS   drop audit events older than this (default 365; 0 keeps all)\n"
@@ -59,8 +62,8 @@ static void help(void)
 	       "                         about its failed authentications (default 60)\n"
 	       "  --verbose              debug messages\n"
 	       "  --list-routes          print every route and who may call it (the authorization\n"
-	       "                         matrix: enroll, vm, or the least role: reader, operator,\n"
-	       "                         admin), then exit\n"
+	       "                         matrix: enroll, vm, or the least role: metrics, reader,\n"
+	       "                         operator, admin), then exit\n"
 	       "  --version, --help\n");
 }
 
@@ -215,7 +218,7 @@ int main(int argc, char **argv)
 	enum { ARG_DATA_DIR = 0x100, ARG_LISTEN, ARG_TLS_CERT, ARG_TLS_KEY, ARG_STORE, ARG_THREADS, ARG_STALE,
 	       ARG_VERBOSE, ARG_VERSION, ARG_HELP, ARG_DURABLE_READ_AUDIT, ARG_AUDIT_MAX_AGE, ARG_AUDIT_MAX_ROWS,
 	       ARG_AUTH_FREE, ARG_AUTH_LOCKOUT, ARG_AUTH_LOG, ARG_MAX_CONNS, ARG_MAX_CONNS_PER_ADDRESS,
-	       ARG_HEADER_TIMEOUT, ARG_REQUEST_TIMEOUT, ARG_IDLE_TIMEOUT, ARG_LIST_ROUTES };
+	       ARG_HEADER_TIMEOUT, ARG_REQUEST_TIMEOUT, ARG_IDLE_TIMEOUT, ARG_LIST_ROUTES, ARG_METRICS_FLEET_INTERVAL };
 	static const struct option options[] = {
 		{ "data-dir", required_argument, NULL, ARG_DATA_DIR },
 		{ "listen", required_argument, NULL, ARG_LISTEN },
@@ -235,6 +238,7 @@ int main(int argc, char **argv)
 		{ "header-timeout", required_argument, NULL, ARG_HEADER_TIMEOUT },
 		{ "request-timeout", required_argument, NULL, ARG_REQUEST_TIMEOUT },
 		{ "idle-timeout", required_argument, NULL, ARG_IDLE_TIMEOUT },
+		{ "metrics-fleet-interval", required_argument, NULL, ARG_METRICS_FLEET_INTERVAL },
 		{ "verbose", no_argument, NULL, ARG_VERBOSE },
 		{ "list-routes", no_argument, NULL, ARG_LIST_ROUTES },
 		{ "version", no_argument, NULL, ARG_VERSION },
@@ -248,6 +252,8 @@ int main(int argc, char **argv)
 	 * max_conns_per_address of them. */
 	struct server srv = {
 		.stale_after = 900,
+		/* A count of the fleet is a store listing: at most one per 10 s, whoever scrapes. */
+		.metrics_fleet_interval = 10,
 		.threads = 2,
 		/* About 150 MB of events at most, and a year of them. */
 		.retention = { .max_age_days = 365, .max_rows = 1000000 },
@@ -300,6 +306,13 @@ int main(int argc, char **argv)
 				return EXIT_USAGE;
 			}
 			srv.stale_after = (int64_t)u;
+			break;
+		case ARG_METRICS_FLEET_INTERVAL:
+			if (parse_u64(optarg, &u) < 0 || u > 86400) {
+				log_error("--metrics-fleet-interval must be 0 to 86400 seconds");
+				return EXIT_USAGE;
+			}
+			srv.metrics_fleet_interval = (unsigned)u;
 			break;
 		case ARG_DURABLE_READ_AUDIT:
 			srv.durable_read_audit = true;
@@ -469,6 +482,9 @@ int main(int argc, char **argv)
 		vault_free(srv.vault);
 		return EXIT_ERROR;
 	}
+	stats_init(VMCRYPT_VERSION);
+	if (timed_store_wrap(srv.store) < 0)
+		log_warning("Out of memory: store latencies are not measured.");
 	r = throttle_new(&throttle, &srv.throttle);
 	if (r < 0) {
 		log_error_errno(r, "Could not set up the authentication throttle: %m");

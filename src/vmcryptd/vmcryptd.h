@@ -41,6 +41,7 @@ struct server {
 	struct vault *vault;
 	uint8_t admin_hash[TOKEN_HASH_SIZE];
 	int64_t stale_after; /* seconds without a report before a VM counts as stale */
+	unsigned metrics_fleet_interval; /* seconds a count of the fleet serves /metrics; 0: each scrape */
 	unsigned threads;    /* 0: one thread per connection */
 	bool durable_read_audit; /* flush read-audit events to disk before answering */
 	struct throttle *throttle;
@@ -78,6 +79,10 @@ struct reply {
 	 * the response takes them over and secret_free()s them once sent. */
 	void *raw;
 	size_t raw_size;
+	/* On success instead of body: text (malloc'd, no secret in it: /metrics) of content_type. */
+	char *text;
+	size_t text_size;
+	const char *content_type;
 	struct reply_field fields[REPLY_FIELDS_MAX];
 	char message[512];  /* on failure: said to the client; never holds secret values */
 	unsigned retry_after; /* on -EUSERS (429): seconds, for Retry-After */
@@ -127,6 +132,7 @@ int handle_admin_header_get(struct request *rq, struct reply *rep);
 int handle_admin_token_create(struct request *rq, struct reply *rep);
 int handle_admin_token_list(struct request *rq, struct reply *rep);
 int handle_admin_token_revoke(struct request *rq, struct reply *rep);
+int handle_metrics(struct request *rq, struct reply *rep);
 
 /* reply.c: sets rep->message and returns error. */
 int reply_error(struct reply *rep, int error, const char *fmt, ...) _printf_(3, 4);
@@ -185,6 +191,39 @@ uint64_t audit_events_since_prune(void);
  * many events arrive) and flushes the throttle's log lines. */
 int housekeeping_start(struct server *srv);
 void housekeeping_stop(void);
+
+/* stats.c: vmcryptd's metrics (docs/vmcryptd.md "Metrics"). Every update is a lock-free atomic
+ * add, safe from any thread. */
+struct metrics_buckets;
+struct metrics_text;
+/* The latency buckets of every duration histogram. */
+extern const struct metrics_buckets stats_latency_buckets;
+/* The version for vmcryptd_build_info, and the start time; called once by main(). */
+void stats_init(const char *version);
+/* A request answered with status after ns: route is its enum api_route, or -1 when no route
+ * matched (then method, which the client chose, is folded into a few fixed words). */
+void stats_http_observe(int route, const char *method, unsigned status, uint64_t ns);
+/* A refused authentication on def (error: auth_check()'s), and whether it started a lockout. */
+void stats_auth_failure(const struct api_route_def *def, int error, bool lockout);
+/* A request refused unread because its source is locked out. */
+void stats_auth_locked_out(void);
+enum stats_secret {
+	STATS_SECRET_READ,   /* a VM read its secret */
+	STATS_SECRET_REVEAL, /* an admin read one (?reveal=true) */
+	STATS_SECRET_WRITE,  /* a VM stored a version */
+	STATS_SECRET_REWRAP, /* a key rotation stored a version */
+	STATS_HEADER_READ,   /* a header backup went out */
+	STATS_HEADER_WRITE,  /* a header backup version was stored */
+	_STATS_SECRET_MAX,
+};
+/* Counted once the value went into the answer or the version committed. */
+void stats_secret(enum stats_secret op);
+
+/* timed-store.c: puts a timing layer between vmcryptd and the store's backend, whatever it is:
+ * every op's latency goes into a histogram by operation (vmcryptd_store_operation_duration_seconds).
+ * store_close() closes both. Returns 0 or -ENOMEM; s works as before either way. */
+int timed_store_wrap(struct store *s);
+void timed_store_write(struct metrics_text *t);
 
 /* http.c */
 int http_start(struct server *srv, const char *listen, const char *cert_pem, const char *key_pem,

@@ -85,6 +85,7 @@ static void test_roles(void **state)
 	assert_int_equal(api_role_from_string("Admin"), _API_ROLE_INVALID);
 	assert_int_equal(api_role_from_string(NULL), _API_ROLE_INVALID);
 	assert_null(api_role_to_string(_API_ROLE_MAX));
+	assert_int_equal(api_auth_role(API_AUTH_METRICS), API_ROLE_METRICS);
 	assert_int_equal(api_auth_role(API_AUTH_READER), API_ROLE_READER);
 	assert_int_equal(api_auth_role(API_AUTH_OPERATOR), API_ROLE_OPERATOR);
 	assert_int_equal(api_auth_role(API_AUTH_ADMIN), API_ROLE_ADMIN);
@@ -94,15 +95,17 @@ static void test_roles(void **state)
 	assert_false(api_flag_true(NULL) || api_flag_true("yes") || api_flag_true("TRUE") || api_flag_true(""));
 
 	/* Every route says who may call it; /v1/vm and /v1/enroll never take a role, /v1/admin
-	 * always does; only reads are open to readers, and every raise asks for more. */
+	 * and /metrics always do; only reads are open to readers, the metrics role scrapes
+	 * /metrics and nothing else, and every raise asks for more. */
 	for (size_t i = 0; i < n; i++) {
 		const struct api_route_def *d = &routes[i];
-		bool admin_path = strncmp(d->pattern, "/v1/admin/", 10) == 0;
+		bool role_path = strncmp(d->pattern, "/v1/admin/", 10) == 0 || d->route == API_METRICS;
 
 		assert_non_null(api_auth_to_string(d->auth));
-		assert_true(admin_path == (api_auth_role(d->auth) >= 0));
-		if (d->auth == API_AUTH_READER)
+		assert_true(role_path == (api_auth_role(d->auth) >= 0));
+		if (d->auth == API_AUTH_READER || d->auth == API_AUTH_METRICS)
 			assert_string_equal(d->method, "GET");
+		assert_true((d->auth == API_AUTH_METRICS) == (d->route == API_METRICS));
 		if (d->raise_arg)
 			assert_true(d->raise_auth > d->auth && api_auth_role(d->raise_auth) >= 0);
 	}
@@ -118,6 +121,17 @@ static void test_roles(void **state)
 	assert_int_equal(parse("POST", "/v1/admin/tokens", "{\"name\":\"alice\"}", &req, err), -EINVAL);
 	assert_int_equal(parse("GET", "/v1/admin/tokens", "", &req, err), 0);
 	assert_int_equal(req.def->auth, API_AUTH_READER);
+	assert_int_equal(parse("POST", "/v1/admin/tokens", "{\"name\":\"prom\",\"role\":\"metrics\"}", &req, err), 0);
+	api_request_done(&req);
+
+	/* /metrics: one spelling, GET only, the least role. */
+	assert_int_equal(parse("GET", "/metrics", "", &req, err), 0);
+	assert_int_equal(req.def->route, API_METRICS);
+	assert_int_equal(req.def->auth, API_AUTH_METRICS);
+	api_request_done(&req);
+	assert_int_equal(parse("POST", "/metrics", "", &req, err), -ENOTSUP);
+	assert_int_equal(parse("GET", "/metrics/", "", &req, err), -ENOENT);
+	assert_int_equal(parse("GET", "/metrics/x", "", &req, err), -ENOENT);
 }
 
 static int target(const char *raw, size_t n, char *err)

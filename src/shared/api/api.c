@@ -81,6 +81,9 @@ static const struct api_field body_report_volume[] = {
 	{ "progress", API_INT, false, 100, NULL, NULL },
 	{ "rate", API_INT, false, INT64_MAX, NULL, NULL },       /* bytes/s of the conversion */
 	{ "eta", API_INT, false, INT64_MAX, NULL, NULL },        /* seconds left */
+	/* bytes converted so far, of the bytes to convert: what vmcryptd's metrics sum */
+	{ "bytesDone", API_INT, false, INT64_MAX, NULL, NULL },
+	{ "bytesTotal", API_INT, false, INT64_MAX, NULL, NULL },
 	{ "downtimeMs", API_INT, false, INT64_MAX, NULL, NULL }, /* unmount to remount */
 	{ "message", API_STRING, false, 256, check_text, TEXT_EXPECT },
 	{},
@@ -118,7 +121,7 @@ static bool check_role(const char *s)
 
 static const struct api_field body_token_create[] = {
 	{ "name", API_STRING, true, API_NAME_MAX, check_name, NAME_EXPECT },
-	{ "role", API_STRING, true, 16, check_role, "reader, operator or admin" },
+	{ "role", API_STRING, true, 16, check_role, "metrics, reader, operator or admin" },
 	{},
 };
 
@@ -166,6 +169,9 @@ static const struct api_route_def routes[] = {
 	{ API_ADMIN_TOKEN_CREATE, "POST", "/v1/admin/tokens", API_AUTH_ADMIN, body_token_create, "token.create" },
 	{ API_ADMIN_TOKEN_LIST, "GET", "/v1/admin/tokens", API_AUTH_READER, NULL, "token.list" },
 	{ API_ADMIN_TOKEN_REVOKE, "POST", "/v1/admin/tokens/{token}/revoke", API_AUTH_ADMIN, NULL, "token.revoke" },
+	/* Counts and latencies for Prometheus (docs/vmcryptd.md "Metrics"): no name, secret or
+	 * token, so the least role of all may scrape it, and a scraper's token reads nothing else. */
+	{ API_METRICS, "GET", "/metrics", API_AUTH_METRICS, NULL, "metrics.read" },
 };
 
 const struct api_route_def *api_routes(size_t *ret_n)
@@ -175,6 +181,7 @@ const struct api_route_def *api_routes(size_t *ret_n)
 }
 
 static const char *const role_names[_API_ROLE_MAX] = {
+	[API_ROLE_METRICS] = "metrics",
 	[API_ROLE_READER] = "reader",
 	[API_ROLE_OPERATOR] = "operator",
 	[API_ROLE_ADMIN] = "admin",
@@ -196,6 +203,7 @@ enum api_role api_role_from_string(const char *s)
 static const char *const auth_names[_API_AUTH_MAX] = {
 	[API_AUTH_ENROLL] = "enroll",
 	[API_AUTH_VM] = "vm",
+	[API_AUTH_METRICS] = "metrics",
 	[API_AUTH_READER] = "reader",
 	[API_AUTH_OPERATOR] = "operator",
 	[API_AUTH_ADMIN] = "admin",
@@ -216,10 +224,10 @@ enum api_auth api_auth_from_string(const char *s)
 
 enum api_role api_auth_role(enum api_auth a)
 {
-	/* The role values follow API_AUTH_READER in the same order. */
-	if (a < API_AUTH_READER || a >= _API_AUTH_MAX)
+	/* The role values follow API_AUTH_METRICS in the same order. */
+	if (a < API_AUTH_METRICS || a >= _API_AUTH_MAX)
 		return _API_ROLE_INVALID;
-	return (enum api_role)(a - API_AUTH_READER);
+	return (enum api_role)(a - API_AUTH_METRICS);
 }
 
 bool api_flag_true(const char *value)

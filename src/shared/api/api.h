@@ -30,13 +30,14 @@
 /* The roles of named tokens (`vmcrypt-admin token create NAME --role R`, docs/vmcryptd.md
  * "Roles"). Each holds every right of the roles before it; the admin token holds every right. */
 enum api_role {
+	API_ROLE_METRICS,  /* scrapes GET /metrics and nothing else (a Prometheus server) */
 	API_ROLE_READER,   /* reads everything but secret values, header bytes and private keys */
 	API_ROLE_OPERATOR, /* and changes what VMs are told: register, revoke, enable, disable, extension */
 	API_ROLE_ADMIN,    /* and everything else: keys, secret values, header bytes, delete, tokens */
 	_API_ROLE_MAX,
 	_API_ROLE_INVALID = -EINVAL,
 };
-/* "reader", "operator", "admin" both ways; from_string returns _API_ROLE_INVALID for others. */
+/* "metrics", "reader", "operator", "admin" both ways; from_string returns _API_ROLE_INVALID for others. */
 const char *api_role_to_string(enum api_role r);
 enum api_role api_role_from_string(const char *s);
 
@@ -45,13 +46,14 @@ enum api_auth {
 	API_AUTH_ENROLL,   /* a one-time enrollment token */
 	API_AUTH_VM,       /* a VM credential */
 	/* The admin token, or a named token whose role is at least this one; in role order. */
+	API_AUTH_METRICS,
 	API_AUTH_READER,
 	API_AUTH_OPERATOR,
 	API_AUTH_ADMIN,
 	_API_AUTH_MAX,
 	_API_AUTH_INVALID = -EINVAL,
 };
-/* "enroll", "vm", "reader", "operator", "admin" both ways. */
+/* "enroll", "vm", "metrics", "reader", "operator", "admin" both ways. */
 const char *api_auth_to_string(enum api_auth a);
 enum api_auth api_auth_from_string(const char *s);
 /* The least role a route of auth needs, or _API_ROLE_INVALID for API_AUTH_ENROLL and API_AUTH_VM
@@ -89,6 +91,7 @@ enum api_route {
 	API_ADMIN_TOKEN_CREATE,
 	API_ADMIN_TOKEN_LIST,
 	API_ADMIN_TOKEN_REVOKE,
+	API_METRICS,
 	_API_ROUTE_MAX,
 };
 
