@@ -16,7 +16,7 @@ int store_open(const char *location, struct store **ret)
 	if ((p = startswith(location, "sqlite:")))
 		where = p;
 	else if (startswith(location, "postgresql:") || startswith(location, "postgres:"))
-		return -EPROTONOSUPPORT;
+		ops = &store_pg_ops; /* libpq takes the whole URI */
 
 	s = calloc(1, sizeof(*s));
 	if (!s)

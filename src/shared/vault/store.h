@@ -1,8 +1,8 @@
 /* The vault's persistent store: VMs, encryption settings, keys, secrets, header backups, named
  * tokens, audit events.
  *
- * Handlers see only this interface; a backend (store-sqlite.c; a PostgreSQL one would be
- * store-pg.c) fills a struct store_ops. Contract for every backend:
+ * Handlers see only this interface; a backend (store-sqlite.c, store-pg.c) fills a struct
+ * store_ops. Contract for every backend:
  *  - every write is durable when it returns 0 (a crash afterwards loses nothing), except
  *    audit_append_read, which survives a crash of the process but may wait for the next durable
  *    write to survive a power loss;
@@ -10,7 +10,10 @@
  *    outside one, each write is its own transaction;
  *  - the ops are safe to call from many threads at once.
  * All functions return 0 or -errno: -ENOENT (no such object), -EEXIST (name taken),
- * -EBUSY (store busy beyond its timeout), -EIO (backend error, logged at debug level). */
+ * -EBUSY (store busy beyond its timeout, or concurrent transactions kept conflicting), -EROFS
+ * (the database is read-only: a PostgreSQL standby), -ECONNREFUSED / -ECONNRESET (PostgreSQL
+ * unreachable, or the connection lost while a COMMIT was under way: its outcome is unknown),
+ * -EIO (backend error, logged at debug level). */
 #pragma once
 
 #include <stdbool.h>
@@ -148,7 +151,10 @@ struct store_ops {
 	void (*close)(void *impl);
 	/* Runs fn in one write transaction; fn's store calls join it. fn may run on another thread
 	 * (backends may commit several callers' transactions together), so it must not rely on
-	 * thread-local state. fn < 0 rolls back its own changes and is returned. */
+	 * thread-local state. fn may also run more than once (PostgreSQL rolls back a transaction
+	 * that conflicted with a concurrent one, and the backend runs it again), so its only effects
+	 * are its store calls and out-parameters it sets afresh on each run. fn < 0 rolls back its
+	 * own changes and is returned. */
 	int (*transaction)(void *impl, struct store *s, store_txn_fn fn, void *userdata);
 
 	int (*meta_get)(void *impl, const char *key, char **ret_value);
@@ -222,10 +228,13 @@ struct store {
 };
 
 extern const struct store_ops store_sqlite_ops;
+extern const struct store_ops store_pg_ops;
 
-/* Opens the backend named by location: "sqlite:PATH" or a plain path (SQLite). Creates and
- * migrates the schema as needed. Returns 0, -EPROTONOSUPPORT (unknown backend or a schema newer
- * than this program), or -errno. */
+/* Opens the backend named by location: "sqlite:PATH" or a plain path (SQLite), or a libpq
+ * connection URI "postgresql://..." (or "postgres://..."), which must not hold a password.
+ * Creates and migrates the schema as needed. Returns 0, -EPROTONOSUPPORT (a schema newer than
+ * this program), -EINVAL (a password in the URI or in PGPASSWORD), -ECONNREFUSED, -EACCES,
+ * -ENOENT, or -errno. */
 int store_open(const char *location, struct store **ret);
 void store_close(struct store *s);
 
