@@ -2,8 +2,8 @@
 # The authorization matrix: every route of the route table (`vmcryptd --list-routes`, which prints
 # the table itself, so a new route without a row here fails this test) for every caller: no token,
 # a malformed one, wrong admin, VM and named tokens, an unknown and a revoked named token, VMs A
-# and B, a revoked VM, an enrollment token, named tokens with the reader, operator and admin roles,
-# and the admin token. Role routes take the admin token or a named token of at least the route's
+# and B, a revoked VM, an enrollment token, named tokens with the metrics, reader, operator and admin
+# roles, and the admin token. Role routes take the admin token or a named token of at least the route's
 # role (403 below it, naming both roles; 401 for a wrong, unknown or revoked one); VM routes only
 # a VM credential, and a VM sees only its own secrets; a revoked VM reads nothing.
 . "$(dirname "$0")/server-lib.sh"
@@ -45,7 +45,7 @@ admin vm revoke vmr >/dev/null
 
 # Named tokens, made by the admin through vmcrypt-admin: one of each role, one revoked, one to
 # be revoked by the token row below.
-for t in reader:reader operator:operator adminrole:admin revoked:reader victim-token:reader; do
+for t in metrics:metrics reader:reader operator:operator adminrole:admin revoked:reader victim-token:reader; do
 	(umask 077; admin token create "${t%%:*}" --role "${t#*:}" >"$WORK/${t%%:*}.tok" 2>/dev/null)
 	auth_file "${t%%:*}" "$WORK/${t%%:*}.tok"
 done
@@ -98,8 +98,9 @@ declare -A ROW=(
 	["POST /v1/admin/tokens"]="admin POST /v1/admin/tokens {\"name\":\"t-new\",\"role\":\"reader\"}"
 	["GET /v1/admin/tokens"]="reader GET /v1/admin/tokens -"
 	["POST /v1/admin/tokens/{token}/revoke"]="admin POST /v1/admin/tokens/victim-token/revoke -"
+	["GET /metrics"]="metrics GET /metrics -"
 )
-rank() { case "$1" in reader) echo 1 ;; operator) echo 2 ;; admin) echo 3 ;; *) echo 0 ;; esac; }
+rank() { case "$1" in metrics) echo 1 ;; reader) echo 2 ;; operator) echo 3 ;; admin) echo 4 ;; *) echo 0 ;; esac; }
 
 "$VMCRYPTD" --list-routes >"$WORK/routes" 2>&1
 check "vmcryptd --list-routes" test -s "$WORK/routes"
@@ -128,7 +129,7 @@ while read -r rmethod rpattern rneeds; do
 		send "$WORK/wrong-vm.hdr";    check_eq "$key, wrong VM token: 401" 401 "$STATUS"
 		send "$WORK/admin.hdr";       check_eq "$key, admin token: 403" 403 "$STATUS"
 		check_contains "$key, admin token: says why" "needs a VM credential (from POST /v1/enroll); the admin token was presented" "$BODY"
-		for t in reader operator adminrole revoked wrong-named; do
+		for t in metrics reader operator adminrole revoked wrong-named; do
 			send "$WORK/$t.hdr";      check_eq "$key, named token $t: 403" 403 "$STATUS"
 		done
 		check_contains "$key, named token: says why" "needs a VM credential (from POST /v1/enroll); a named token was presented" "$BODY"
@@ -146,7 +147,7 @@ while read -r rmethod rpattern rneeds; do
 	# The least role allowed goes first and must succeed; those above it must pass
 	# authorization (a change already made may answer 404 or 409 the second time).
 	first=1
-	for t in reader:reader operator:operator adminrole:admin admin:admin; do
+	for t in metrics:metrics reader:reader operator:operator adminrole:admin admin:admin; do
 		caller=${t%%:*} role=${t#*:}
 		send "$WORK/$caller.hdr"
 		if [ "$(rank "$role")" -lt "$(rank "$needs")" ]; then
@@ -170,7 +171,7 @@ check "401 carries a Bearer challenge (RFC 6750)" grep -qi '^WWW-Authenticate: B
 # Enrollment takes only an enrollment token.
 admin vm register late >"$WORK/late.enroll" 2>/dev/null
 auth_file late.enroll "$WORK/late.enroll"
-for cred in admin vma vmr wrong-vm reader adminrole revoked; do
+for cred in admin vma vmr wrong-vm metrics reader adminrole revoked; do
 	api POST /v1/enroll "$WORK/$cred.hdr" '{"hostname":"h"}'
 	check "POST /v1/enroll with $cred: refused ($STATUS)" test "$STATUS" = 401 -o "$STATUS" = 403
 done
