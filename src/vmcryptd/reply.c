@@ -44,6 +44,11 @@ unsigned reply_status_from_errno(int error)
 	case EBUSY:
 	case EAGAIN:
 	case ETIMEDOUT:
+	/* The store's PostgreSQL is out of reach or failing over, or is a standby that takes no
+	 * writes yet: the VM's retry is likely to find it (or the promoted one) back. */
+	case ECONNREFUSED:
+	case ECONNRESET:
+	case EROFS:
 		return MHD_HTTP_SERVICE_UNAVAILABLE;
 	default:
 		return MHD_HTTP_INTERNAL_SERVER_ERROR;

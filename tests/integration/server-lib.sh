@@ -9,10 +9,52 @@ DATA=$WORK/data
 SERVER_PID=
 ADDR=
 
+# The store: SQLite in $DATA by default; VMCRYPT_TEST_STORE=postgresql gives the script a database
+# of its own on the PostgreSQL that test-server-postgresql.sh started (PG_HOST set), or on one
+# started here for this script alone. start_server passes STORE_ARGS.
+STORE_KIND=${VMCRYPT_TEST_STORE:-sqlite}
+STORE_ARGS=()
+case $STORE_KIND in
+sqlite) ;;
+postgresql)
+	. "$(dirname "${BASH_SOURCE[0]}")/pg-lib.sh"
+	[ -n "${PG_HOST:-}" ] || pg_start || exit 1
+	PG_DB=vmcrypt_$(basename "$0" .sh | tr -c 'a-z0-9\n' _)_$$
+	pg_createdb "$PG_DB" || exit 1
+	# Registered before any start_server, so it runs after vmcryptd is killed.
+	at_exit "pg_dropdb '$PG_DB'"
+	STORE_ARGS=(--store "$(pg_uri "$PG_DB")")
+	;;
+*) skip_all "VMCRYPT_TEST_STORE=$STORE_KIND: sqlite or postgresql" ;;
+esac
+
+# store_sql SQL: runs SQL on the store beside vmcryptd (to back-date or damage rows); prints the
+# rows, columns separated by '|'. The SQL must suit the backend ($STORE_KIND).
+store_sql() {
+	if [ "$STORE_KIND" = postgresql ]; then
+		pg_psql "$PG_DB" -t -A -c "$1"
+	else
+		sqlite3 "$DATA/vmcryptd.db" "$1"
+	fi
+}
+
+# require_store_sql: skips the script without the client store_sql needs.
+require_store_sql() { [ "$STORE_KIND" = postgresql ] || require_cmd sqlite3; }
+
+# store_files: every file that holds the store's bytes on disk (for the never-in-clear checks):
+# SQLite's database and WAL, or the PostgreSQL cluster's tables and WAL.
+store_files() {
+	if [ "$STORE_KIND" = postgresql ]; then
+		find "$PG_DIR/data/base" "$PG_DIR/data/global" "$PG_DIR/data/pg_wal" -type f
+	else
+		ls "$DATA"/vmcryptd.db*
+	fi
+}
+
 # start_server [OPTIONS...]: starts vmcryptd on 127.0.0.1:0 with $DATA and waits until it serves.
 start_server() {
 	rm -f "$DATA/vmcryptd.listen"
-	"$VMCRYPTD" --data-dir "$DATA" --listen 127.0.0.1:0 "$@" >>"$WORK/vmcryptd.log" 2>&1 &
+	"$VMCRYPTD" --data-dir "$DATA" --listen 127.0.0.1:0 "${STORE_ARGS[@]}" "$@" >>"$WORK/vmcryptd.log" 2>&1 &
 	SERVER_PID=$!
 	at_exit "kill -9 $SERVER_PID"
 	local i

@@ -7,7 +7,8 @@
 # header is refused with 400 and pushes no version out. Every upload is a real LUKS2 header
 # (cryptsetup luksFormat --header), as the agent sends.
 . "$(dirname "$0")/server-lib.sh"
-require_cmd sqlite3 sha256sum python3 cryptsetup
+require_cmd sha256sum python3 cryptsetup
+require_store_sql
 
 # The refusals below are deliberate failed authentications from one address: more than the
 # throttle's free allowance (test-server-throttle.sh tests the throttle itself).
@@ -247,13 +248,21 @@ check_eq "garbage for a volume with no backup yet: 400 too" 400 "$STATUS"
 check "  ... and no version of it" not_contains "vma/fresh" "$(admin header list --vm vma)"
 
 # --- a row altered in the store is refused, never sent ---
-sqlite3 "$DATA/vmcryptd.db" "UPDATE headers SET data = CAST(substr(data, 1, 5000) || (CASE WHEN substr(data, 5001, 1) = X'00' THEN X'01' ELSE X'00' END) || substr(data, 5002) AS BLOB) WHERE vm = 'vma' AND volume = 'os' AND version = 4;"
+if [ "$STORE_KIND" = sqlite ]; then
+	store_sql "UPDATE headers SET data = CAST(substr(data, 1, 5000) || (CASE WHEN substr(data, 5001, 1) = X'00' THEN X'01' ELSE X'00' END) || substr(data, 5002) AS BLOB) WHERE vm = 'vma' AND volume = 'os' AND version = 4;"
+else
+	store_sql "UPDATE headers SET data = overlay(data placing (CASE WHEN get_byte(data, 5000) = 0 THEN '\\x01'::bytea ELSE '\\x00'::bytea END) from 5001 for 1) WHERE vm = 'vma' AND volume = 'os' AND version = 4;" >/dev/null
+fi
 get /v1/vm/headers/os "$WORK/vma.hdr"
 check_eq "one byte of version 4 changed in the database: 500" 500 "$STATUS"
 check_contains "  ... saying it is damaged" "the stored header backup vma/os version 4 is damaged" "$BODY"
 check_contains "  ... and where an intact one may be" "header list --vm vma" "$BODY"
 check "  ... as a JSON error, no header bytes" test "$(stat -c %s "$WORK/got")" -lt 1000
-sqlite3 "$DATA/vmcryptd.db" "UPDATE headers SET sha256 = X'$sha4' WHERE vm = 'vma' AND volume = 'os' AND version = 3;"
+if [ "$STORE_KIND" = sqlite ]; then
+	store_sql "UPDATE headers SET sha256 = X'$sha4' WHERE vm = 'vma' AND volume = 'os' AND version = 3;"
+else
+	store_sql "UPDATE headers SET sha256 = decode('$sha4', 'hex') WHERE vm = 'vma' AND volume = 'os' AND version = 3;" >/dev/null
+fi
 get "/v1/vm/headers/os?version=3" "$WORK/vma.hdr"
 check_eq "version 3's recorded SHA-256 changed: 500" 500 "$STATUS"
 get "/v1/vm/headers/os?version=2" "$WORK/vma.hdr"

@@ -15,7 +15,7 @@ check_eq "tls.key made 0600" 600 "$(stat -c %a "$DATA/tls.key")"
 # refused NAME MESSAGE [OPTIONS...]: vmcryptd exits 4 at once with MESSAGE on stderr.
 refused() {
 	local name=$1 msg=$2; shift 2
-	timeout 10 "$VMCRYPTD" --data-dir "$DATA" --listen 127.0.0.1:0 "$@" >/dev/null 2>"$WORK/err"
+	timeout 10 "$VMCRYPTD" --data-dir "$DATA" --listen 127.0.0.1:0 "${STORE_ARGS[@]}" "$@" >/dev/null 2>"$WORK/err"
 	check_eq "$name: exit 4" 4 "$?"
 	check_contains "$name: message" "error: Refusing to start: $msg" "$(cat "$WORK/err")"
 	check_eq "$name: one line" 1 "$(wc -l <"$WORK/err")"

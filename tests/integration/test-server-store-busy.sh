@@ -1,8 +1,8 @@
 #!/bin/bash
 # A store error other than "not found" is reported as what it is: with every WAL read lock of
-# vmcryptd.db held by another process, reads fail busy, and the answer is 503 "store unavailable",
-# not a 404-style "no VM named ..." (issue 8). The four requests run at once: each waits out
-# SQLite's ~10 s of WAL retries.
+# vmcryptd.db held by another process (on PostgreSQL: the tables locked), reads fail busy, and
+# the answer is 503 "store unavailable", not a 404-style "no VM named ..." (issue 8). The four
+# requests run at once: each waits out SQLite's ~10 s of WAL retries (PostgreSQL's lock_timeout).
 . "$(dirname "$0")/server-lib.sh"
 require_cmd python3
 
@@ -13,6 +13,19 @@ check "new_vm web1" new_vm web1
 check "key create kek1" admin key create kek1
 auth_file admin "$DATA/admin.token"
 
+if [ "$STORE_KIND" = postgresql ]; then
+	# PostgreSQL: an ACCESS EXCLUSIVE lock on the tables keeps every reader waiting, and
+	# vmcryptd's lock_timeout (10 s, SQLite's busy timeout) makes that -EBUSY.
+	pg_psql "$PG_DB" >/dev/null 2>&1 <<SQL &
+SET application_name = 'locker';
+BEGIN;
+LOCK TABLE vms, settings, keys IN ACCESS EXCLUSIVE MODE;
+\! touch $WORK/locked
+SELECT pg_sleep(40);
+SQL
+	LOCKER=$!
+	unlock() { pg_psql postgres -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'locker'" >/dev/null; }
+else
 # SQLite's WAL read-mark locks are bytes 123-127 of the -shm file (sqlite.org/walformat.html,
 # "2.3.1 How the locks work"); holding them all exclusively keeps every reader out.
 python3 - "$DATA/vmcryptd.db-shm" "$WORK/locked" <<'PY' &
@@ -22,8 +35,11 @@ fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 5, 123)
 open(sys.argv[2], "w").close()
 time.sleep(40)
 PY
-LOCKER=$!
+	LOCKER=$!
+	unlock() { :; }
+fi
 at_exit "kill $LOCKER"
+at_exit unlock
 for ((i = 0; i < 100; i++)); do [ -e "$WORK/locked" ] && break; sleep 0.05; done
 check "the read locks are held" test -e "$WORK/locked"
 
@@ -38,6 +54,7 @@ busy_call encryption-show /v1/admin/vms/web1/encryption "$WORK/admin.hdr"
 busy_call key-show /v1/admin/keys/kek1 "$WORK/admin.hdr"
 busy_call goal /v1/vm/goal "$WORK/web1.hdr"
 wait "${callers[@]}"
+unlock
 kill "$LOCKER" 2>/dev/null
 
 for n in vm-show encryption-show key-show goal; do

@@ -135,6 +135,10 @@ check_eq "secret os with a plain fileName" 201 "$STATUS"
 # --- names an old store already holds are shown escaped ---
 stop_server TERM
 check_eq "clean stop" 0 "$SERVER_RC"
+if [ "$STORE_KIND" = postgresql ]; then
+	store_sql "UPDATE vms SET hostname = 'evil' || chr(8238) || 'gpj.exe' || chr(27) || '[31m' || chr(10) || 'FAKE row' || chr(133) WHERE name = 'v1'" >/dev/null
+	store_sql "UPDATE secrets SET file_name = 'k' || chr(8238) || 'yek.bek' || chr(7) WHERE vm = 'v1' AND volume = 'os'" >/dev/null
+else
 python3 - "$DATA/vmcryptd.db" <<'EOF'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
@@ -142,6 +146,7 @@ db.execute("UPDATE vms SET hostname = ? WHERE name = 'v1'", ("evil\u202egpj.exe\
 db.execute("UPDATE secrets SET file_name = ? WHERE vm = 'v1' AND volume = 'os'", ("k\u202eyek.bek\x07",))
 db.commit()
 EOF
+fi
 check "restart on the doctored store" start_server
 admin vm list >"$WORK/list" 2>&1
 check_contains "vm list: the hostname escaped" 'evil\u202egpj.exe\x1b[31m\nFAKE row\u0085' "$(cat "$WORK/list")"

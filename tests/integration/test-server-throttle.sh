@@ -147,8 +147,8 @@ grep 'warning: Failed authentication' "$WORK/vmcryptd.log" | sed 's/^/# /'
 check "no token in the log" no_leak "$WORK/tokens" "$WORK/vmcryptd.log"
 
 # Retention by age, then by size: the events that go are replaced by one that says what went.
-if command -v sqlite3 >/dev/null; then
-	sqlite3 "$DATA/vmcryptd.db" "UPDATE audit SET time = time - 400 * 86400 WHERE id <= 3"
+if [ "$STORE_KIND" = postgresql ] || command -v sqlite3 >/dev/null; then
+	store_sql "UPDATE audit SET time = time - 400 * 86400 WHERE id <= 3" >/dev/null
 	check "restart with --audit-max-rows 0 (age only, 365 days by default)" start_server --audit-max-rows 0
 	for ((i = 0; i < 50; i++)); do
 		out=$(audit_json)

@@ -41,14 +41,14 @@ stop_server TERM
 check_eq "clean stop" 0 "$SERVER_RC"
 
 # --listen errors.
-"$VMCRYPTD" --data-dir "$DATA" --listen nonsense >/dev/null 2>"$WORK/err"
+"$VMCRYPTD" --data-dir "$DATA" "${STORE_ARGS[@]}" --listen nonsense >/dev/null 2>"$WORK/err"
 check_eq "bad --listen: usage error exit" 2 "$?"
 check_contains "bad --listen: message" "expected ADDRESS:PORT" "$(cat "$WORK/err")"
 check "start on the self-signed default" start_server
 check_eq "ECDSA certificate: TLS 1.2 ECDHE-ECDSA-AES128-GCM-SHA256 works" ECDHE-ECDSA-AES128-GCM-SHA256 \
 	"$(tls12 ECDHE-ECDSA-AES128-GCM-SHA256)"
 check_eq "ECDSA certificate: TLS 1.2 ECDHE-ECDSA-AES128-SHA (CBC) is refused" "" "$(tls12 ECDHE-ECDSA-AES128-SHA)"
-"$VMCRYPTD" --data-dir "$DATA" --listen 127.0.0.1:0 >/dev/null 2>"$WORK/err"
+"$VMCRYPTD" --data-dir "$DATA" "${STORE_ARGS[@]}" --listen 127.0.0.1:0 >/dev/null 2>"$WORK/err"
 check_eq "a second vmcryptd on the same data directory: exit 9" 9 "$?"
 check_contains "second vmcryptd: message" "Another vmcryptd is serving" "$(cat "$WORK/err")"
 check "the first one still serves" "$VMCRYPT_ADMIN" --server "https://$ADDR" --ca-file "$DATA/tls.crt" --token-file "$DATA/admin.token" vm list

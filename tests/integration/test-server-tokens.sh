@@ -6,7 +6,7 @@
 # the store, the log or the audit trail. The store gets schema version 4 (test-store.c migrates
 # one of version 3).
 . "$(dirname "$0")/server-lib.sh"
-require_cmd sqlite3
+require_store_sql
 
 check "start" start_server --auth-free-failures 1000
 auth_file admin "$DATA/admin.token"
@@ -103,12 +103,13 @@ check_contains "a refused create" "token:bob" "$(admin audit --result denied)"
 # --- never in clear: store, log, audit ---
 for t in alice bob root2 dave; do secret_pattern "$WORK/leak" "$(cut -d- -f4 "$WORK/$t.tok")"; done
 check "no named token's text in the log" no_leak "$WORK/leak" "$WORK/vmcryptd.log"
-check "  ... nor in the database files" no_leak "$WORK/leak" "$DATA"/vmcryptd.db*
+check "  ... nor in the database files" no_leak "$WORK/leak" $(store_files)
 check "  ... nor in the audit trail" no_leak "$WORK/leak" <(admin --json audit)
 check_eq "the store keeps a SHA-256 of bob's token" \
 	"$(tr -d '\n' <"$WORK/bob.tok" | sha256sum | cut -d' ' -f1)" \
-	"$(sqlite3 "$DATA/vmcryptd.db" "SELECT lower(hex(hash)) FROM tokens WHERE name = 'bob'")"
-check_eq "schema version 4" 4 "$(sqlite3 "$DATA/vmcryptd.db" 'SELECT MAX(version) FROM schema_version')"
+	"$(if [ "$STORE_KIND" = sqlite ]; then store_sql "SELECT lower(hex(hash)) FROM tokens WHERE name = 'bob'"
+	else store_sql "SELECT encode(hash, 'hex') FROM tokens WHERE name = 'bob'"; fi)"
+check_eq "schema version 4" 4 "$(store_sql 'SELECT MAX(version) FROM schema_version')"
 
 # Tokens survive a restart, kill -9 too; a revocation too.
 stop_server KILL

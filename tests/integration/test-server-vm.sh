@@ -143,7 +143,7 @@ secret_pattern "$WORK/leak" "$v0"
 secret_pattern "$WORK/leak" "$v1"
 secret_pattern "$WORK/leak" "$(b64 "$v1")"
 secret_pattern "$WORK/leak" "$v3"
-check "values are not stored in clear" no_leak "$WORK/leak" "$DATA"/vmcryptd.db*
+check "values are not stored in clear" no_leak "$WORK/leak" $(store_files)
 check "values are not in the log" no_leak "$WORK/leak" "$WORK/vmcryptd.log"
 check_contains "every secret read is audited" "secret.read" "$(admin audit --vm vm1)"
 check_contains "failed reads are audited" "failed" "$(admin audit --vm vm1 | grep secret.read)"
