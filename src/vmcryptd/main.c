@@ -206,9 +206,17 @@ static int admin_token_setup(struct server *srv)
 	if (r < 0)
 		return log_error_errno(r, "Could not write %s: %m", path);
 	token_hex(srv->admin_hash, TOKEN_HASH_SIZE, hash_hex);
-	r = store_meta_set(srv->store, "admin_token_sha256", hash_hex);
+	r = store_meta_set_once(srv->store, "admin_token_sha256", hash_hex, &hex);
 	if (r < 0)
 		return log_error_errno(r, "Could not store the admin token hash: %m");
+	if (r > 0) {
+		/* A replica starting at the same time on the same store made its token first. */
+		(void)unlink(path);
+		log_info("Another vmcryptd on this store made the admin token; copy its admin.token to %s.", path);
+		return token_unhex(hex, srv->admin_hash, TOKEN_HASH_SIZE) < 0
+			       ? log_error_errno(-EBADMSG, "The stored admin token hash is damaged.")
+			       : 0;
+	}
 	log_info("Wrote the admin token to %s (mode 0600); give it to vmcrypt-admin with --token-file.", path);
 	return 0;
 }
@@ -481,6 +489,12 @@ int main(int argc, char **argv)
 		log_error_errno(r, "Could not open the store: %m");
 		vault_free(srv.vault);
 		return EXIT_ERROR;
+	}
+	r = masterkey_check(&srv, master_path);
+	if (r < 0) {
+		store_close(srv.store);
+		vault_free(srv.vault);
+		return r == -EKEYREJECTED ? EXIT_KEY : EXIT_ERROR;
 	}
 	stats_init(VMCRYPT_VERSION);
 	if (timed_store_wrap(srv.store) < 0)

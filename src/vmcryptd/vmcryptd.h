@@ -293,6 +293,11 @@ int keycache_get(struct server *srv, const char *name, uint32_t version, uint32_
 		 struct vault_key **ret_key, bool *ret_owned);
 void keycache_clear(void);
 
+/* masterkey.c: refuses (logged) a master key that is not the one the store was first used with,
+ * which a replica started on an empty data directory would make itself; the first use stores a
+ * check value. Returns 0, -EKEYREJECTED, or another -errno (logged). */
+int masterkey_check(struct server *srv, const char *master_path);
+
 /* strict.c: refuses, with the file and the chmod or chown that fixes it, a data directory
  * writable by group or others or not owned by the running user, and a master.key, admin.token or
  * TLS key (tls_key, or DIR/tls.key when NULL) that is open to group or others, owned by another

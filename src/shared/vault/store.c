@@ -31,6 +31,44 @@ int store_open(const char *location, struct store **ret)
 	return 0;
 }
 
+struct set_once {
+	const char *key, *value;
+	char *stored; /* out: the earlier value */
+};
+
+static int set_once_run(struct store *s, void *userdata)
+{
+	struct set_once *t = userdata;
+	int r;
+
+	free(t->stored); /* a transaction may run again */
+	t->stored = NULL;
+	r = store_meta_get(s, t->key, &t->stored);
+	if (r == -ENOENT)
+		return store_meta_set(s, t->key, t->value);
+	return r;
+}
+
+int store_meta_set_once(struct store *s, const char *key, const char *value, char **ret_value)
+{
+	struct set_once t = { key, value, NULL };
+	int r = store_transaction(s, set_once_run, &t);
+
+	if (r < 0) {
+		free(t.stored);
+		return r;
+	}
+	if (!t.stored) {
+		t.stored = strdup(value);
+		if (!t.stored)
+			return -ENOMEM;
+		*ret_value = t.stored;
+		return 0;
+	}
+	*ret_value = t.stored;
+	return 1;
+}
+
 void store_close(struct store *s)
 {
 	if (!s)

@@ -238,6 +238,11 @@ extern const struct store_ops store_pg_ops;
 int store_open(const char *location, struct store **ret);
 void store_close(struct store *s);
 
+/* Sets meta key to value unless it has one; the first of several vmcryptd on one store wins.
+ * *ret_value (malloc'd) is the value stored now. Returns 0 (value stored), 1 (an earlier value
+ * kept), or -errno. */
+int store_meta_set_once(struct store *s, const char *key, const char *value, char **ret_value);
+
 void store_vm_done(struct store_vm *vm);
 void store_key_done(struct store_key *key);
 void store_secret_done(struct store_secret *secret);
