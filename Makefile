@@ -276,7 +276,8 @@ install: $(PROGS) $(INSTALL_PLUGIN)
 	$(Q)sed -e 's|@sbindir@|$(sbindir)|g' dist/dracut/module-setup.sh.in >$(DESTDIR)$(dracutdir)/module-setup.sh && \
 		chmod 0755 $(DESTDIR)$(dracutdir)/module-setup.sh
 	$(Q)$(INSTALL) -m 0755 dist/dracut/vmcrypt-unlock.sh $(DESTDIR)$(dracutdir)/vmcrypt-unlock.sh
-	$(Q)$(INSTALL) -m 0644 dist/dracut/vmcrypt-unlock.service $(DESTDIR)$(dracutdir)/vmcrypt-unlock.service
+	$(Q)$(INSTALL) -m 0644 dist/dracut/vmcrypt-unlock.service dist/dracut/99-vmcrypt-initrd-dhcp.network \
+		$(DESTDIR)$(dracutdir)/
 	$(Q)$(INSTALL) -m 0644 dist/agent.conf.example $(DESTDIR)$(sysconfdir)/vmcrypt/
 	$(Q)$(INSTALL) -m 0644 $(DOCS) $(DESTDIR)$(docdir)/
 	$(if $(DESTDIR),@true,@echo "Installed. Then: systemctl daemon-reload; systemctl enable remote-cryptsetup.target vmcrypt-agent.service")

@@ -728,23 +728,6 @@ static int grub_cfg_has(const char *word)
 	return strstr(text, word) != NULL;
 }
 
-/* Whether the running kernel's command line has an ip= of its own (a static address for the
- * initramfs, docs/check.md "initramfs-network"). */
-static bool cmdline_has_ip(void)
-{
-	_cleanup_free_ char *line = NULL;
-	char *save = NULL;
-	int r;
-
-	r = read_full_file("/proc/cmdline", 64 << 10, &line, NULL);
-	if (r < 0)
-		return false;
-	for (char *w = strtok_r(line, " \t\n", &save); w; w = strtok_r(NULL, " \t\n", &save))
-		if (startswith(w, "ip="))
-			return true;
-	return false;
-}
-
 int agent_os_grub_enable(const struct agent_os *os, char *err, size_t errlen)
 {
 	char text[PATH_MAX + 512], word[128], words[PATH_MAX + 256], mapper[PATH_MAX], root_word[PATH_MAX + 8] = "";
@@ -756,10 +739,13 @@ int agent_os_grub_enable(const struct agent_os *os, char *err, size_t errlen)
 		/* dracut's systemd mounts the root= it is given, and before the first conversion the
 		 * device under the mapping still holds the plain filesystem with the same UUID: naming
 		 * the mapping (after GRUB's own root=UUID=, the last one wins) means the root is never
-		 * mounted from the device itself. dracut brings up the network only when asked. */
+		 * mounted from the device itself. dracut brings up the network only when asked; not
+		 * with ip=dhcp, which the booted system's systemd-network-generator would also obey
+		 * (a DHCP .network in /run ahead of the VM's own): vmcrypt's module gives the
+		 * initramfs's systemd-networkd a DHCP default of its own. */
 		(void)agent_volume_mapper_path(AGENT_OS_NAME, mapper, sizeof(mapper));
 		snprintf(root_word, sizeof(root_word), "root=%s", mapper);
-		snprintf(words, sizeof(words), "%s %s rd.neednet=1%s", word, root_word, cmdline_has_ip() ? "" : " ip=dhcp");
+		snprintf(words, sizeof(words), "%s %s rd.neednet=1", word, root_word);
 	}
 	snprintf(text, sizeof(text),
 		 "# Written by vmcrypt agent (docs/os-volume.md): the initramfs opens the OS volume\n"

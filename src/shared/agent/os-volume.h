@@ -72,7 +72,7 @@ int agent_os_write_boot_conf(const char *device, const char *mapping, const char
 bool agent_os_uses_dracut(void);
 
 /* Puts vmcrypt.boot=UUID=<the /boot filesystem> on the kernel command line (with dracut also
- * root=/dev/mapper/vmcrypt-os, rd.neednet=1 and, without an ip= of the VM's own, ip=dhcp) and
+ * root=/dev/mapper/vmcrypt-os and rd.neednet=1) and
  * regenerates grub.cfg, then reads grub.cfg back: the bootloader's configuration is the proof. */
 int agent_os_grub_enable(const struct agent_os *os, char *err, size_t errlen);
 
