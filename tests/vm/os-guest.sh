@@ -1,6 +1,6 @@
 # The guest half of tests/vm/test-vm-os.sh: runs in the GRUB-booted Debian guest as
 # /run/job/run.sh (POSIX sh, root, from vmcrypt-test.service). The job disk also holds `phase`
-# (boot1 ... boot4), ca.pem, enroll.token and guest-lib.sh (the markers and helpers).
+# (boot1 ... boot5), layout (cloud, split, split-dracut), ca.pem, enroll.token and guest-lib.sh (the markers and helpers).
 . /run/job/guest-lib.sh
 phase=$(cat /run/job/phase)
 layout=$(cat /run/job/layout)
@@ -16,6 +16,10 @@ show_state() {
 	echo "--- /boot/vmcrypt"; ls -la /boot/vmcrypt 2>&1
 	echo "--- vmcrypt status"; vmcrypt status 2>&1
 	echo "--- vmcrypt-agent"; journalctl -b --no-pager -o short-monotonic -u vmcrypt-agent.service 2>&1 | tail -n 25
+	if [ "$layout" = split-dracut ]; then
+		echo "--- systemctl --failed"; systemctl --failed --no-pager 2>&1
+		echo "--- systemd-network-generator"; journalctl -b --no-pager -o cat -u systemd-network-generator.service 2>&1 | tail -n 10
+	fi
 }
 root_from() { mounted_from / "$1"; }
 # The header says a reencryption is in flight (LUKS2 requirement online-reencrypt) or not.
@@ -30,7 +34,14 @@ boot1)
 	else
 		check "/boot is a filesystem of its own" mountpoint -q /boot
 	fi
-	check "the initramfs holds vmcrypt's boot script" sh -c "lsinitramfs /boot/initrd.img-\$(uname -r) | grep -qx scripts/local-top/vmcrypt"
+	if [ "$layout" = split-dracut ]; then
+		check "dracut made the initramfs, with vmcrypt's module (its unit and script)" sh -c \
+			"lsinitrd /boot/initrd.img-\$(uname -r) | grep -q ' usr/lib/vmcrypt/dracut-unlock\$' &&
+			 lsinitrd /boot/initrd.img-\$(uname -r) | grep -q 'initrd-root-device.target.wants/vmcrypt-unlock.service'"
+		check "no initramfs-tools" sh -c '! command -v update-initramfs'
+	else
+		check "the initramfs holds vmcrypt's boot script" sh -c "lsinitramfs /boot/initrd.img-\$(uname -r) | grep -qx scripts/local-top/vmcrypt"
+	fi
 	# A fixed tree on the root filesystem: its checksums before and after prove the conversion.
 	mkdir -p "$tree"
 	i=0
@@ -61,6 +72,10 @@ boot1)
 			'vmcrypt check --volume-type OS 2>&1 | grep -E "^PASS +tpm2 "'
 		check "the detached header is initialised for an online encryption" header_reencrypting
 		check "grub.cfg's kernel lines carry vmcrypt.boot=" grep -q 'vmcrypt.boot=UUID=' /boot/grub/grub.cfg
+		if [ "$layout" = split-dracut ]; then
+			check "with dracut they also name the root by its mapping and ask for the network" \
+				grep -q 'vmcrypt.boot=UUID=[^ ]* root=/dev/mapper/vmcrypt-os rd.neednet=1' /boot/grub/grub.cfg
+		fi
 		check "the kernel running now does not (one reboot to go)" sh -c '! grep -q vmcrypt.boot= /proc/cmdline'
 		cat /boot/vmcrypt/os.conf
 		show_state
@@ -83,6 +98,14 @@ boot2 | boot3)
 	# Before its first hotzone a mapping in reencryption is one linear segment on the device.
 	check "vmcrypt-os is a device-mapper device on /dev/vda1" sh -c 'lsblk -n -o NAME -s /dev/mapper/vmcrypt-os | grep -q vda1'
 	check "vmcrypt-agent.service runs" until_true 30 unit_active vmcrypt-agent.service
+	if [ "$layout" = split-dracut ]; then
+		check "dracut's initramfs ran vmcrypt-unlock.service, which opened / from the vault" sh -c \
+			"journalctl -b -o cat -u vmcrypt-unlock.service | grep 'opened as /dev/mapper/vmcrypt-os with the key from the vault'"
+		# The initramfs's DHCP default stays in the initramfs: the booted system's network
+		# generator finds no ip= to act on (with one it failed on its own file from the initramfs).
+		check "the booted system's systemd-network-generator did not fail" sh -c '! systemctl -q is-failed systemd-network-generator.service'
+		check "no ip= on the kernel command line" sh -c '! grep -q " ip=" /proc/cmdline'
+	fi
 	show_state
 	if [ "$phase" = boot2 ]; then
 		# The host cuts the power during the online conversion.
@@ -103,6 +126,10 @@ boot2 | boot3)
 boot4)
 	# The vault was down at boot: the recovery passphrase was typed on the console.
 	check "the root is mounted from /dev/mapper/vmcrypt-os" root_from /dev/mapper/vmcrypt-os
+	if [ "$layout" = split-dracut ]; then
+		check "dracut's initramfs opened / with the recovery passphrase" sh -c \
+			"journalctl -b -o cat -u vmcrypt-unlock.service | grep 'opened as /dev/mapper/vmcrypt-os with the recovery passphrase'"
+	fi
 	show_state
 	sums tree "$tree"
 	# The vault back, the host disables encryption for the OS volume: decrypted online.
@@ -124,6 +151,7 @@ boot5)
 	check "the root is mounted from the plain /dev/vda1 again" root_from /dev/vda1
 	check "no vmcrypt mapping" sh -c '! dmsetup ls | grep -q vmcrypt'
 	check "the kernel command line has no vmcrypt.boot=" sh -c '! grep -q vmcrypt.boot= /proc/cmdline'
+	check "nor a root on the mapping" sh -c '! grep -q root=/dev/mapper/ /proc/cmdline'
 	show_state
 	sums tree "$tree"
 	;;
