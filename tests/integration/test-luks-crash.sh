@@ -8,7 +8,7 @@ require_cmd cryptsetup mkfs.ext4 losetup
 . "$(dirname "$0")/luks-lib.sh"
 
 pristine=$WORK/pristine.img
-make_ext4 "$pristine" 256M 150
+make_ext4 "$pristine" 128M 70
 img=$WORK/img
 sums=$pristine.sums
 
@@ -54,7 +54,7 @@ done
 
 # --- kill at the Nth fsync: every durable write is a point where power can go ---------------------
 # strace injects SIGKILL at vmcrypt's Nth fsync (libcryptsetup's metadata and hotzone commits,
-# our state records); every 7th one of each direction here.
+# our state records); every 5th one of each direction here.
 if strace -f -o /dev/null -e trace=fsync -e inject=fsync:signal=SIGKILL:when=65535 true 2>/dev/null; then
 	count_fsyncs() { strace -f -o "$WORK/strace.out" -e trace=fsync "$@" >/dev/null 2>&1; grep -c 'fsync(' "$WORK/strace.out"; }
 	fresh
@@ -62,7 +62,7 @@ if strace -f -o /dev/null -e trace=fsync -e inject=fsync:signal=SIGKILL:when=655
 	cp --sparse=always "$img" "$WORK/enc.img"
 	n_dec=$(count_fsyncs "$VMCRYPT" decrypt --key-file "$KEY" "$img")
 	echo "# encrypt makes $n_enc fsyncs, decrypt $n_dec"
-	for ((n = 3; n <= n_enc; n += 7)); do
+	for ((n = 3; n <= n_enc; n += 5)); do
 		fresh
 		strace -f -o /dev/null -e trace=fsync -e inject=fsync:signal=SIGKILL:when=$n \
 			"$VMCRYPT" encrypt --key-file "$KEY" "$img" >/dev/null 2>&1
@@ -72,7 +72,7 @@ if strace -f -o /dev/null -e trace=fsync -e inject=fsync:signal=SIGKILL:when=655
 		"$VMCRYPT" decrypt --key-file "$KEY" "$img" >/dev/null 2>&1
 		check "encrypt killed at fsync $n: resumed ($s), files intact" sums_match "$img" "$sums"
 	done
-	for ((n = 3; n <= n_dec; n += 7)); do
+	for ((n = 3; n <= n_dec; n += 5)); do
 		rm -rf "$img" "$VMCRYPT_STATE_DIR/volumes"
 		cp --sparse=always "$WORK/enc.img" "$img"
 		strace -f -o /dev/null -e trace=fsync -e inject=fsync:signal=SIGKILL:when=$n \
